@@ -1,0 +1,299 @@
+// N-API glue only: argument guards, conversion, async workers. No maths here.
+// The TypeScript side (src/native/binding.ts) validates arguments with precise
+// messages; these guards are the cheap second line.
+#include <napi.h>
+#include <dnnl.h>
+#include <omp.h>
+#include <thread>
+#include "kernels/ops.h"
+#include "model/encoder.h"
+
+namespace {
+
+#define THROW_IF(cond, msg)                                        \
+  do {                                                             \
+    if (cond) throw Napi::TypeError::New(info.Env(), (msg));       \
+  } while (0)
+
+int default_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : (int)n;
+}
+
+int64_t get_int(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("config.") + key + " must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+template <typename T>
+const T* typed_data(const Napi::Value& v, napi_typedarray_type type, size_t expect, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong array type");
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() != expect)
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
+                                             " elements, expected " + std::to_string(expect));
+  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
+// Output memory handed to JavaScript without a copy; freed by the finalizer.
+Napi::Float32Array adopt_floats(Napi::Env env, std::vector<float>* buf) {
+  size_t bytes = buf->size() * sizeof(float);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, buf->data(), bytes, [](Napi::Env e, void*, std::vector<float>* v) {
+        Napi::MemoryManagement::AdjustExternalMemory(e, -(int64_t)(v->size() * sizeof(float)));
+        delete v;
+      }, buf);
+  Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)bytes);
+  return Napi::Float32Array::New(env, buf->size(), ab, 0);
+}
+
+class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeEncoder",
+                       {InstanceMethod("forward", &EncoderHandle::Forward),
+                        InstanceMethod("forwardFrom", &EncoderHandle::ForwardFrom),
+                        InstanceMethod("memory", &EncoderHandle::Memory),
+                        InstanceMethod("close", &EncoderHandle::Close)});
+  }
+
+  // new NativeEncoder(config, tensors)
+  // config: {vocab, hidden, layers, heads, intermediate, maxPositions, typeVocab, eps}
+  // tensors: [{slot, file, offset, bytes, dtype: 0 F32 | 1 F16 | 2 BF16, count}]
+  EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
+    THROW_IF(info.Length() < 2 || !info[0].IsObject() || !info[1].IsArray(),
+             "NativeEncoder(config, tensors) expects an object and an array");
+    enc_ = std::make_shared<er::Encoder>();
+    er::EncoderConfig& c = enc_->cfg;
+    Napi::Object cfg = info[0].As<Napi::Object>();
+    c.vocab = get_int(cfg, "vocab");
+    c.hidden = get_int(cfg, "hidden");
+    c.layers = get_int(cfg, "layers");
+    c.heads = get_int(cfg, "heads");
+    c.intermediate = get_int(cfg, "intermediate");
+    c.max_positions = get_int(cfg, "maxPositions");
+    c.type_vocab = get_int(cfg, "typeVocab");
+    c.eps = (float)cfg.Get("eps").As<Napi::Number>().DoubleValue();
+    THROW_IF(c.vocab <= 0 || c.hidden <= 0 || c.layers < 0 || c.heads <= 0 ||
+                 c.hidden % c.heads != 0 || c.intermediate <= 0 || c.max_positions <= 0 ||
+                 c.type_vocab < 0,
+             "invalid encoder config");
+    enc_->layer.assign(c.layers, er::LayerWeights{});
+    Napi::Array tensors = info[1].As<Napi::Array>();
+    try {
+      for (uint32_t i = 0; i < tensors.Length(); i++) {
+        Napi::Object t = tensors.Get(i).As<Napi::Object>();
+        std::string slot = t.Get("slot").As<Napi::String>().Utf8Value();
+        std::string file = t.Get("file").As<Napi::String>().Utf8Value();
+        uint64_t offset = (uint64_t)t.Get("offset").As<Napi::Number>().Int64Value();
+        uint64_t bytes = (uint64_t)t.Get("bytes").As<Napi::Number>().Int64Value();
+        int32_t dtype = t.Get("dtype").As<Napi::Number>().Int32Value();
+        uint64_t count = (uint64_t)t.Get("count").As<Napi::Number>().Int64Value();
+        THROW_IF(dtype < 0 || dtype > 2, "tensor " + slot + ": unknown dtype code");
+        const float** dst = slot_pointer(slot, count);
+        THROW_IF(dst == nullptr, "tensor " + slot + ": unknown slot or wrong element count");
+        *dst = enc_->weights.tensor(file, offset, bytes, (er::WeightDtype)dtype, count);
+      }
+    } catch (const std::runtime_error& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    std::string missing = missing_slot();
+    THROW_IF(!missing.empty(), "tensor " + missing + " was not given");
+  }
+
+ private:
+  // Canonical slot names (the TypeScript family tables map checkpoint names onto them).
+  const float** slot_pointer(const std::string& slot, uint64_t count) {
+    const er::EncoderConfig& c = enc_->cfg;
+    uint64_t H = c.hidden, I = c.intermediate;
+    er::EmbeddingWeights& e = enc_->emb;
+    if (slot == "embeddings.word") return count == c.vocab * H ? &e.word : nullptr;
+    if (slot == "embeddings.position") return count == c.max_positions * H ? &e.position : nullptr;
+    if (slot == "embeddings.token_type")
+      return c.type_vocab > 0 && count == c.type_vocab * H ? &e.token_type : nullptr;
+    if (slot == "embeddings.ln.weight") return count == H ? &e.ln_w : nullptr;
+    if (slot == "embeddings.ln.bias") return count == H ? &e.ln_b : nullptr;
+    if (slot.rfind("layer.", 0) != 0) return nullptr;
+    size_t dot = slot.find('.', 6);
+    if (dot == std::string::npos) return nullptr;
+    int64_t l = -1;
+    try {
+      l = std::stoll(slot.substr(6, dot - 6));
+    } catch (...) {
+      return nullptr;
+    }
+    if (l < 0 || l >= c.layers) return nullptr;
+    er::LayerWeights& w = enc_->layer[l];
+    std::string name = slot.substr(dot + 1);
+    struct Entry { const char* name; const float** ptr; uint64_t count; };
+    const Entry entries[] = {
+        {"attn.q.weight", &w.q_w, H * H},         {"attn.q.bias", &w.q_b, H},
+        {"attn.k.weight", &w.k_w, H * H},         {"attn.k.bias", &w.k_b, H},
+        {"attn.v.weight", &w.v_w, H * H},         {"attn.v.bias", &w.v_b, H},
+        {"attn.out.weight", &w.o_w, H * H},       {"attn.out.bias", &w.o_b, H},
+        {"attn.ln.weight", &w.ln1_w, H},          {"attn.ln.bias", &w.ln1_b, H},
+        {"ffn.in.weight", &w.ffn_in_w, I * H},    {"ffn.in.bias", &w.ffn_in_b, I},
+        {"ffn.out.weight", &w.ffn_out_w, H * I},  {"ffn.out.bias", &w.ffn_out_b, H},
+        {"ffn.ln.weight", &w.ln2_w, H},           {"ffn.ln.bias", &w.ln2_b, H},
+    };
+    for (const Entry& en : entries)
+      if (name == en.name) return count == en.count ? en.ptr : nullptr;
+    return nullptr;
+  }
+
+  std::string missing_slot() const {
+    const er::EmbeddingWeights& e = enc_->emb;
+    if (!e.word) return "embeddings.word";
+    if (!e.position) return "embeddings.position";
+    if (enc_->cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";
+    if (!e.ln_w || !e.ln_b) return "embeddings.ln";
+    for (size_t l = 0; l < enc_->layer.size(); l++) {
+      const er::LayerWeights& w = enc_->layer[l];
+      const float* all[] = {w.q_w, w.q_b, w.k_w, w.k_b, w.v_w, w.v_b, w.o_w, w.o_b,
+                            w.ln1_w, w.ln1_b, w.ffn_in_w, w.ffn_in_b, w.ffn_out_w, w.ffn_out_b,
+                            w.ln2_w, w.ln2_b};
+      for (const float* p : all)
+        if (!p) return "layer." + std::to_string(l) + ".*";
+    }
+    return "";
+  }
+
+  class ForwardWorker : public Napi::AsyncWorker {
+   public:
+    ForwardWorker(Napi::Env env, std::shared_ptr<er::Encoder> enc)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), enc_(std::move(enc)) {}
+    Napi::Promise Promise() { return deferred_.Promise(); }
+    // inputs are held alive by refs_ and read in place
+    std::vector<Napi::ObjectReference> refs_;
+    const int32_t *ids = nullptr, *positions = nullptr, *types = nullptr, *mask = nullptr;
+    const float* hidden = nullptr;
+    int64_t B = 0, T = 0, from = 0, to = 0;
+    int threads = 1;
+    bool from_hidden = false;
+
+    void Execute() override {
+      try {
+        out_ = new std::vector<float>((size_t)B * T * enc_->cfg.hidden);
+        std::string err = from_hidden
+            ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
+            : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
+        if (!err.empty()) SetError(err);
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      } catch (...) {
+        SetError("unknown native error in forward");
+      }
+    }
+    void OnOK() override {
+      Napi::Float32Array arr = adopt_floats(Env(), out_);
+      out_ = nullptr;
+      deferred_.Resolve(arr);
+    }
+    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+    ~ForwardWorker() override { delete out_; }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    std::shared_ptr<er::Encoder> enc_;
+    std::vector<float>* out_ = nullptr;
+  };
+
+  void Hold(ForwardWorker* w, const Napi::Value& v) {
+    if (v.IsObject()) w->refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+
+  // forward(ids, positions, typeIds | null, mask, B, T, toLayer, threads)
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    THROW_IF(!enc_, "encoder is closed");
+    THROW_IF(info.Length() < 8, "forward expects 8 arguments");
+    int64_t B = info[4].As<Napi::Number>().Int64Value(), T = info[5].As<Napi::Number>().Int64Value();
+    THROW_IF(B <= 0 || T <= 0, "batch dimensions must be positive");
+    size_t n = (size_t)(B * T);
+    auto* w = new ForwardWorker(info.Env(), enc_);
+    try {
+      w->ids = typed_data<int32_t>(info[0], napi_int32_array, n, "ids");
+      w->positions = typed_data<int32_t>(info[1], napi_int32_array, n, "positions");
+      if (!info[2].IsNull() && !info[2].IsUndefined())
+        w->types = typed_data<int32_t>(info[2], napi_int32_array, n, "typeIds");
+      w->mask = typed_data<int32_t>(info[3], napi_int32_array, n, "attentionMask");
+    } catch (...) {
+      delete w;
+      throw;
+    }
+    for (int i = 0; i < 4; i++) Hold(w, info[i]);
+    w->B = B;
+    w->T = T;
+    w->to = info[6].As<Napi::Number>().Int64Value();
+    w->threads = std::max(1, info[7].As<Napi::Number>().Int32Value());
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  // forwardFrom(hidden, mask, B, T, fromLayer, toLayer, threads)
+  Napi::Value ForwardFrom(const Napi::CallbackInfo& info) {
+    THROW_IF(!enc_, "encoder is closed");
+    THROW_IF(info.Length() < 7, "forwardFrom expects 7 arguments");
+    int64_t B = info[2].As<Napi::Number>().Int64Value(), T = info[3].As<Napi::Number>().Int64Value();
+    THROW_IF(B <= 0 || T <= 0, "batch dimensions must be positive");
+    size_t n = (size_t)(B * T);
+    auto* w = new ForwardWorker(info.Env(), enc_);
+    try {
+      w->hidden = typed_data<float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
+      w->mask = typed_data<int32_t>(info[1], napi_int32_array, n, "attentionMask");
+    } catch (...) {
+      delete w;
+      throw;
+    }
+    Hold(w, info[0]);
+    Hold(w, info[1]);
+    w->from_hidden = true;
+    w->B = B;
+    w->T = T;
+    w->from = info[4].As<Napi::Number>().Int64Value();
+    w->to = info[5].As<Napi::Number>().Int64Value();
+    w->threads = std::max(1, info[6].As<Napi::Number>().Int32Value());
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    if (enc_) {
+      o.Set("mappedBytes", (double)enc_->weights.mapped_bytes());
+      o.Set("ownedBytes", (double)enc_->weights.owned_bytes());
+    }
+    return o;
+  }
+
+  // Drops this handle's reference; running jobs keep the encoder alive until they end.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    enc_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<er::Encoder> enc_;
+};
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("kernels", er::ops().name);
+  o.Set("defaultThreads", default_threads());
+  const dnnl_version_t* v = dnnl_version();
+  o.Set("gemm", "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                    std::to_string(v->patch));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeEncoder", EncoderHandle::Init(env));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(embedding_recycler, Init)

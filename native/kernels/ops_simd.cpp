@@ -1,0 +1,167 @@
+// Fast kernels, compiled once per SIMD level (CMakeLists.txt builds this file with
+// ER_ISA_NS = isa_generic / isa_avx2 / isa_avx512 and the matching -m flags).
+// The loops are written for the auto-vectorizer: no libm calls in inner loops
+// (exp and erf are evaluated with polynomials below), float accumulation in
+// fixed-width blocks, rows split across threads with OpenMP.
+#include <cmath>
+#include <cstring>
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#include "kernels/ops.h"
+
+#ifndef ER_ISA_NS
+#error "ER_ISA_NS must name the SIMD level"
+#endif
+
+namespace er {
+namespace ER_ISA_NS {
+
+// exp(x) for x <= 0 (inputs below -87 give 0): x = n ln2 + r, |r| <= ln2/2,
+// e^r by a degree-6 Taylor polynomial (relative error < 2e-7), 2^n by exponent bits.
+static inline float exp_neg(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
+static inline float erf_fast(float x) {
+  float ax = std::fabs(x);
+  float t = 1.0f / (1.0f + 0.3275911f * ax);
+  float poly = t * (0.254829592f +
+                    t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float y = 1.0f - poly * exp_neg(-ax * ax);
+  return x < 0 ? -y : y;
+}
+
+static void bias_add(float* x, const float* bias, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+  for (int64_t i = 0; i < N; i++) {
+    float* row = x + i * C;
+    for (int64_t c = 0; c < C; c++) row[c] += bias[c];
+  }
+}
+
+static void gelu_forward(float* out, const float* inp, int64_t n) {
+  const int64_t block = 4096;
+  int64_t nblocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t b = 0; b < nblocks; b++) {
+    int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+    for (int64_t i = b * block; i < end; i++) {
+      float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + erf_fast(x * 0.70710678118654752f));
+    }
+  }
+}
+
+static void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                              const float* residual, const float* weight, const float* bias,
+                              int64_t N, int64_t C, float eps) {
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+  for (int64_t i = 0; i < N; i++) {
+    const float* x = inp + i * C;
+    float* o = out + i * C;
+    // o holds x + residual; a two-pass mean / variance over it keeps float accuracy
+    if (residual) {
+      const float* r = residual + i * C;
+      for (int64_t c = 0; c < C; c++) o[c] = x[c] + r[c];
+    } else if (o != x) {
+      for (int64_t c = 0; c < C; c++) o[c] = x[c];
+    }
+    float sum = 0;
+    for (int64_t c = 0; c < C; c++) sum += o[c];
+    float m = sum / (float)C;
+    float var = 0;
+    for (int64_t c = 0; c < C; c++) {
+      float d = o[c] - m;
+      var += d * d;
+    }
+    float s = 1.0f / std::sqrt(var / (float)C + eps);
+    for (int64_t c = 0; c < C; c++) o[c] = (o[c] - m) * s * weight[c] + bias[c];
+    if (mean) mean[i] = m;
+    if (rstd) rstd[i] = s;
+  }
+}
+
+static void softmax_masked_forward(float* scores, const int32_t* key_mask, float scale,
+                                   int64_t rows, int64_t T) {
+  // called from inside per-(batch, head) parallel loops: no threading here
+  for (int64_t r = 0; r < rows; r++) {
+    float* s = scores + r * T;
+    float mx = -INFINITY;
+    for (int64_t t = 0; t < T; t++) {
+      float v = key_mask[t] ? s[t] * scale : -INFINITY;
+      mx = v > mx ? v : mx;
+    }
+    if (mx == -INFINITY) {
+      for (int64_t t = 0; t < T; t++) s[t] = 0.f;
+      continue;
+    }
+    float sum = 0;
+    for (int64_t t = 0; t < T; t++) {
+      float e = key_mask[t] ? exp_neg(s[t] * scale - mx) : 0.0f;
+      s[t] = e;
+      sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int64_t t = 0; t < T; t++) s[t] *= inv;
+  }
+}
+
+static void f16_to_f32(float* out, const uint16_t* inp, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(inp + i))));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(inp + i))));
+#endif
+  if (i < n) ops_reference().f16_to_f32(out + i, inp + i, n - i);
+}
+
+static void f32_to_f16(uint16_t* out, const float* inp, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(out + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(inp + i), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i*)(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(inp + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+  if (i < n) ops_reference().f32_to_f16(out + i, inp + i, n - i);
+}
+
+static void bf16_to_f32(float* out, const uint16_t* inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t bits = (uint32_t)inp[i] << 16;
+    std::memcpy(&out[i], &bits, 4);
+  }
+}
+
+const OpsTable& table() {
+#define ER_STR2(x) #x
+#define ER_STR(x) ER_STR2(x)
+  static const OpsTable t = {ER_STR(ER_ISA_NS) + 4, bias_add,   gelu_forward,
+                             layernorm_forward,     softmax_masked_forward,
+                             f16_to_f32,            f32_to_f16, bf16_to_f32};
+  return t;
+}
+
+}  // namespace ER_ISA_NS
+}  // namespace er

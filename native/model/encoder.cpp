@@ -1,0 +1,156 @@
+#include "model/encoder.h"
+#include <omp.h>
+#include <cmath>
+#include <cstring>
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+
+namespace er {
+
+static void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads) {
+  grow(q, N * H);
+  grow(k, N * H);
+  grow(v, N * H);
+  grow(ctx, N * H);
+  grow(t1, N * H);
+  grow(ff, N * I);
+  grow(scores, (size_t)threads * T * T);
+}
+
+// Length of the attended prefix of one row: one past the last unmasked position.
+static int64_t row_extent(const int32_t* mask, int64_t T) {
+  int64_t e = T;
+  while (e > 0 && mask[e - 1] == 0) e--;
+  return e;
+}
+
+// ctx (B, T, H) = softmax(q k^T / sqrt(d), masked) v, per batch row and head.
+// Query rows past the row's extent are padding: their output is set to zero.
+static bool attention_forward(float* ctx, float* scores, const float* q, const float* k,
+                              const float* v, const int32_t* mask, int64_t B, int64_t T,
+                              int64_t H, int64_t heads) {
+  const int64_t d = H / heads;
+  const float scale = 1.0f / std::sqrt((float)d);
+  const OpsTable& K = ops();
+  bool ok = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
+  for (int64_t bh = 0; bh < B * heads; bh++) {
+    int64_t b = bh / heads, h = bh % heads;
+    const int32_t* m = mask + b * T;
+    int64_t e = row_extent(m, T);
+    float* s = scores + (int64_t)omp_get_thread_num() * T * T;  // (e, e)
+    const float* qb = q + b * T * H + h * d;
+    const float* kb = k + b * T * H + h * d;
+    const float* vb = v + b * T * H + h * d;
+    float* cb = ctx + b * T * H + h * d;
+    if (e > 0) {
+      ok = ok && gemm_f32(false, true, e, e, d, 1.0f, qb, H, kb, H, 0.0f, s, e);
+      K.softmax_masked_forward(s, m, scale, e, e);
+      ok = ok && gemm_f32(false, false, e, d, e, 1.0f, s, e, vb, H, 0.0f, cb, H);
+    }
+    for (int64_t t = e; t < T; t++) std::memset(cb + t * H, 0, d * sizeof(float));
+  }
+  return ok;
+}
+
+// One post-LayerNorm block: x (N, H) -> x.
+static bool layer_forward(Encoder& enc, const LayerWeights& w, float* x, const int32_t* mask,
+                          int64_t B, int64_t T) {
+  const EncoderConfig& c = enc.cfg;
+  Workspace& ws = enc.ws;
+  const OpsTable& K = ops();
+  const int64_t N = B * T, H = c.hidden, I = c.intermediate;
+  bool ok = matmul_forward(ws.q.data(), x, w.q_w, w.q_b, N, H, H) &&
+            matmul_forward(ws.k.data(), x, w.k_w, w.k_b, N, H, H) &&
+            matmul_forward(ws.v.data(), x, w.v_w, w.v_b, N, H, H) &&
+            attention_forward(ws.ctx.data(), ws.scores.data(), ws.q.data(), ws.k.data(),
+                              ws.v.data(), mask, B, T, H, c.heads) &&
+            matmul_forward(ws.t1.data(), ws.ctx.data(), w.o_w, w.o_b, N, H, H);
+  if (!ok) return false;
+  K.layernorm_forward(ws.t1.data(), nullptr, nullptr, ws.t1.data(), x, w.ln1_w, w.ln1_b, N, H,
+                      c.eps);
+  if (!matmul_forward(ws.ff.data(), ws.t1.data(), w.ffn_in_w, w.ffn_in_b, N, H, I)) return false;
+  K.gelu_forward(ws.ff.data(), ws.ff.data(), N * I);
+  if (!matmul_forward(ws.ctx.data(), ws.ff.data(), w.ffn_out_w, w.ffn_out_b, N, I, H))
+    return false;
+  K.layernorm_forward(x, nullptr, nullptr, ws.ctx.data(), ws.t1.data(), w.ln2_w, w.ln2_b, N, H,
+                      c.eps);
+  return true;
+}
+
+static std::string check_common(const Encoder& enc, int64_t B, int64_t T) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  if (enc.cfg.hidden <= 0 || enc.layer.size() != (size_t)enc.cfg.layers)
+    return "encoder is not loaded";
+  return "";
+}
+
+static std::string run_layers(Encoder& enc, float* x, const int32_t* mask, int64_t B, int64_t T,
+                              int64_t from, int64_t to) {
+  for (int64_t l = from; l < to; l++)
+    if (!layer_forward(enc, enc.layer[l], x, mask, B, T))
+      return "oneDNN GEMM failed in layer " + std::to_string(l + 1);
+  return "";
+}
+
+std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const int32_t* positions,
+                            const int32_t* type_ids, const int32_t* mask, int64_t B, int64_t T,
+                            int64_t to_layer, int threads) {
+  std::string err = check_common(enc, B, T);
+  if (!err.empty()) return err;
+  const EncoderConfig& c = enc.cfg;
+  if (to_layer < 0 || to_layer > c.layers)
+    return "toLayer " + std::to_string(to_layer) + " is out of range 0.." + std::to_string(c.layers);
+  const int64_t N = B * T, H = c.hidden;
+  // cheap guards; the TypeScript side reports these with the offending position
+  for (int64_t i = 0; i < N; i++) {
+    if (ids[i] < 0 || ids[i] >= c.vocab) return "token id out of range at " + std::to_string(i);
+    if (positions[i] < 0 || positions[i] >= c.max_positions)
+      return "position id out of range at " + std::to_string(i);
+    if (type_ids && (type_ids[i] < 0 || type_ids[i] >= (c.type_vocab ? c.type_vocab : 1)))
+      return "token type id out of range at " + std::to_string(i);
+  }
+  std::lock_guard<std::mutex> lock(enc.mu);
+  omp_set_num_threads(threads);
+  enc.ws.reserve(N, H, c.intermediate, T, threads);
+  const EmbeddingWeights& e = enc.emb;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float* o = out + i * H;
+    const float* w = e.word + (int64_t)ids[i] * H;
+    const float* p = e.position + (int64_t)positions[i] * H;
+    for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j];
+    if (e.token_type) {
+      const float* t = e.token_type + (int64_t)(type_ids ? type_ids[i] : 0) * H;
+      for (int64_t j = 0; j < H; j++) o[j] += t[j];
+    }
+  }
+  ops().layernorm_forward(out, nullptr, nullptr, out, nullptr, e.ln_w, e.ln_b, N, H, c.eps);
+  return run_layers(enc, out, mask, B, T, 0, to_layer);
+}
+
+std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
+                                 const int32_t* mask, int64_t B, int64_t T, int64_t from_layer,
+                                 int64_t to_layer, int threads) {
+  std::string err = check_common(enc, B, T);
+  if (!err.empty()) return err;
+  const EncoderConfig& c = enc.cfg;
+  if (from_layer < 0 || from_layer > c.layers)
+    return "fromLayer " + std::to_string(from_layer) + " is out of range 0.." +
+           std::to_string(c.layers);
+  if (to_layer < from_layer || to_layer > c.layers)
+    return "toLayer " + std::to_string(to_layer) + " is out of range " +
+           std::to_string(from_layer) + ".." + std::to_string(c.layers);
+  const int64_t N = B * T, H = c.hidden;
+  std::lock_guard<std::mutex> lock(enc.mu);
+  omp_set_num_threads(threads);
+  enc.ws.reserve(N, H, c.intermediate, T, threads);
+  if (out != hidden) std::memcpy(out, hidden, (size_t)N * H * sizeof(float));
+  return run_layers(enc, out, mask, B, T, from_layer, to_layer);
+}
+
+}  // namespace er

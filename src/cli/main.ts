@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+/**
+ * The `er` command. Each subcommand lives in its own module under src/cli/ and
+ * registers itself here.
+ */
+import { Command } from 'commander';
+import { registerDemo } from './demo';
+import { registerInfo } from './info';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('er')
+    .description('embedding-recycler: encode a corpus once with the first k layers, then run only the layers above k')
+    .showHelpAfterError();
+  registerDemo(program);
+  registerInfo(program);
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: Error) => {
+      process.stderr.write(`er: ${err.message}\n`);
+      process.exit(1);
+    });
+}

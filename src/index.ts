@@ -1,0 +1,17 @@
+/**
+ * embedding-recycler: run the first k layers of a pretrained encoder once, keep
+ * their activations, and run the layers above k for every task after that.
+ */
+export { Encoder } from './model/encoder';
+export type { Batch, LoadOptions, ForwardOptions, ForwardFromOptions } from './model/encoder';
+export type { TokenizeOptions, Encoded } from './model/tokenizer';
+export { TextTokenizer } from './model/tokenizer';
+export { readCheckpoint, readModelConfig, weightFingerprint } from './model/checkpoint';
+export type { Checkpoint } from './model/checkpoint';
+export { FAMILIES, SUPPORTED_MODEL_TYPES } from './model/families';
+export type { EncoderShape, FamilyName } from './model/families';
+export { readSafetensorsHeader, parseSafetensorsHeader, readSafetensors } from './model/safetensors';
+export type { Tensor } from './tensor/tensor';
+export { tensor } from './tensor/tensor';
+export { CheckpointError } from './errors';
+export { cpuInfo } from './native/info';

@@ -1,0 +1,307 @@
+/**
+ * The public face of the native encoder: load a Hugging Face checkpoint, tokenize,
+ * and run the encoder layer by layer, off the event loop.
+ */
+import { native, NativeEncoder } from '../native/binding';
+import { Tensor, tensor } from '../tensor/tensor';
+import { Checkpoint, readCheckpoint } from './checkpoint';
+import type { EncoderShape } from './families';
+import { Encoded, TextTokenizer, TokenizeOptions } from './tokenizer';
+
+/** A padded batch of token ids, ready for {@link Encoder.forward}. All arrays are [batchSize, seqLen] row-major. */
+export interface Batch {
+  batchSize: number;
+  seqLen: number;
+  inputIds: Int32Array;
+  /** 1 for real tokens, 0 for padding */
+  attentionMask: Int32Array;
+  tokenTypeIds: Int32Array;
+  /** absolute position ids as the family numbers them (RoBERTa starts after the pad id) */
+  positionIds: Int32Array;
+  /** the unpadded encodings, with offsets and word ids */
+  encodings: Encoded[];
+}
+
+/** Options of {@link Encoder.load}. */
+export interface LoadOptions {
+  /** Threads for native compute; default: every core. */
+  threads?: number;
+}
+
+/** Options of {@link Encoder.forward}. */
+export interface ForwardOptions {
+  /** Last layer to run: 0 = embeddings (+ LayerNorm) only, N = the full encoder (default). */
+  toLayer?: number;
+}
+
+/** Options of {@link Encoder.forwardFrom}. */
+export interface ForwardFromOptions {
+  /** The layer whose output `hidden` holds (0 = embeddings). */
+  fromLayer: number;
+  /** Last layer to run; default N. */
+  toLayer?: number;
+}
+
+function checkInt(name: string, v: unknown, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** A BERT-family encoder (BERT, RoBERTa, DistilBERT and their derivatives) running natively on the CPU. */
+export class Encoder {
+  /** @internal */
+  private handle: NativeEncoder | null;
+  private constructor(
+    /** The validated checkpoint. */
+    readonly checkpoint: Checkpoint,
+    /** The tokenizer that came with the checkpoint. */
+    readonly tokenizer: TextTokenizer,
+    handle: NativeEncoder,
+    private threads: number,
+  ) {
+    this.handle = handle;
+  }
+
+  /**
+   * Loads a Hugging Face model directory (config.json, model.safetensors or a
+   * sharded index, tokenizer.json or vocab.txt). The weights are memory-mapped,
+   * not copied (F16/BF16 weights are widened to F32 once).
+   */
+  static async load(dir: string, opts: LoadOptions = {}): Promise<Encoder> {
+    const ckpt = readCheckpoint(dir);
+    const tok = TextTokenizer.load(ckpt.dir, ckpt.shape.padTokenId);
+    const addon = native();
+    const threads = opts.threads === undefined ? addon.cpuInfo().defaultThreads : checkInt('threads', opts.threads, 1, 1024);
+    const s = ckpt.shape;
+    const handle = new addon.NativeEncoder(
+      {
+        vocab: s.vocabSize,
+        hidden: s.hidden,
+        layers: s.layers,
+        heads: s.heads,
+        intermediate: s.intermediate,
+        maxPositions: s.maxPositions,
+        typeVocab: s.typeVocabSize,
+        eps: s.layerNormEps,
+      },
+      ckpt.tensors,
+    );
+    return new Encoder(ckpt, tok, handle, threads);
+  }
+
+  /** The model's dimensions and family. */
+  get shape(): EncoderShape {
+    return this.checkpoint.shape;
+  }
+
+  /** Number of transformer layers N. */
+  get numLayers(): number {
+    return this.checkpoint.shape.layers;
+  }
+
+  /** Hidden size H. */
+  get hidden(): number {
+    return this.checkpoint.shape.hidden;
+  }
+
+  /** Longest sequence the position embeddings allow, special tokens included. */
+  get maxLength(): number {
+    return this.checkpoint.shape.maxPositions - this.checkpoint.shape.positionOffset;
+  }
+
+  /** Threads used by native compute. */
+  setThreads(n: number): void {
+    this.threads = checkInt('threads', n, 1, 1024);
+  }
+
+  private live(): NativeEncoder {
+    if (!this.handle) throw new Error('Encoder is closed');
+    return this.handle;
+  }
+
+  /**
+   * Tokenizes texts (or text pairs) into a padded batch. Truncates to `maxLength`
+   * (default: the model's limit); pads to the longest row unless told otherwise.
+   */
+  async tokenize(texts: readonly string[], opts: TokenizeOptions = {}): Promise<Batch> {
+    if (!Array.isArray(texts) || texts.length === 0) throw new TypeError('texts must be a non-empty array of strings');
+    texts.forEach((t, i) => {
+      if (typeof t !== 'string') throw new TypeError(`texts[${i}] must be a string, got ${typeof t}`);
+    });
+    if (opts.pairs !== undefined) {
+      if (!Array.isArray(opts.pairs) || opts.pairs.length !== texts.length) {
+        throw new TypeError(`pairs must be an array of ${texts.length} strings (one per text)`);
+      }
+      opts.pairs.forEach((t, i) => {
+        if (typeof t !== 'string') throw new TypeError(`pairs[${i}] must be a string, got ${typeof t}`);
+      });
+    }
+    const maxLength = checkInt('maxLength', opts.maxLength ?? this.maxLength, 1, this.maxLength);
+    const padding = opts.padding ?? 'longest';
+    if (padding !== 'longest' && padding !== 'max_length' && padding !== false) {
+      throw new TypeError(`padding must be 'longest', 'max_length' or false, got ${String(padding)}`);
+    }
+    const encodings = await this.tokenizer.encode(texts, { pairs: opts.pairs, maxLength, addSpecialTokens: opts.addSpecialTokens });
+    return this.batchFromEncodings(encodings, padding === 'max_length' ? maxLength : undefined, padding === false);
+  }
+
+  /**
+   * Pads encodings into a batch. `padTo` fixes the sequence length; `strict`
+   * refuses rows of different lengths.
+   */
+  batchFromEncodings(encodings: Encoded[], padTo?: number, strict = false): Batch {
+    const longest = Math.max(1, ...encodings.map((e) => e.ids.length));
+    if (strict && encodings.some((e) => e.ids.length !== longest)) {
+      throw new RangeError('padding is false but the rows have different lengths; use padding: "longest"');
+    }
+    const T = padTo ?? longest;
+    const B = encodings.length;
+    const s = this.checkpoint.shape;
+    const inputIds = new Int32Array(B * T).fill(s.padTokenId);
+    const attentionMask = new Int32Array(B * T);
+    const tokenTypeIds = new Int32Array(B * T);
+    const positionIds = new Int32Array(B * T);
+    encodings.forEach((e, b) => {
+      if (e.ids.length > T) throw new RangeError(`row ${b} has ${e.ids.length} tokens, more than the sequence length ${T}`);
+      for (let t = 0; t < e.ids.length; t++) {
+        inputIds[b * T + t] = e.ids[t];
+        attentionMask[b * T + t] = 1;
+        tokenTypeIds[b * T + t] = s.typeVocabSize > 0 ? e.typeIds[t] : 0;
+      }
+    });
+    this.fillPositions(inputIds, positionIds, B, T);
+    return { batchSize: B, seqLen: T, inputIds, attentionMask, tokenTypeIds, positionIds, encodings };
+  }
+
+  /** Position ids as the family computes them from the token ids. */
+  private fillPositions(ids: Int32Array, out: Int32Array, B: number, T: number): void {
+    const s = this.checkpoint.shape;
+    for (let b = 0; b < B; b++) {
+      if (s.family === 'roberta') {
+        // real tokens count from pad + 1; padding tokens take the pad id
+        let seen = 0;
+        for (let t = 0; t < T; t++) {
+          const real = ids[b * T + t] !== s.padTokenId;
+          if (real) seen++;
+          out[b * T + t] = real ? s.padTokenId + seen : s.padTokenId;
+        }
+      } else {
+        for (let t = 0; t < T; t++) out[b * T + t] = t;
+      }
+    }
+  }
+
+  private checkBatch(batch: Batch): void {
+    if (typeof batch !== 'object' || batch === null) throw new TypeError('batch must be an object from encoder.tokenize()');
+    const { batchSize: B, seqLen: T } = batch;
+    checkInt('batch.batchSize', B, 1, 1 << 24);
+    checkInt('batch.seqLen', T, 1, 1 << 24);
+    const s = this.checkpoint.shape;
+    const want = B * T;
+    for (const key of ['inputIds', 'attentionMask'] as const) {
+      const a = batch[key];
+      if (!(a instanceof Int32Array) || a.length !== want) {
+        throw new RangeError(`batch.${key} must be an Int32Array of batchSize * seqLen = ${want} values, got ${a instanceof Int32Array ? a.length : typeof a}`);
+      }
+    }
+    if (T > this.maxLength) throw new RangeError(`batch.seqLen ${T} exceeds the model's maximum length ${this.maxLength}`);
+    for (let i = 0; i < want; i++) {
+      const id = batch.inputIds[i];
+      if (id < 0 || id >= s.vocabSize) {
+        throw new RangeError(`batch.inputIds[${Math.floor(i / T)}][${i % T}] = ${id} is outside the vocabulary (0..${s.vocabSize - 1})`);
+      }
+      const m = batch.attentionMask[i];
+      if (m !== 0 && m !== 1) throw new RangeError(`batch.attentionMask[${Math.floor(i / T)}][${i % T}] = ${m}; the mask must hold 0 or 1`);
+    }
+    if (batch.tokenTypeIds !== undefined) {
+      if (!(batch.tokenTypeIds instanceof Int32Array) || batch.tokenTypeIds.length !== want) {
+        throw new RangeError(`batch.tokenTypeIds must be an Int32Array of ${want} values`);
+      }
+      const limit = Math.max(1, s.typeVocabSize);
+      for (let i = 0; i < want; i++) {
+        const v = batch.tokenTypeIds[i];
+        if (v < 0 || v >= limit) throw new RangeError(`batch.tokenTypeIds[${Math.floor(i / T)}][${i % T}] = ${v}; this model has ${limit} token type(s)`);
+      }
+    }
+    if (batch.positionIds !== undefined) {
+      if (!(batch.positionIds instanceof Int32Array) || batch.positionIds.length !== want) {
+        throw new RangeError(`batch.positionIds must be an Int32Array of ${want} values`);
+      }
+      for (let i = 0; i < want; i++) {
+        const v = batch.positionIds[i];
+        if (v < 0 || v >= s.maxPositions) throw new RangeError(`batch.positionIds[${Math.floor(i / T)}][${i % T}] = ${v} is outside 0..${s.maxPositions - 1}`);
+      }
+    }
+  }
+
+  /**
+   * Runs the embeddings and layers 1..toLayer. Resolves to the hidden states of
+   * layer `toLayer`, shape [batchSize, seqLen, hidden]. Values at padding
+   * positions are unspecified. Runs on a worker thread.
+   */
+  async forward(batch: Batch, opts: ForwardOptions = {}): Promise<Tensor> {
+    const toLayer = checkInt('toLayer', opts.toLayer ?? this.numLayers, 0, this.numLayers);
+    this.checkBatch(batch);
+    let positions = batch.positionIds;
+    if (positions === undefined) {
+      positions = new Int32Array(batch.batchSize * batch.seqLen);
+      this.fillPositions(batch.inputIds, positions, batch.batchSize, batch.seqLen);
+    }
+    const types = this.checkpoint.shape.typeVocabSize > 0 ? batch.tokenTypeIds ?? null : null;
+    const err = new Error();
+    try {
+      const out = await this.live().forward(batch.inputIds, positions, types, batch.attentionMask, batch.batchSize, batch.seqLen, toLayer, this.threads);
+      return tensor(out, [batch.batchSize, batch.seqLen, this.hidden]);
+    } catch (e) {
+      err.message = `forward failed: ${(e as Error).message}`;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs layers fromLayer+1..toLayer on the hidden states of layer `fromLayer`
+   * (shape [B, T, H]), with the batch's attention mask ([B*T] of 0/1). The result
+   * equals `forward(batch, {toLayer})` bit for bit when `hidden` came from
+   * `forward(batch, {toLayer: fromLayer})`.
+   */
+  async forwardFrom(hidden: Tensor, attentionMask: Int32Array, opts: ForwardFromOptions): Promise<Tensor> {
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('forwardFrom needs options { fromLayer }');
+    const fromLayer = checkInt('fromLayer', opts.fromLayer, 0, this.numLayers);
+    const toLayer = checkInt('toLayer', opts.toLayer ?? this.numLayers, fromLayer, this.numLayers);
+    if (typeof hidden !== 'object' || hidden === null || !(hidden.data instanceof Float32Array) || !Array.isArray(hidden.shape)) {
+      throw new TypeError('hidden must be a tensor { data: Float32Array, shape: [batch, seqLen, hidden] }');
+    }
+    if (hidden.shape.length !== 3 || hidden.shape[2] !== this.hidden) {
+      throw new RangeError(`hidden must have shape [batch, seqLen, ${this.hidden}], got [${hidden.shape.join(', ')}]`);
+    }
+    const [B, T] = hidden.shape;
+    if (hidden.data.length !== B * T * this.hidden) throw new RangeError(`hidden.data has ${hidden.data.length} values, shape [${hidden.shape.join(', ')}] needs ${B * T * this.hidden}`);
+    if (!(attentionMask instanceof Int32Array) || attentionMask.length !== B * T) {
+      throw new RangeError(`attentionMask must be an Int32Array of ${B} x ${T} = ${B * T} values (one per position of hidden), got ${attentionMask instanceof Int32Array ? attentionMask.length : typeof attentionMask}`);
+    }
+    for (let i = 0; i < attentionMask.length; i++) {
+      if (attentionMask[i] !== 0 && attentionMask[i] !== 1) throw new RangeError(`attentionMask[${i}] = ${attentionMask[i]}; the mask must hold 0 or 1`);
+    }
+    const err = new Error();
+    try {
+      const out = await this.live().forwardFrom(hidden.data, attentionMask, B, T, fromLayer, toLayer, this.threads);
+      return tensor(out, [B, T, this.hidden]);
+    } catch (e) {
+      err.message = `forwardFrom failed: ${(e as Error).message}`;
+      throw err;
+    }
+  }
+
+  /** Bytes of weights mapped from disk and bytes converted into memory. */
+  memory(): { mappedBytes: number; ownedBytes: number } {
+    return this.live().memory();
+  }
+
+  /** Releases the weights once running jobs end. Further calls throw. */
+  close(): void {
+    this.handle?.close();
+    this.handle = null;
+  }
+}

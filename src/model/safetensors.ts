@@ -1,0 +1,159 @@
+/**
+ * Reader for the safetensors format: an 8-byte little-endian header length n, a
+ * JSON header of n bytes, then the tensor data. Every header is validated before
+ * any byte of data is trusted: known dtypes, integer shapes, offsets inside the
+ * data region, byte counts that match the shapes, no overlapping tensors.
+ * The data itself is memory-mapped by the native side, never copied here.
+ */
+import * as fs from 'fs';
+import { CheckpointError } from '../errors';
+
+/** Bytes per element of each safetensors dtype. */
+export const DTYPE_SIZES: Readonly<Record<string, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1,
+  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+};
+
+/** Largest header accepted (the format's own limit is 100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface TensorInfo {
+  name: string;
+  dtype: string;
+  shape: number[];
+  /** byte offsets relative to the start of the data region */
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  fileSize: number;
+  /** absolute offset of the data region (8 + header length) */
+  dataStart: number;
+  tensors: Map<string, TensorInfo>;
+  metadata: Record<string, string>;
+}
+
+function fail(file: string, what: string): never {
+  throw new CheckpointError(`${file}: invalid safetensors file: ${what}`);
+}
+
+/**
+ * Validates a header given its raw bytes (everything after the 8-byte length) and
+ * the total file size. Pure: no I/O, so it can be fuzzed.
+ */
+export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fileSize: number): SafetensorsHeader {
+  const dataStart = 8 + headerBytes.length;
+  if (dataStart > fileSize) fail(file, `header of ${headerBytes.length} bytes is longer than the file (${fileSize} bytes)`);
+  const dataSize = fileSize - dataStart;
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+  } catch (err) {
+    fail(file, `header is not valid UTF-8 JSON (${(err as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(file, 'header is not a JSON object');
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(file, '__metadata__ is not an object');
+      metadata = {};
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        if (typeof v !== 'string') fail(file, `__metadata__.${k} is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(file, `entry "${name}" is not an object`);
+    const entry = raw as Record<string, unknown>;
+    const dtype = entry.dtype;
+    if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) {
+      fail(file, `tensor "${name}" has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`);
+    }
+    const shape = entry.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(file, `tensor "${name}" has an invalid shape ${JSON.stringify(shape)} (expected an array of non-negative integers)`);
+    }
+    const offsets = entry.data_offsets;
+    if (
+      !Array.isArray(offsets) || offsets.length !== 2 ||
+      !offsets.every((d) => Number.isSafeInteger(d) && d >= 0) || offsets[1] < offsets[0]
+    ) {
+      fail(file, `tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end > dataSize) {
+      fail(file, `tensor "${name}" data [${begin}, ${end}) runs past the end of the data (${dataSize} bytes); the file may be truncated`);
+    }
+    let count = 1;
+    for (const d of shape as number[]) count *= d;
+    const expected = count * DTYPE_SIZES[dtype];
+    if (!Number.isSafeInteger(expected) || end - begin !== expected) {
+      fail(file, `tensor "${name}" spans ${end - begin} bytes but ${dtype}[${(shape as number[]).join(', ')}] needs ${expected}`);
+    }
+    tensors.set(name, { name, dtype, shape: [...(shape as number[])], begin, end });
+  }
+  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) {
+      fail(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap`);
+    }
+  }
+  return { file, fileSize, dataStart, tensors, metadata };
+}
+
+/** Reads and validates the header of a safetensors file (the data is not read). */
+export function readSafetensorsHeader(file: string): SafetensorsHeader {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    throw new CheckpointError(`${file}: cannot open: ${(err as Error).message}`);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size < 8) fail(file, `file is ${size} bytes, shorter than the 8-byte header length`);
+    const lenBuf = Buffer.alloc(8);
+    fs.readSync(fd, lenBuf, 0, 8, 0);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER_BYTES)) fail(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+    if (n > BigInt(size - 8)) fail(file, `header length ${n} is longer than the rest of the file (${size - 8} bytes); the file may be truncated`);
+    const header = Buffer.alloc(Number(n));
+    const got = fs.readSync(fd, header, 0, header.length, 8);
+    if (got !== header.length) fail(file, `could read only ${got} of ${header.length} header bytes`);
+    return parseSafetensorsHeader(file, header, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A tensor read fully into memory (for fixtures and small files, not for weights). */
+export interface LoadedTensor {
+  dtype: string;
+  shape: number[];
+  data: Float32Array | Int32Array | Float64Array | BigInt64Array | Uint8Array;
+}
+
+/** Reads every tensor of a small safetensors file into typed arrays (F32, F64, I32, I64, U8). */
+export function readSafetensors(file: string): Map<string, LoadedTensor> {
+  const header = readSafetensorsHeader(file);
+  const buf = fs.readFileSync(file);
+  const out = new Map<string, LoadedTensor>();
+  for (const t of header.tensors.values()) {
+    const bytes = buf.subarray(header.dataStart + t.begin, header.dataStart + t.end);
+    const copy = new Uint8Array(bytes).buffer; // aligned copy
+    let data: LoadedTensor['data'];
+    switch (t.dtype) {
+      case 'F32': data = new Float32Array(copy); break;
+      case 'F64': data = new Float64Array(copy); break;
+      case 'I32': data = new Int32Array(copy); break;
+      case 'I64': data = new BigInt64Array(copy); break;
+      case 'U8': case 'BOOL': data = new Uint8Array(copy); break;
+      default: throw new CheckpointError(`${file}: tensor "${t.name}" has dtype ${t.dtype}, which readSafetensors does not load`);
+    }
+    out.set(t.name, { dtype: t.dtype, shape: t.shape, data });
+  }
+  return out;
+}

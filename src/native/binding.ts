@@ -1,0 +1,92 @@
+/**
+ * The one place that loads the native addon and types its exports.
+ * Nothing else in the package requires the `.node` file.
+ * @internal
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** Canonical weight slots the native encoder knows (see src/model/families.ts). */
+export interface NativeTensorSpec {
+  slot: string;
+  file: string;
+  /** absolute byte offset of the tensor's data in `file` */
+  offset: number;
+  bytes: number;
+  /** 0 = F32, 1 = F16, 2 = BF16 */
+  dtype: 0 | 1 | 2;
+  count: number;
+}
+
+export interface NativeEncoderConfig {
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  intermediate: number;
+  maxPositions: number;
+  typeVocab: number;
+  eps: number;
+}
+
+export interface NativeEncoder {
+  forward(
+    ids: Int32Array,
+    positions: Int32Array,
+    typeIds: Int32Array | null,
+    mask: Int32Array,
+    batch: number,
+    seqLen: number,
+    toLayer: number,
+    threads: number,
+  ): Promise<Float32Array>;
+  forwardFrom(
+    hidden: Float32Array,
+    mask: Int32Array,
+    batch: number,
+    seqLen: number,
+    fromLayer: number,
+    toLayer: number,
+    threads: number,
+  ): Promise<Float32Array>;
+  memory(): { mappedBytes: number; ownedBytes: number };
+  close(): void;
+}
+
+export interface NativeAddon {
+  NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
+  cpuInfo(): { kernels: string; defaultThreads: number; gemm: string };
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon: a local build first, then a prebuilt binary; one error listing every attempt. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const root = path.resolve(__dirname, '..', '..');
+  const candidates = [
+    process.env.ER_ADDON_PATH,
+    path.join(root, 'build', 'Release', 'embedding_recycler.node'),
+    path.join(root, 'build', 'Debug', 'embedding_recycler.node'),
+    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'embedding_recycler.node'),
+  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
+  const attempts: string[] = [];
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) {
+      attempts.push(`  ${file}: not found`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      cached = require(file) as NativeAddon;
+      return cached;
+    } catch (err) {
+      attempts.push(`  ${file}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(
+    'embedding-recycler: could not load the native addon. Tried:\n' +
+      attempts.join('\n') +
+      '\nBuild it from source with `npm run build:native` (needs cmake, g++ and libdnnl-dev).',
+  );
+}
