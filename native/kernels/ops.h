@@ -33,6 +33,8 @@ struct OpsTable {
   void (*f16_to_f32)(float* out, const uint16_t* inp, int64_t n);
   void (*f32_to_f16)(uint16_t* out, const float* inp, int64_t n);
   void (*bf16_to_f32)(float* out, const uint16_t* inp, int64_t n);
+  // float -> bfloat16, round to nearest even (NaN stays NaN)
+  void (*f32_to_bf16)(uint16_t* out, const float* inp, int64_t n);
 };
 
 // The table for this CPU (highest supported level, or ER_CPU_LEVEL=generic|avx2|avx512).

@@ -111,12 +111,25 @@ static void bf16_to_f32(float* out, const uint16_t* inp, int64_t n) {
   }
 }
 
+static void f32_to_bf16(uint16_t* out, const float* inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t bits;
+    std::memcpy(&bits, &inp[i], 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = (uint16_t)((bits >> 16) | 0x40);  // quiet NaN
+    } else {
+      out[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+  }
+}
+
 }  // namespace ref
 
 const OpsTable& ops_reference() {
   static const OpsTable table = {"reference",          ref::bias_add,   ref::gelu_forward,
                                  ref::layernorm_forward, ref::softmax_masked_forward,
-                                 ref::f16_to_f32,        ref::f32_to_f16, ref::bf16_to_f32};
+                                 ref::f16_to_f32,        ref::f32_to_f16, ref::bf16_to_f32,
+                                 ref::f32_to_bf16};
   return table;
 }
 

@@ -154,12 +154,24 @@ static void bf16_to_f32(float* out, const uint16_t* inp, int64_t n) {
   }
 }
 
+static void f32_to_bf16(uint16_t* out, const float* inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 262144)
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t bits;
+    std::memcpy(&bits, &inp[i], 4);
+    uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+    uint32_t nan = (bits >> 16) | 0x40u;
+    out[i] = (uint16_t)((bits & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+  }
+}
+
 const OpsTable& table() {
 #define ER_STR2(x) #x
 #define ER_STR(x) ER_STR2(x)
   static const OpsTable t = {ER_STR(ER_ISA_NS) + 4, bias_add,   gelu_forward,
                              layernorm_forward,     softmax_masked_forward,
-                             f16_to_f32,            f32_to_f16, bf16_to_f32};
+                             f16_to_f32,            f32_to_f16, bf16_to_f32,
+                             f32_to_bf16};
   return t;
 }
 

@@ -11,7 +11,8 @@ static void grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads) {
+void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16) {
+  if (bf16 && in16.size() < (size_t)(N * (H > I ? H : I))) in16.resize(N * (H > I ? H : I));
   grow(q, N * H);
   grow(k, N * H);
   grow(v, N * H);
@@ -57,6 +58,36 @@ static bool attention_forward(float* ctx, float* scores, const float* q, const f
   return ok;
 }
 
+void encoder_set_precision(Encoder& enc, Precision p) {
+  std::lock_guard<std::mutex> lock(enc.mu);
+  enc.precision = p;
+  if (p != Precision::BF16 || !enc.weights16.empty()) return;
+  const int64_t H = enc.cfg.hidden, I = enc.cfg.intermediate;
+  for (const LayerWeights& w : enc.layer) {
+    const std::pair<const float*, int64_t> mats[] = {{w.q_w, H * H}, {w.k_w, H * H}, {w.v_w, H * H},
+                                                     {w.o_w, H * H}, {w.ffn_in_w, I * H},
+                                                     {w.ffn_out_w, H * I}};
+    for (auto& m : mats) {
+      std::vector<uint16_t>& dst = enc.weights16[m.first];
+      dst.resize(m.second);
+      ops().f32_to_bf16(dst.data(), m.first, m.second);
+    }
+  }
+}
+
+// out (N, OC) = inp (N, C) @ weight^T + bias in the encoder's precision.
+static bool linear(Encoder& enc, float* out, const float* inp, const float* weight,
+                   const float* bias, int64_t N, int64_t C, int64_t OC) {
+  if (enc.precision == Precision::BF16) {
+    auto it = enc.weights16.find(weight);
+    if (it == enc.weights16.end()) return false;
+    uint16_t* in16 = enc.ws.in16.data();
+    ops().f32_to_bf16(in16, inp, N * C);
+    return matmul_forward_bf16(out, in16, it->second.data(), bias, N, C, OC);
+  }
+  return matmul_forward(out, inp, weight, bias, N, C, OC);
+}
+
 // One post-LayerNorm block: x (N, H) -> x.
 static bool layer_forward(Encoder& enc, const LayerWeights& w, float* x, const int32_t* mask,
                           int64_t B, int64_t T) {
@@ -64,18 +95,18 @@ static bool layer_forward(Encoder& enc, const LayerWeights& w, float* x, const i
   Workspace& ws = enc.ws;
   const OpsTable& K = ops();
   const int64_t N = B * T, H = c.hidden, I = c.intermediate;
-  bool ok = matmul_forward(ws.q.data(), x, w.q_w, w.q_b, N, H, H) &&
-            matmul_forward(ws.k.data(), x, w.k_w, w.k_b, N, H, H) &&
-            matmul_forward(ws.v.data(), x, w.v_w, w.v_b, N, H, H) &&
+  bool ok = linear(enc, ws.q.data(), x, w.q_w, w.q_b, N, H, H) &&
+            linear(enc, ws.k.data(), x, w.k_w, w.k_b, N, H, H) &&
+            linear(enc, ws.v.data(), x, w.v_w, w.v_b, N, H, H) &&
             attention_forward(ws.ctx.data(), ws.scores.data(), ws.q.data(), ws.k.data(),
                               ws.v.data(), mask, B, T, H, c.heads) &&
-            matmul_forward(ws.t1.data(), ws.ctx.data(), w.o_w, w.o_b, N, H, H);
+            linear(enc, ws.t1.data(), ws.ctx.data(), w.o_w, w.o_b, N, H, H);
   if (!ok) return false;
   K.layernorm_forward(ws.t1.data(), nullptr, nullptr, ws.t1.data(), x, w.ln1_w, w.ln1_b, N, H,
                       c.eps);
-  if (!matmul_forward(ws.ff.data(), ws.t1.data(), w.ffn_in_w, w.ffn_in_b, N, H, I)) return false;
+  if (!linear(enc, ws.ff.data(), ws.t1.data(), w.ffn_in_w, w.ffn_in_b, N, H, I)) return false;
   K.gelu_forward(ws.ff.data(), ws.ff.data(), N * I);
-  if (!matmul_forward(ws.ctx.data(), ws.ff.data(), w.ffn_out_w, w.ffn_out_b, N, I, H))
+  if (!linear(enc, ws.ctx.data(), ws.ff.data(), w.ffn_out_w, w.ffn_out_b, N, I, H))
     return false;
   K.layernorm_forward(x, nullptr, nullptr, ws.ctx.data(), ws.t1.data(), w.ln2_w, w.ln2_b, N, H,
                       c.eps);
@@ -93,7 +124,7 @@ static std::string run_layers(Encoder& enc, float* x, const int32_t* mask, int64
                               int64_t from, int64_t to) {
   for (int64_t l = from; l < to; l++)
     if (!layer_forward(enc, enc.layer[l], x, mask, B, T))
-      return "oneDNN GEMM failed in layer " + std::to_string(l + 1);
+      return "oneDNN matmul failed in layer " + std::to_string(l + 1);
   return "";
 }
 
@@ -116,7 +147,7 @@ std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const 
   }
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
-  enc.ws.reserve(N, H, c.intermediate, T, threads);
+  enc.ws.reserve(N, H, c.intermediate, T, threads, enc.precision == Precision::BF16);
   const EmbeddingWeights& e = enc.emb;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; i++) {
@@ -148,7 +179,7 @@ std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
   const int64_t N = B * T, H = c.hidden;
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
-  enc.ws.reserve(N, H, c.intermediate, T, threads);
+  enc.ws.reserve(N, H, c.intermediate, T, threads, enc.precision == Precision::BF16);
   if (out != hidden) std::memcpy(out, hidden, (size_t)N * H * sizeof(float));
   return run_layers(enc, out, mask, B, T, from_layer, to_layer);
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 #include "model/weights.h"
 
@@ -19,6 +20,11 @@ struct EncoderConfig {
   int64_t max_positions = 0, type_vocab = 0;  // type_vocab 0: no token-type embeddings
   float eps = 1e-12f;
 };
+
+// Compute precision of the linear layers. FP32 is the reference. BF16 runs the
+// GEMMs of the linear layers with bfloat16 inputs and weights and fp32
+// accumulation; embeddings, LayerNorm, softmax, GELU and attention stay fp32.
+enum class Precision : int32_t { FP32 = 0, BF16 = 1 };
 
 struct EmbeddingWeights {
   const float* word = nullptr;        // (vocab, H)
@@ -40,7 +46,8 @@ struct LayerWeights {
 // Scratch buffers reused across calls; they only grow.
 struct Workspace {
   std::vector<float> q, k, v, ctx, t1, ff, scores;  // (N,H) x5, (N,I), (threads,T,T)
-  void reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads);
+  std::vector<uint16_t> in16;                        // (N, max(H, I)) bf16 GEMM input
+  void reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16);
 };
 
 struct Encoder {
@@ -48,9 +55,15 @@ struct Encoder {
   EmbeddingWeights emb;
   std::vector<LayerWeights> layer;
   WeightSet weights;
+  Precision precision = Precision::FP32;
+  // bf16 copies of the linear layers' weights, keyed by the fp32 weight (BF16 only)
+  std::unordered_map<const float*, std::vector<uint16_t>> weights16;
   Workspace ws;
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };
+
+// Switches the compute precision; BF16 converts the linear weights once.
+void encoder_set_precision(Encoder& enc, Precision p);
 
 // All arrays are (B, T) row-major; positions are absolute position ids (the
 // family's offset already applied); type_ids may be null (all zero).

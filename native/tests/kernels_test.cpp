@@ -105,6 +105,25 @@ int main() {
     }
   }
 
+  // bf16 rounding: every level equals the reference bit for bit
+  for (const char* level : {"generic", "avx2", "avx512"}) {
+    const er::OpsTable* K = er::ops_for_level(level);
+    if (!K) continue;
+    std::vector<float> src = randv(50001);
+    src[0] = NAN; src[1] = INFINITY; src[2] = -0.f; src[3] = 3.3895314e38f;
+    std::vector<uint16_t> h1(src.size()), h2(src.size());
+    R.f32_to_bf16(h1.data(), src.data(), (int64_t)src.size());
+    K->f32_to_bf16(h2.data(), src.data(), (int64_t)src.size());
+    int diff = 0;
+    for (size_t i = 0; i < src.size(); i++) diff += h1[i] != h2[i];
+    check(diff == 0, level, "f32_to_bf16", diff);
+    std::vector<float> back(src.size());
+    K->bf16_to_f32(back.data(), h2.data(), (int64_t)src.size());
+    double rel = 0;
+    for (size_t i = 4; i < src.size(); i++) rel = std::fmax(rel, std::fabs(back[i] - src[i]) / std::fabs(src[i]));
+    check(rel <= 1.0 / 256, level, "bf16 round trip relative error <= 2^-8", rel);
+  }
+
   // GEMM wrapper against a naive product, with leading dimensions larger than the shape
   {
     int64_t M = 33, N = 17, K = 65, lda = 70, ldb = 70, ldc = 20;

@@ -25,7 +25,7 @@ export interface TokenizeOptions {
 export interface Encoded {
   ids: number[];
   typeIds: number[];
-  /** character offsets [start, end) into the text (or the pair text for segment 1) */
+  /** UTF-16 offsets [start, end) into the text (or into the pair text for segment 1), for `String.slice` */
   offsets: [number, number][];
   /** index of the word each token belongs to; null for special tokens */
   wordIds: (number | null)[];
@@ -38,13 +38,40 @@ export interface EncodedWindows {
   windows: Encoded[];
 }
 
-function toEncoded(e: tk.Encoding): Encoded {
+/**
+ * Maps code-point indices (what the Rust library reports) to UTF-16 indices (what
+ * JavaScript strings use), so `text.slice(start, end)` gives the token's text.
+ */
+function codePointToUtf16(text: string): Int32Array | null {
+  let astral = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) { astral = true; break; }
+  }
+  if (!astral) return null; // identical indices
+  const map: number[] = [];
+  let u = 0;
+  for (const ch of text) {
+    map.push(u);
+    u += ch.length;
+  }
+  map.push(u);
+  return Int32Array.from(map);
+}
+
+function toEncoded(e: tk.Encoding, text: string, pair?: string): Encoded {
+  const sequenceIds = e.getSequenceIds().map((s) => (s === undefined || s === null ? null : s));
+  const maps = [codePointToUtf16(text), pair !== undefined ? codePointToUtf16(pair) : null];
+  const offsets = e.getOffsets().map((o, i) => {
+    const m = maps[sequenceIds[i] ?? 0];
+    return (m ? [m[Math.min(o[0], m.length - 1)], m[Math.min(o[1], m.length - 1)]] : [o[0], o[1]]) as [number, number];
+  });
   return {
     ids: e.getIds(),
     typeIds: e.getTypeIds(),
-    offsets: e.getOffsets().map((o) => [o[0], o[1]] as [number, number]),
+    offsets,
     wordIds: e.getWordIds().map((w) => (w === undefined || w === null ? null : w)),
-    sequenceIds: e.getSequenceIds().map((s) => (s === undefined || s === null ? null : s)),
+    sequenceIds,
   };
 }
 
@@ -119,9 +146,15 @@ export class TextTokenizer {
     return this.serial(async () => {
       if (opts.maxLength !== undefined) this.inner.setTruncation(opts.maxLength);
       else this.inner.disableTruncation();
-      const inputs = texts.map((t, i) => (opts.pairs ? [t, opts.pairs[i]] : t)) as unknown as Parameters<tk.Tokenizer["encodeBatch"]>[0];
-      const encs = await this.inner.encodeBatch(inputs, { addSpecialTokens: opts.addSpecialTokens ?? true });
-      return encs.map(toEncoded);
+      const options = { addSpecialTokens: opts.addSpecialTokens ?? true };
+      const pairs = opts.pairs;
+      if (pairs) {
+        // the binding's batch call takes single texts only; pairs go one by one (each on the pool)
+        const encs = await Promise.all(texts.map((t, i) => this.inner.encode(t, pairs[i], options)));
+        return encs.map((e, i) => toEncoded(e, texts[i], pairs[i]));
+      }
+      const encs = await this.inner.encodeBatch([...texts], options);
+      return encs.map((e, i) => toEncoded(e, texts[i]));
     });
   }
 
@@ -130,7 +163,7 @@ export class TextTokenizer {
     return this.serial(async () => {
       this.inner.setTruncation(maxLength, { stride });
       const e = await this.inner.encode(text, pair ?? null);
-      return { windows: [toEncoded(e), ...e.getOverflowing().map(toEncoded)] };
+      return { windows: [e, ...e.getOverflowing()].map((w) => toEncoded(w, text, pair)) };
     });
   }
 }

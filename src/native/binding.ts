@@ -27,6 +27,7 @@ export interface NativeEncoderConfig {
   maxPositions: number;
   typeVocab: number;
   eps: number;
+  precision: 'fp32' | 'bf16';
 }
 
 export interface NativeEncoder {
@@ -49,13 +50,13 @@ export interface NativeEncoder {
     toLayer: number,
     threads: number,
   ): Promise<Float32Array>;
-  memory(): { mappedBytes: number; ownedBytes: number };
+  memory(): { mappedBytes: number; ownedBytes: number; bf16Bytes: number };
   close(): void;
 }
 
 export interface NativeAddon {
   NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
-  cpuInfo(): { kernels: string; defaultThreads: number; gemm: string };
+  cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; bf16Matmul: string };
 }
 
 let cached: NativeAddon | undefined;
