@@ -15,3 +15,7 @@ export type { Tensor } from './tensor/tensor';
 export { tensor } from './tensor/tensor';
 export { CheckpointError } from './errors';
 export { cpuInfo } from './native/info';
+// the cost model (`er cost`): the whole API under `cost`, the main entry points by name
+export * as cost from './cost';
+export { computeCost, measureRecycling } from './cost';
+export type { CostInputs, CostResult } from './cost';

@@ -4,6 +4,7 @@
  * registers itself here.
  */
 import { Command } from 'commander';
+import { registerCost } from './cost';
 import { registerDemo } from './demo';
 import { registerInfo } from './info';
 
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   registerDemo(program);
   registerInfo(program);
+  registerCost(program);
   return program;
 }
 
