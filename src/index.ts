@@ -19,3 +19,8 @@ export { cpuInfo } from './native/info';
 export * as cost from './cost';
 export { computeCost, measureRecycling } from './cost';
 export type { CostInputs, CostResult } from './cost';
+export { ActivationStore, StoreError, storeIdentity } from './store/store';
+export type { EncodeItem, CreateStoreOptions, OpenStoreOptions, EncodeOptions, EncodeProgress, WindowRef, StoreBatch, BatchOptions, VerifyResult } from './store/store';
+export { FORMAT_VERSION, windowKey } from './store/format';
+export type { StoreDtype, StoreIdentity, Manifest } from './store/format';
+export { readJsonl } from './store/input';

@@ -9,6 +9,8 @@
 #include "kernels/gemm.h"
 #include "model/encoder.h"
 
+void init_store(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 #define THROW_IF(cond, msg)                                        \
@@ -300,6 +302,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEncoder", EncoderHandle::Init(env));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  init_store(env, exports);
   return exports;
 }
 

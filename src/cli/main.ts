@@ -6,6 +6,8 @@
 import { Command } from 'commander';
 import { registerCost } from './cost';
 import { registerDemo } from './demo';
+import { registerEncode } from './encode';
+import { registerInspect } from './inspect';
 import { registerInfo } from './info';
 
 export function buildProgram(): Command {
@@ -17,6 +19,8 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerInfo(program);
   registerCost(program);
+  registerEncode(program);
+  registerInspect(program);
   return program;
 }
 

@@ -54,7 +54,55 @@ export interface NativeEncoder {
   close(): void;
 }
 
+/** Appends records to segment files; holds the store's writer lock. */
+export interface NativeStoreWriter {
+  openSegment(segment: number, committed: number): void;
+  /** Resolves to [segment, offset, bytes, crc] per row (NaN for unselected rows), after fdatasync. */
+  append(
+    hidden: Float32Array, batch: number, seqLen: number, hidden_: number,
+    lengths: Int32Array, keys: Uint8Array, select: Uint8Array, codec: number,
+  ): Promise<Float64Array>;
+  close(): void;
+}
+
+export interface NativeStoreReader {
+  read(segment: number, offset: number, bytes: number, tokens: number, hidden: number, key: Uint8Array, verify: boolean): Float32Array;
+  verifySegment(segment: number, committed: number): Promise<{ records: number; bytes: number; problems: string[] }>;
+}
+
+export interface NativePlan {
+  hidden: number;
+  batchStart: Uint32Array;
+  segments: Uint32Array;
+  offsets: Float64Array;
+  bytes: Float64Array;
+  tokens: Uint32Array;
+  keys: Uint8Array;
+}
+
+export interface NativePrefetchedBatch {
+  slot: number;
+  batch: number;
+  rows: number;
+  tokens: number;
+  hidden: Float32Array;
+  mask: Int32Array;
+}
+
+export interface NativePrefetcher {
+  next(index: number): Promise<NativePrefetchedBatch>;
+  release(slot: number): void;
+  stats(): { consumerWaitMs: number; decodeMs: number; bytesRead: number; batches: number; bufferBytes: number };
+  stop(): void;
+}
+
 export interface NativeAddon {
+  StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
+  StoreReader: new (dir: string, identity: Uint8Array) => NativeStoreReader;
+  Prefetcher: new (
+    reader: NativeStoreReader, plan: NativePlan,
+    opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number },
+  ) => NativePrefetcher;
   NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
   cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; bf16Matmul: string };
 }

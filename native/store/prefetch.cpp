@@ -1,0 +1,176 @@
+#include "store/prefetch.h"
+#include <chrono>
+#include <cstring>
+
+namespace er {
+namespace store {
+
+static uint64_t now_ns() {
+  return (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
+                       uint32_t max_rows, uint32_t max_tokens)
+    : reader_(std::move(reader)),
+      plan_(std::move(plan)),
+      verify_(verify),
+      threaded_(depth > 0),
+      max_rows_(max_rows),
+      max_tokens_(max_tokens),
+      slots_(depth > 0 ? depth + 1 : 1) {
+  const uint64_t H = plan_.hidden;
+  for (Slot& s : slots_) {
+    s.hidden.assign((uint64_t)max_rows_ * max_tokens_ * H, 0.f);
+    s.mask.assign((uint64_t)max_rows_ * max_tokens_, 0);
+  }
+  if (threaded_) thread_ = std::thread([this] { run(); });
+}
+
+Prefetcher::~Prefetcher() { stop(); }
+
+void Prefetcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Prefetcher::fill(Slot& s, uint64_t batch) {
+  uint64_t t0 = now_ns();
+  const uint32_t H = plan_.hidden;
+  uint32_t first = plan_.batch_start[batch], last = plan_.batch_start[batch + 1];
+  uint32_t rows = last - first, T = 0;
+  for (uint32_t r = first; r < last; r++) T = plan_.records[r].tokens > T ? plan_.records[r].tokens : T;
+  s.rows = rows;
+  s.tokens = T;
+  s.batch = (int64_t)batch;
+  s.error.clear();
+  uint64_t bytes = 0;
+  if (rows > max_rows_ || T > max_tokens_) {
+    s.error = "batch " + std::to_string(batch) + " is larger than the prefetch buffers";
+  }
+  for (uint32_t r = 0; r < rows && s.error.empty(); r++) {
+    const PlanRecord& rec = plan_.records[first + r];
+    float* out = s.hidden.data() + (uint64_t)r * T * H;
+    int32_t* mask = s.mask.data() + (uint64_t)r * T;
+    try {
+      auto m = reader_->map(rec.segment, rec.offset + rec.bytes);
+      std::string err = record_decode(m->data + rec.offset, m->size - rec.offset, rec.key,
+                                      rec.tokens, H, verify_, out, H);
+      if (!err.empty()) {
+        s.error = segment_path(reader_->dir(), rec.segment) + " at byte " +
+                  std::to_string(rec.offset) + ": " + err;
+        break;
+      }
+    } catch (const std::exception& e) {
+      s.error = e.what();
+      break;
+    }
+    bytes += rec.bytes;
+    // zero padding past the row's tokens, mask 1 on real tokens
+    std::memset(out + (uint64_t)rec.tokens * H, 0, (uint64_t)(T - rec.tokens) * H * sizeof(float));
+    for (uint32_t t = 0; t < T; t++) mask[t] = t < rec.tokens ? 1 : 0;
+  }
+  uint64_t dt = now_ns() - t0;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.decode_ns += dt;
+  stats_.bytes_read += bytes;
+  stats_.batches++;
+}
+
+void Prefetcher::run() {
+  for (;;) {
+    Slot* target = nullptr;
+    uint64_t batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        if (stop_ || next_fill_ >= plan_.batches()) return true;
+        for (Slot& s : slots_)
+          if (s.state == Slot::kFree) return true;
+        return false;
+      });
+      if (stop_ || next_fill_ >= plan_.batches()) return;
+      for (Slot& s : slots_)
+        if (s.state == Slot::kFree) {
+          target = &s;
+          break;
+        }
+      target->state = Slot::kFilling;
+      batch = next_fill_++;
+    }
+    fill(*target, batch);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      target->state = Slot::kReady;
+    }
+    cv_.notify_all();
+  }
+}
+
+int Prefetcher::acquire(uint64_t index, std::string* err) {
+  uint64_t t0 = now_ns();
+  if (!threaded_) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) { *err = "the prefetcher was stopped"; return -1; }
+      if (index != next_take_ || index >= plan_.batches() || slots_[0].state != Slot::kFree) {
+        *err = "batches must be taken in schedule order, one at a time";
+        return -1;
+      }
+      slots_[0].state = Slot::kFilling;
+      next_take_++;
+    }
+    fill(slots_[0], index);
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[0].state = Slot::kHeld;
+    stats_.consumer_wait_ns += now_ns() - t0;
+    if (!slots_[0].error.empty()) { *err = slots_[0].error; }
+    return 0;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (index != next_take_ || index >= plan_.batches()) {
+    *err = "batches must be taken in schedule order, one at a time";
+    return -1;
+  }
+  int found = -1;
+  cv_.wait(lock, [&] {
+    if (stop_) return true;
+    for (size_t i = 0; i < slots_.size(); i++)
+      if (slots_[i].state == Slot::kReady && slots_[i].batch == (int64_t)index) {
+        found = (int)i;
+        return true;
+      }
+    return false;
+  });
+  stats_.consumer_wait_ns += now_ns() - t0;
+  if (found < 0) {
+    *err = "the prefetcher was stopped";
+    return -1;
+  }
+  slots_[found].state = Slot::kHeld;
+  next_take_++;
+  if (!slots_[found].error.empty()) *err = slots_[found].error;
+  return found;
+}
+
+void Prefetcher::release(int slot) {
+  if (slot < 0 || (size_t)slot >= slots_.size()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (slots_[slot].state == Slot::kHeld) slots_[slot].state = Slot::kFree;
+  }
+  cv_.notify_all();
+}
+
+PrefetchStats Prefetcher::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace store
+}  // namespace er

@@ -1,0 +1,87 @@
+// The prefetcher: a native thread that follows a schedule of batches, reads each
+// batch's records through the segment maps, checks them, decodes them to fp32
+// into a padded [B, T, H] buffer with its [B, T] attention mask, and keeps up to
+// `depth` batches ready in a ring of reusable buffers. The consumer takes batches
+// in schedule order; a batch's buffer goes back to the ring when the consumer
+// takes the next one. With depth 0 there is no thread: each batch is decoded when
+// the consumer asks for it (the baseline the benchmark compares against).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#include "store/segment.h"
+
+namespace er {
+namespace store {
+
+struct PlanRecord {
+  uint32_t segment;
+  uint64_t offset;
+  uint64_t bytes;
+  uint32_t tokens;
+  uint8_t key[kKeyBytes];
+};
+
+struct Plan {
+  uint32_t hidden = 0;
+  std::vector<uint32_t> batch_start;  // (batches + 1) offsets into records
+  std::vector<PlanRecord> records;
+  uint64_t batches() const { return batch_start.empty() ? 0 : batch_start.size() - 1; }
+};
+
+struct Slot {
+  std::vector<float> hidden;    // (max_rows, max_tokens, H) capacity
+  std::vector<int32_t> mask;    // (max_rows, max_tokens) capacity
+  uint32_t rows = 0, tokens = 0;
+  int64_t batch = -1;
+  std::string error;
+  enum State { kFree, kFilling, kReady, kHeld } state = kFree;
+};
+
+struct PrefetchStats {
+  uint64_t consumer_wait_ns = 0;  // time acquire() spent waiting for data
+  uint64_t decode_ns = 0;         // time spent reading and decoding batches
+  uint64_t bytes_read = 0;        // record bytes read from the maps
+  uint64_t batches = 0;
+};
+
+class Prefetcher {
+ public:
+  Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
+             uint32_t max_rows, uint32_t max_tokens);
+  ~Prefetcher();
+  // Waits for batch `index` (the next in schedule order) and returns its slot, or -1
+  // with *err set (a corrupt record, a stopped prefetcher, out of order).
+  int acquire(uint64_t index, std::string* err);
+  void release(int slot);
+  void stop();
+  Slot& slot(int i) { return slots_[i]; }
+  size_t slot_count() const { return slots_.size(); }
+  uint64_t batches() const { return plan_.batches(); }
+  PrefetchStats stats();
+
+ private:
+  void fill(Slot& s, uint64_t batch);
+  void run();
+  std::shared_ptr<SegmentReader> reader_;
+  Plan plan_;
+  bool verify_;
+  bool threaded_;
+  uint32_t max_rows_, max_tokens_;
+  std::vector<Slot> slots_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t next_fill_ = 0;
+  uint64_t next_take_ = 0;
+  bool stop_ = false;
+  PrefetchStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace store
+}  // namespace er

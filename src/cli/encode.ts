@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { Encoder } from '../model/encoder';
+import { CODECS, StoreDtype } from '../store/format';
+import { BadLine, countJsonl, readJsonl } from '../store/input';
+import { ActivationStore } from '../store/store';
+import { formatBytes, formatDuration, Progress } from './progress';
+
+function int(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+interface EncodeFlags {
+  model: string; layer: string; dtype: string; input: string; store: string;
+  maxLength?: string; stride?: string; batchSize?: string; threads?: string;
+  onBadLine: string; idField?: string; textField?: string; pairField?: string; quiet?: boolean;
+}
+
+/** `er encode`: run layers 1..k over a corpus and append the activations to a store. */
+export function registerEncode(program: Command): void {
+  program
+    .command('encode')
+    .description('run the encoder up to --layer over a JSON-lines corpus and store the activations (resumable)')
+    .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .requiredOption('--layer <k>', 'layer whose output is stored (1..N)')
+    .requiredOption('--input <file>', 'JSON lines: {"id": ..., "text": ..., "text_pair"?: ...}')
+    .requiredOption('--store <dir>', 'store directory (created if missing)')
+    .option('--dtype <dtype>', 'stored value type: fp16 or fp32', 'fp16')
+    .option('--max-length <n>', 'window length in tokens (default: the model maximum)')
+    .option('--stride <n>', 'tokens shared by consecutive windows of a long text (default: 128 or max-length/4)')
+    .option('--batch-size <n>', 'windows per forward batch', '32')
+    .option('--threads <n>', 'compute threads (default: all cores)')
+    .option('--on-bad-line <policy>', 'a line that is not valid JSON or lacks a text: fail or skip', 'fail')
+    .option('--id-field <name>', 'JSON field of the id (default "id"; the line number when absent)')
+    .option('--text-field <name>', 'JSON field of the text (default "text")')
+    .option('--pair-field <name>', 'JSON field of the second text (default "text_pair")')
+    .option('--quiet', 'no progress output')
+    .action(async (f: EncodeFlags) => {
+      if (!(f.dtype in CODECS)) throw new Error(`--dtype must be one of ${Object.keys(CODECS).join(', ')}, got ${JSON.stringify(f.dtype)}`);
+      if (f.onBadLine !== 'fail' && f.onBadLine !== 'skip') throw new Error(`--on-bad-line must be fail or skip, got ${JSON.stringify(f.onBadLine)}`);
+      const encoder = await Encoder.load(f.model, { threads: int('--threads', f.threads, 1, 1024) });
+      const layer = int('--layer', f.layer, 0, encoder.numLayers)!;
+      const store = await ActivationStore.create(f.store, encoder, {
+        layer,
+        dtype: f.dtype as StoreDtype,
+        maxLength: int('--max-length', f.maxLength, 8, encoder.maxLength),
+        stride: int('--stride', f.stride, 0, encoder.maxLength),
+      });
+      const bad: BadLine[] = [];
+      const onBad = (b: BadLine) => {
+        if (f.onBadLine === 'fail') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
+        bad.push(b);
+        process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
+      };
+      const total = await countJsonl(f.input);
+      const progress = new Progress();
+      let warnings = 0;
+      try {
+        const p = await store.encode(readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, onBad), {
+          batchSize: int('--batch-size', f.batchSize, 1, 4096),
+          onWarning: (m) => {
+            warnings++;
+            if (warnings <= 5) process.stderr.write(`\nwarning: ${m}\n`);
+          },
+          onProgress: f.quiet ? undefined : (s) => {
+            const sec = s.elapsedMs / 1000;
+            const rate = s.textsDone / Math.max(sec, 1e-9);
+            const eta = rate > 0 ? ((total - s.textsDone) / rate) * 1000 : Infinity;
+            progress.update(s.textsDone, total,
+              `${s.textsDone} texts (${s.textsSkipped} already stored), ${rate.toFixed(1)} texts/s, ` +
+                `${(s.tokensDone / Math.max(sec, 1e-9)).toFixed(0)} tokens/s, ${formatBytes(s.bytesWritten)} written, ETA ${formatDuration(eta)}`);
+          },
+        });
+        if (!f.quiet) progress.finish();
+        const st = store.stats();
+        process.stdout.write(
+          `encoded ${p.textsDone} texts (${p.textsSkipped} were already stored), ${p.windowsDone} windows, ${p.tokensDone} tokens ` +
+            `in ${formatDuration(p.elapsedMs)}; wrote ${p.recordsWritten} records (${formatBytes(p.bytesWritten)})\n` +
+            `store ${store.dir}: layer ${layer}, ${f.dtype}, ${st.docs} texts, ${st.records} windows, ${st.tokens} tokens, ${formatBytes(st.bytes)}\n` +
+            (bad.length ? `skipped ${bad.length} bad line(s): ${bad.slice(0, 10).map((b) => b.line).join(', ')}${bad.length > 10 ? ', ...' : ''}\n` : '') +
+            (warnings ? `${warnings} text pair(s) were truncated to the max length\n` : ''),
+        );
+      } finally {
+        store.close();
+        encoder.close();
+      }
+    });
+}

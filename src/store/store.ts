@@ -1,0 +1,707 @@
+/**
+ * The activation store: layer-k hidden states of every window of a corpus, on disk,
+ * content addressed, crash safe, read through memory maps with a native prefetcher.
+ *
+ * Guarantees (see README "Activation store"):
+ * - A record is committed when its index row is; the segment bytes are made durable
+ *   (fdatasync) before the index transaction commits, so committed records are whole.
+ * - Nothing committed is rewritten: segments are append-only; a writer that opens a
+ *   store truncates only bytes past the committed length (an interrupted append).
+ * - One writer at a time (flock on LOCK, released by the kernel if the writer dies);
+ *   any number of readers, in any process, see only committed records.
+ * - Every record carries a CRC32C, checked on read unless switched off.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { createHash } from 'crypto';
+import Database from 'better-sqlite3';
+import { native, NativePrefetcher, NativeStoreReader, NativeStoreWriter } from '../native/binding';
+import { Encoder } from '../model/encoder';
+import { weightFingerprint } from '../model/checkpoint';
+import type { Encoded } from '../model/tokenizer';
+import { Tensor, tensor } from '../tensor/tensor';
+import {
+  CODECS, contentHash, DEFAULT_MAX_SEGMENT_BYTES, FORMAT_VERSION, identityHash, INDEX_SCHEMA, Manifest,
+  segmentIdentity, StoreDtype, StoreIdentity, windowKey,
+} from './format';
+
+/** A store that cannot be used as asked: the message names the store and what differs. */
+export class StoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** One text (or text pair) to encode. */
+export interface EncodeItem {
+  id: string;
+  text: string;
+  pair?: string;
+}
+
+/** Options of {@link ActivationStore.create}. */
+export interface CreateStoreOptions {
+  /** The layer whose output is stored (1..N; 0 = the embeddings). */
+  layer: number;
+  /** Stored value type; default 'fp16'. */
+  dtype?: StoreDtype;
+  /** Window length in tokens, special tokens included; default: the model's maximum. */
+  maxLength?: number;
+  /** Tokens shared by consecutive windows of a long text; default 128 (or maxLength / 4 when smaller). */
+  stride?: number;
+  /** Rotate to a new segment file past this many bytes; default 1 GiB. */
+  maxSegmentBytes?: number;
+}
+
+/** Options of {@link ActivationStore.open}. */
+export interface OpenStoreOptions {
+  /** When given, the store must have been made by this encoder (weights and tokenizer). */
+  encoder?: Encoder;
+  /** When given, the store must hold this layer. */
+  layer?: number;
+  /** When given, the store must hold this dtype. */
+  dtype?: StoreDtype;
+  /** Open for writing (needs `encoder`); takes the writer lock. Default false. */
+  write?: boolean;
+  /** Rotate to a new segment file past this many bytes (writers only); default 1 GiB. */
+  maxSegmentBytes?: number;
+}
+
+/** Progress of {@link ActivationStore.encode}, reported after every batch. */
+export interface EncodeProgress {
+  textsDone: number;
+  /** texts that were already in the store */
+  textsSkipped: number;
+  windowsDone: number;
+  tokensDone: number;
+  recordsWritten: number;
+  bytesWritten: number;
+  elapsedMs: number;
+}
+
+/** Options of {@link ActivationStore.encode}. */
+export interface EncodeOptions {
+  /** Windows per forward batch; default 32. */
+  batchSize?: number;
+  onProgress?: (p: EncodeProgress) => void;
+  /** Called for a text longer than maxLength that had to be truncated (text pairs cannot be windowed). */
+  onWarning?: (message: string) => void;
+}
+
+/** Where a window's record lives. */
+export interface WindowRef {
+  key: Buffer;
+  segment: number;
+  offset: number;
+  bytes: number;
+  tokens: number;
+}
+
+/** A batch from {@link ActivationStore.batches}. Its arrays are valid until the next batch is requested. */
+export interface StoreBatch {
+  index: number;
+  /** window keys, one per row */
+  keys: Buffer[];
+  /** the schedule entry each row came from */
+  entries: (string | Buffer)[];
+  /** [rows, T, H], zero past each row's tokens */
+  hidden: Tensor;
+  /** [rows * T], 1 on stored tokens */
+  attentionMask: Int32Array;
+}
+
+/** Options of {@link ActivationStore.batches}. */
+export interface BatchOptions {
+  /** Rows per batch; default 32. */
+  batchSize?: number;
+  /** Batches decoded ahead by the native thread; false or 0 switches prefetching off. Default 2. */
+  prefetch?: number | false;
+  /** Bound on the prefetch buffers' memory in bytes; the depth is reduced to fit. */
+  maxBytes?: number;
+  /** Check each record's CRC32C while reading; default true. */
+  verify?: boolean;
+  /** Give each batch its own copies instead of views of the ring buffers. */
+  copy?: boolean;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  segments: { file: string; committedBytes: number; fileBytes: number; records: number; problems: string[] }[];
+  indexProblems: string[];
+  records: number;
+  docs: number;
+}
+
+interface Pending {
+  item: EncodeItem;
+  content: Buffer;
+  keys: Buffer[];
+  tokens: number;
+  lastWindow: number;
+}
+
+interface Win {
+  enc: Encoded;
+  key: Buffer;
+  doc: Pending;
+}
+
+function sha256File(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+function checkInt(name: string, v: unknown, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function writeFileAtomic(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dfd = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
+
+/** The identity a given encoder and settings would give a store. */
+export function storeIdentity(encoder: Encoder, layer: number, dtype: StoreDtype, maxLength: number, stride: number): StoreIdentity {
+  const src = encoder.tokenizer.source;
+  return {
+    formatVersion: FORMAT_VERSION,
+    modelFingerprint: weightFingerprint(encoder.checkpoint, layer),
+    family: encoder.shape.family,
+    hidden: encoder.hidden,
+    layer,
+    dtype,
+    tokenizerFingerprint: sha256File(src),
+    maxLength,
+    stride,
+  };
+}
+
+function readManifest(dir: string): Manifest {
+  const file = path.join(dir, 'manifest.json');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new StoreError(`${dir}: not an activation store (cannot read manifest.json: ${(err as Error).message})`);
+  }
+  let m: Manifest;
+  try {
+    m = JSON.parse(text) as Manifest;
+  } catch (err) {
+    throw new StoreError(`${file}: corrupt manifest (not valid JSON: ${(err as Error).message}); the store cannot be trusted`);
+  }
+  if (typeof m !== 'object' || m === null || typeof m.identity !== 'object' || m.identity === null || typeof m.identityHash !== 'string') {
+    throw new StoreError(`${file}: corrupt manifest (missing identity); the store cannot be trusted`);
+  }
+  if (m.identity.formatVersion !== FORMAT_VERSION) {
+    throw new StoreError(`${file}: format version ${String(m.identity.formatVersion)}; this build reads version ${FORMAT_VERSION}`);
+  }
+  if (identityHash(m.identity) !== m.identityHash) {
+    throw new StoreError(`${file}: corrupt manifest (the identity hash does not match its fields); the store cannot be trusted`);
+  }
+  if (!(m.identity.dtype in CODECS)) throw new StoreError(`${file}: unknown dtype ${JSON.stringify(m.identity.dtype)}`);
+  return m;
+}
+
+const IDENTITY_LABELS: Record<keyof StoreIdentity, string> = {
+  formatVersion: 'format version',
+  modelFingerprint: 'model weights (embeddings and layers up to k)',
+  family: 'model family',
+  hidden: 'hidden size',
+  layer: 'layer',
+  dtype: 'dtype',
+  tokenizerFingerprint: 'tokenizer',
+  maxLength: 'max length',
+  stride: 'stride',
+};
+
+function compareIdentity(dir: string, stored: StoreIdentity, wanted: Partial<StoreIdentity>): void {
+  for (const k of Object.keys(wanted) as (keyof StoreIdentity)[]) {
+    if (wanted[k] === undefined) continue;
+    if (stored[k] !== wanted[k]) {
+      const show = (v: unknown) => (typeof v === 'string' && v.length === 64 ? `${v.slice(0, 12)}…` : JSON.stringify(v));
+      throw new StoreError(
+        `${dir}: refused: the store's ${IDENTITY_LABELS[k]} is ${show(stored[k])}, but ${show(wanted[k])} was asked for. ` +
+          'A store only serves the model, layer, dtype and tokenizer that produced it; use another --store directory.',
+      );
+    }
+  }
+}
+
+/** A memory-mapped, crash-safe store of layer-k activations. */
+export class ActivationStore {
+  private writer: NativeStoreWriter | null = null;
+  private readonly reader: NativeStoreReader;
+  private readonly identityBytes: Uint8Array;
+  private readonly stmts;
+  private closed = false;
+
+  private constructor(
+    /** The store's directory. */
+    readonly dir: string,
+    /** What produced the store. */
+    readonly manifest: Manifest,
+    private readonly db: Database.Database,
+    /** The encoder bound to this store (needed to encode). */
+    readonly encoder: Encoder | undefined,
+    /** False when opened for writing. */
+    readonly readOnly: boolean,
+  ) {
+    this.identityBytes = segmentIdentity(manifest.identityHash);
+    this.reader = new (native().StoreReader)(dir, this.identityBytes);
+    this.stmts = {
+      record: db.prepare('SELECT segment, offset, bytes, tokens FROM records WHERE key = ?'),
+      doc: db.prepare('SELECT content, windows, tokens FROM docs WHERE id = ?'),
+    };
+  }
+
+  /**
+   * Creates a store for `encoder`'s layer `layer` in `dir`, or opens the store already
+   * there for writing when it was made by the same encoder with the same settings
+   * (anything else is refused, naming the field that differs).
+   */
+  static async create(dir: string, encoder: Encoder, opts: CreateStoreOptions): Promise<ActivationStore> {
+    if (!(encoder instanceof Encoder)) throw new TypeError('create(dir, encoder, options) needs an Encoder');
+    const layer = checkInt('layer', opts?.layer, 0, encoder.numLayers);
+    const dtype = opts.dtype ?? 'fp16';
+    if (!(dtype in CODECS)) throw new TypeError(`dtype must be one of ${Object.keys(CODECS).join(', ')}, got ${String(dtype)}`);
+    const maxLength = checkInt('maxLength', opts.maxLength ?? encoder.maxLength, 8, encoder.maxLength);
+    const stride = checkInt('stride', opts.stride ?? Math.min(128, Math.floor(maxLength / 4)), 0, maxLength - 8);
+    const abs = path.resolve(dir);
+    const identity = storeIdentity(encoder, layer, dtype, maxLength, stride);
+    if (fs.existsSync(path.join(abs, 'manifest.json'))) {
+      const m = readManifest(abs);
+      compareIdentity(abs, m.identity, identity);
+      return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
+    }
+    if (fs.existsSync(abs) && fs.readdirSync(abs).length > 0) {
+      throw new StoreError(`${abs}: exists, is not empty and has no manifest.json; choose an empty or new directory`);
+    }
+    fs.mkdirSync(path.join(abs, 'segments'), { recursive: true });
+    const manifest: Manifest = {
+      identity,
+      identityHash: identityHash(identity),
+      modelDir: encoder.checkpoint.dir,
+      createdAt: new Date().toISOString(),
+    };
+    const db = new Database(path.join(abs, 'index.sqlite'));
+    db.pragma('journal_mode = WAL');
+    db.exec(INDEX_SCHEMA);
+    db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)').run('identityHash', manifest.identityHash);
+    db.close();
+    // the manifest is written last: a directory without it is an unfinished creation
+    writeFileAtomic(path.join(abs, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
+  }
+
+  /** Opens an existing store (read-only unless `write`), checking it against what the caller expects. */
+  static async open(dir: string, opts: OpenStoreOptions = {}): Promise<ActivationStore> {
+    const abs = path.resolve(dir);
+    if (!fs.existsSync(abs)) throw new StoreError(`store directory ${abs} does not exist`);
+    if (!fs.statSync(abs).isDirectory()) throw new StoreError(`${abs} is not a directory`);
+    const manifest = readManifest(abs);
+    const wanted: Partial<StoreIdentity> = { layer: opts.layer, dtype: opts.dtype };
+    if (opts.encoder) {
+      const id = manifest.identity;
+      const layer = opts.layer ?? id.layer;
+      if (layer > opts.encoder.numLayers) {
+        throw new StoreError(`${abs}: refused: the store holds layer ${id.layer} but the model has only ${opts.encoder.numLayers} layers`);
+      }
+      Object.assign(wanted, {
+        family: opts.encoder.shape.family,
+        hidden: opts.encoder.hidden,
+        modelFingerprint: weightFingerprint(opts.encoder.checkpoint, layer),
+        tokenizerFingerprint: sha256File(opts.encoder.tokenizer.source),
+      });
+    }
+    compareIdentity(abs, manifest.identity, wanted);
+    if (opts.write && !opts.encoder) throw new TypeError('opening a store for writing needs { encoder }');
+    const indexFile = path.join(abs, 'index.sqlite');
+    if (!fs.existsSync(indexFile)) throw new StoreError(`${indexFile}: missing; the store is damaged`);
+    let db: Database.Database;
+    try {
+      db = new Database(indexFile, { readonly: !opts.write, fileMustExist: true });
+      db.pragma('busy_timeout = 10000');
+      if (opts.write) {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = FULL');
+      }
+      const row = db.prepare("SELECT v FROM meta WHERE k = 'identityHash'").get() as { v: string } | undefined;
+      if (!row || row.v !== manifest.identityHash) {
+        db.close();
+        throw new StoreError(`${indexFile}: belongs to another store (its identity differs from manifest.json)`);
+      }
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(`${indexFile}: cannot open the index: ${(err as Error).message}`);
+    }
+    const store = new ActivationStore(abs, manifest, db, opts.encoder, !opts.write);
+    if (opts.write) {
+      try {
+        store.openWriter(opts.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES);
+      } catch (err) {
+        store.close();
+        throw err;
+      }
+    }
+    return store;
+  }
+
+  /** Takes the writer lock and recovers from an interrupted append. */
+  private openWriter(maxSegmentBytes: number): void {
+    const w = new (native().StoreWriter)(this.dir, this.identityBytes, maxSegmentBytes);
+    try {
+      const segs = this.db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
+      for (const s of segs) {
+        const file = path.join(this.dir, 'segments', `seg-${String(s.segment).padStart(6, '0')}.ers`);
+        const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
+        if (size < s.committed) {
+          throw new StoreError(
+            `${file}: the index commits records up to byte ${s.committed} but the file ${size < 0 ? 'is missing' : `has ${size} bytes`}; committed data is lost (the store is damaged; run er inspect --verify)`,
+          );
+        }
+        if (size > s.committed && s !== segs[segs.length - 1]) fs.truncateSync(file, s.committed); // interrupted append
+      }
+      const last = segs[segs.length - 1];
+      w.openSegment(last ? last.segment : 1, last ? last.committed : 0);
+    } catch (err) {
+      w.close();
+      throw err;
+    }
+    this.writer = w;
+  }
+
+  /** Identity of what produced this store. */
+  get identity(): StoreIdentity {
+    return this.manifest.identity;
+  }
+
+  private live(): void {
+    if (this.closed) throw new StoreError(`${this.dir}: the store is closed`);
+  }
+
+  /**
+   * Tokenizes a text into the windows the store keys it by: one window when it fits
+   * in maxLength, else overlapping windows (`stride` tokens shared). Text pairs are
+   * truncated to one window.
+   */
+  async windows(text: string, pair?: string, onWarning?: (m: string) => void): Promise<{ encodings: Encoded[]; keys: Buffer[] }> {
+    const enc = this.requireEncoder();
+    const { maxLength, stride } = this.identity;
+    let encodings: Encoded[];
+    if (pair !== undefined) {
+      const [full] = await enc.tokenizer.encode([text], { pairs: [pair] });
+      if (full.ids.length > maxLength) onWarning?.(`a text pair of ${full.ids.length} tokens was truncated to ${maxLength}`);
+      encodings = await enc.tokenizer.encode([text], { pairs: [pair], maxLength });
+    } else {
+      encodings = (await enc.tokenizer.encodeWindows(text, maxLength, stride)).windows;
+    }
+    const keys = encodings.map((e) => windowKey(this.manifest.identityHash, e.ids, e.typeIds));
+    return { encodings, keys };
+  }
+
+  private requireEncoder(): Encoder {
+    if (!this.encoder) throw new StoreError(`${this.dir}: this needs the store's encoder; open it with { encoder }`);
+    return this.encoder;
+  }
+
+  /** Number of records (windows), documents, stored tokens and committed bytes. */
+  stats(): { records: number; docs: number; tokens: number; bytes: number; segments: number } {
+    this.live();
+    const r = this.db.prepare('SELECT count(*) AS n, coalesce(sum(tokens), 0) AS t FROM records').get() as { n: number; t: number };
+    const d = this.db.prepare('SELECT count(*) AS n FROM docs').get() as { n: number };
+    const s = this.db.prepare('SELECT count(*) AS n, coalesce(sum(committed), 0) AS b FROM segments').get() as { n: number; b: number };
+    return { records: r.n, docs: d.n, tokens: r.t, bytes: s.b, segments: s.n };
+  }
+
+  /** Whether a document id is stored (all its windows committed). */
+  has(id: string): boolean {
+    this.live();
+    return this.stmts.doc.get(id) !== undefined;
+  }
+
+  /** The windows of a stored document, in order; undefined when the id is unknown. */
+  document(id: string): WindowRef[] | undefined {
+    this.live();
+    const row = this.stmts.doc.get(id) as { windows: Buffer } | undefined;
+    if (!row) return undefined;
+    const out: WindowRef[] = [];
+    for (let i = 0; i < row.windows.length; i += 32) {
+      const ref = this.lookup(row.windows.subarray(i, i + 32));
+      if (!ref) throw new StoreError(`${this.dir}: document ${JSON.stringify(id)} names a window that is not in the index (the store is damaged)`);
+      out.push(ref);
+    }
+    return out;
+  }
+
+  /** Where a window's record lives, or undefined. */
+  lookup(key: Buffer): WindowRef | undefined {
+    this.live();
+    if (!Buffer.isBuffer(key) || key.length !== 32) throw new TypeError('a window key is a 32-byte Buffer');
+    const row = this.stmts.record.get(key) as { segment: number; offset: number; bytes: number; tokens: number } | undefined;
+    return row ? { key: Buffer.from(key), ...row } : undefined;
+  }
+
+  /** Reads one window's activations as fp32 [tokens, H] (checks its CRC unless verify is false). */
+  read(keyOrRef: Buffer | WindowRef, verify = true): Tensor {
+    const ref = Buffer.isBuffer(keyOrRef) ? this.lookup(keyOrRef) : keyOrRef;
+    if (!ref) throw new StoreError(`${this.dir}: no record for key ${(keyOrRef as Buffer).toString('hex').slice(0, 16)}…`);
+    const H = this.identity.hidden;
+    const data = this.reader.read(ref.segment, ref.offset, ref.bytes, ref.tokens, H, ref.key, verify);
+    return tensor(data, [ref.tokens, H]);
+  }
+
+  /** Finds a text's windows from its content alone (needs the encoder); undefined when any is missing. */
+  async find(text: string, pair?: string): Promise<WindowRef[] | undefined> {
+    const { keys } = await this.windows(text, pair);
+    const refs = keys.map((k) => this.lookup(k));
+    return refs.every((r) => r !== undefined) ? (refs as WindowRef[]) : undefined;
+  }
+
+  /**
+   * Runs the encoder's layers 1..k over every item and appends the windows' activations.
+   * Resumable: items already stored are skipped, and a batch is recomputed whole, so
+   * the records equal those of an uninterrupted run. Batches are committed atomically.
+   */
+  async encode(items: Iterable<EncodeItem> | AsyncIterable<EncodeItem>, opts: EncodeOptions = {}): Promise<EncodeProgress> {
+    this.live();
+    if (this.readOnly || !this.writer) throw new StoreError(`${this.dir}: opened read-only; open with { write: true, encoder } to encode`);
+    const enc = this.requireEncoder();
+    const batchSize = checkInt('batchSize', opts.batchSize ?? 32, 1, 4096);
+    const { layer, dtype } = this.identity;
+    const t0 = performance.now();
+    const progress: EncodeProgress = { textsDone: 0, textsSkipped: 0, windowsDone: 0, tokensDone: 0, recordsWritten: 0, bytesWritten: 0, elapsedMs: 0 };
+    const seenIds = new Set<string>();
+    let wins: Win[] = [];
+    const insRecord = this.db.prepare('INSERT OR IGNORE INTO records (key, segment, offset, bytes, tokens, crc) VALUES (?, ?, ?, ?, ?, ?)');
+    const insSegment = this.db.prepare(
+      'INSERT INTO segments (segment, committed) VALUES (?, ?) ON CONFLICT(segment) DO UPDATE SET committed = max(committed, excluded.committed)',
+    );
+    const insDoc = this.db.prepare('INSERT OR IGNORE INTO docs (id, content, windows, tokens) VALUES (?, ?, ?, ?)');
+    const hasRecord = this.db.prepare('SELECT 1 FROM records WHERE key = ?').pluck();
+
+    const flush = async (batchWins: Win[]) => {
+      // rows whose key is new (first occurrence in this batch and not yet committed)
+      const select = new Uint8Array(batchWins.length);
+      const fresh = new Set<string>();
+      for (let i = 0; i < batchWins.length; i++) {
+        const hex = batchWins[i].key.toString('hex');
+        if (!fresh.has(hex) && !hasRecord.get(batchWins[i].key)) {
+          select[i] = 1;
+          fresh.add(hex);
+        }
+      }
+      let locs: Float64Array | null = null;
+      if (fresh.size > 0) {
+        const batch = enc.batchFromEncodings(batchWins.map((w) => w.enc));
+        const hidden = await enc.forward(batch, { toLayer: layer });
+        const lengths = Int32Array.from(batchWins.map((w) => w.enc.ids.length));
+        const keys = new Uint8Array(batchWins.length * 32);
+        batchWins.forEach((w, i) => keys.set(w.key, i * 32));
+        locs = await this.writer!.append(hidden.data, batch.batchSize, batch.seqLen, enc.hidden, lengths, keys, select, CODECS[dtype]);
+      }
+      // commit: the records, the segments' committed lengths, and the documents that end here
+      const finished = new Set<Pending>();
+      for (const w of batchWins) w.doc.lastWindow--;
+      for (const w of batchWins) if (w.doc.lastWindow === 0) finished.add(w.doc);
+      this.db.transaction(() => {
+        if (locs) {
+          const committed = new Map<number, number>();
+          for (let i = 0; i < batchWins.length; i++) {
+            if (!select[i]) continue;
+            const [seg, off, bytes, crc] = [locs[i * 4], locs[i * 4 + 1], locs[i * 4 + 2], locs[i * 4 + 3]];
+            insRecord.run(batchWins[i].key, seg, off, bytes, batchWins[i].enc.ids.length, crc);
+            committed.set(seg, Math.max(committed.get(seg) ?? 0, off + bytes));
+            progress.recordsWritten++;
+            progress.bytesWritten += bytes;
+          }
+          for (const [seg, end] of committed) insSegment.run(seg, end);
+        }
+        for (const d of finished) insDoc.run(d.item.id, d.content, Buffer.concat(d.keys), d.tokens);
+      })();
+      progress.windowsDone += batchWins.length;
+      progress.tokensDone += batchWins.reduce((a, w) => a + w.enc.ids.length, 0);
+      progress.textsDone += finished.size;
+      progress.elapsedMs = performance.now() - t0;
+      opts.onProgress?.({ ...progress });
+    };
+
+    let index = 0;
+    for await (const item of items as AsyncIterable<EncodeItem>) {
+      if (typeof item !== 'object' || item === null || typeof item.text !== 'string') {
+        throw new TypeError(`item ${index}: expected { id: string, text: string, pair?: string }`);
+      }
+      if (typeof item.id !== 'string' || item.id.length === 0) throw new TypeError(`item ${index}: id must be a non-empty string`);
+      if (item.pair !== undefined && typeof item.pair !== 'string') throw new TypeError(`item ${index} (${item.id}): pair must be a string`);
+      index++;
+      if (seenIds.has(item.id)) throw new StoreError(`item ${index - 1}: id ${JSON.stringify(item.id)} appears twice in the input`);
+      seenIds.add(item.id);
+      const content = contentHash(item.text, item.pair);
+      const existing = this.stmts.doc.get(item.id) as { content: Buffer } | undefined;
+      if (existing && !existing.content.equals(content)) {
+        throw new StoreError(`${this.dir}: id ${JSON.stringify(item.id)} is already stored with different text; give the new text another id`);
+      }
+      const { encodings, keys } = await this.windows(item.text, item.pair, opts.onWarning);
+      const doc: Pending = { item, content, keys, tokens: encodings.reduce((a, e) => a + e.ids.length, 0), lastWindow: encodings.length };
+      if (existing) progress.textsSkipped++;
+      // every window takes its place in the fixed batch sequence, stored or not
+      encodings.forEach((e, i) => wins.push({ enc: e, key: keys[i], doc }));
+      while (wins.length >= batchSize) {
+        const batchWins = wins.slice(0, batchSize);
+        wins = wins.slice(batchSize);
+        await flush(batchWins);
+      }
+    }
+    if (wins.length > 0) await flush(wins);
+    progress.elapsedMs = performance.now() - t0;
+    return progress;
+  }
+
+  /**
+   * Iterates batches of activations along a schedule of document ids or window keys
+   * (an epoch's shuffled order, a queue of requests). Each document contributes one
+   * row per window. A native thread reads and decodes ahead of the consumer.
+   */
+  async *batches(schedule: readonly (string | Buffer)[], opts: BatchOptions = {}): AsyncGenerator<StoreBatch> {
+    this.live();
+    const batchSize = checkInt('batchSize', opts.batchSize ?? 32, 1, 65536);
+    const depth = opts.prefetch === false ? 0 : checkInt('prefetch', opts.prefetch ?? 2, 0, 64);
+    const H = this.identity.hidden;
+    const rows: { ref: WindowRef; entry: string | Buffer }[] = [];
+    for (const entry of schedule) {
+      if (typeof entry === 'string') {
+        const refs = this.document(entry);
+        if (!refs) throw new StoreError(`${this.dir}: document ${JSON.stringify(entry)} is not in the store`);
+        for (const ref of refs) rows.push({ ref, entry });
+      } else {
+        const ref = this.lookup(entry);
+        if (!ref) throw new StoreError(`${this.dir}: window ${entry.toString('hex').slice(0, 16)}… is not in the store`);
+        rows.push({ ref, entry });
+      }
+    }
+    const nb = Math.ceil(rows.length / batchSize);
+    if (nb === 0) return;
+    const n = rows.length;
+    const plan = {
+      hidden: H,
+      batchStart: Uint32Array.from({ length: nb + 1 }, (_, i) => Math.min(n, i * batchSize)),
+      segments: Uint32Array.from(rows, (r) => r.ref.segment),
+      offsets: Float64Array.from(rows, (r) => r.ref.offset),
+      bytes: Float64Array.from(rows, (r) => r.ref.bytes),
+      tokens: Uint32Array.from(rows, (r) => r.ref.tokens),
+      keys: new Uint8Array(n * 32),
+    };
+    rows.forEach((r, i) => plan.keys.set(r.ref.key, i * 32));
+    const maxTokens = Math.max(1, ...rows.map((r) => r.ref.tokens));
+    const maxRows = Math.min(batchSize, n);
+    const slotBytes = maxRows * maxTokens * (H + 1) * 4;
+    let d = depth;
+    if (opts.maxBytes !== undefined) {
+      const fit = Math.floor(opts.maxBytes / slotBytes);
+      if (fit < 1) throw new RangeError(`maxBytes ${opts.maxBytes} is too small for one batch of ${maxRows} x ${maxTokens} x ${H} (needs ${slotBytes} bytes)`);
+      d = Math.min(d, fit - 1);
+    }
+    const pf: NativePrefetcher = new (native().Prefetcher)(this.reader, plan, { depth: d, verify: opts.verify ?? true, maxRows, maxTokens });
+    this.lastPrefetcher = pf;
+    try {
+      for (let i = 0; i < nb; i++) {
+        const err = new Error();
+        let b;
+        try {
+          b = await pf.next(i);
+        } catch (e) {
+          err.message = (e as Error).message;
+          throw new StoreError(err.message);
+        }
+        const first = i * batchSize;
+        const slice = rows.slice(first, first + b.rows);
+        const hiddenData = opts.copy ? Float32Array.from(b.hidden) : b.hidden;
+        const mask = opts.copy ? Int32Array.from(b.mask) : b.mask;
+        try {
+          yield {
+            index: i,
+            keys: slice.map((r) => r.ref.key),
+            entries: slice.map((r) => r.entry),
+            hidden: tensor(hiddenData, [b.rows, b.tokens, H]),
+            attentionMask: mask,
+          };
+        } finally {
+          pf.release(b.slot);
+        }
+      }
+    } finally {
+      pf.stop();
+    }
+  }
+
+  /** The prefetcher of the latest {@link batches} call: consumer wait and decode times. */
+  lastPrefetcher: NativePrefetcher | null = null;
+
+  /**
+   * Checks everything: every segment's layout and checksums up to its committed
+   * length, and every index entry against the record it points to. Per-file results.
+   */
+  async verify(): Promise<VerifyResult> {
+    this.live();
+    const segs = this.db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
+    const result: VerifyResult = { ok: true, segments: [], indexProblems: [], records: 0, docs: 0 };
+    for (const s of segs) {
+      const file = path.join(this.dir, 'segments', `seg-${String(s.segment).padStart(6, '0')}.ers`);
+      const fileBytes = fs.existsSync(file) ? fs.statSync(file).size : 0;
+      const r = await this.reader.verifySegment(s.segment, s.committed);
+      result.segments.push({ file, committedBytes: s.committed, fileBytes, records: r.records, problems: r.problems });
+    }
+    const H = this.identity.hidden;
+    const all = this.db.prepare('SELECT key, segment, offset, bytes, tokens FROM records').iterate() as Iterable<{ key: Buffer; segment: number; offset: number; bytes: number; tokens: number }>;
+    const committed = new Map(segs.map((s) => [s.segment, s.committed]));
+    for (const r of all) {
+      result.records++;
+      const end = committed.get(r.segment);
+      if (end === undefined || r.offset + r.bytes > end) {
+        result.indexProblems.push(`index entry ${r.key.toString('hex').slice(0, 16)}… points past the committed data of segment ${r.segment} (offset ${r.offset})`);
+        continue;
+      }
+      try {
+        this.reader.read(r.segment, r.offset, r.bytes, r.tokens, H, r.key, true);
+      } catch (e) {
+        result.indexProblems.push((e as Error).message);
+      }
+    }
+    const docs = this.db.prepare('SELECT id, windows FROM docs').iterate() as Iterable<{ id: string; windows: Buffer }>;
+    for (const d of docs) {
+      result.docs++;
+      for (let i = 0; i < d.windows.length; i += 32) {
+        if (!this.stmts.record.get(d.windows.subarray(i, i + 32))) {
+          result.indexProblems.push(`document ${JSON.stringify(d.id)}: window ${i / 32} is not in the index`);
+        }
+      }
+    }
+    result.ok = result.indexProblems.length === 0 && result.segments.every((s) => s.problems.length === 0);
+    return result;
+  }
+
+  /** Releases the writer lock and the index. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.writer?.close();
+    this.writer = null;
+    this.db.close();
+  }
+}
