@@ -176,6 +176,23 @@ function writeFileAtomic(file: string, data: string): void {
   }
 }
 
+/**
+ * True when a directory holds only what an interrupted {@link ActivationStore.create}
+ * leaves before the manifest exists (the manifest is written last, so no record can
+ * have been committed): an empty segments folder, the index files, the lock, a
+ * temporary manifest.
+ */
+function isUnfinishedCreation(dir: string): boolean {
+  for (const f of fs.readdirSync(dir)) {
+    if (f === 'segments') {
+      if (fs.readdirSync(path.join(dir, f)).length > 0) return false;
+    } else if (!/^(index\.sqlite(-wal|-shm|-journal)?|LOCK|manifest\.json\.tmp-\d+)$/.test(f)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /** The identity a given encoder and settings would give a store. */
 export function storeIdentity(encoder: Encoder, layer: number, dtype: StoreDtype, maxLength: number, stride: number): StoreIdentity {
   const src = encoder.tokenizer.source;
@@ -291,7 +308,11 @@ export class ActivationStore {
       return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
     }
     if (fs.existsSync(abs) && fs.readdirSync(abs).length > 0) {
-      throw new StoreError(`${abs}: exists, is not empty and has no manifest.json; choose an empty or new directory`);
+      if (!isUnfinishedCreation(abs)) {
+        throw new StoreError(`${abs}: exists, is not empty and has no manifest.json; choose an empty or new directory`);
+      }
+      // a creation interrupted before its manifest was written: nothing was committed
+      for (const f of fs.readdirSync(abs)) fs.rmSync(path.join(abs, f), { recursive: true, force: true });
     }
     fs.mkdirSync(path.join(abs, 'segments'), { recursive: true });
     const manifest: Manifest = {
