@@ -6,7 +6,7 @@
 #include <omp.h>
 #include <thread>
 #include "kernels/ops.h"
-#include "kernels/gemm.h"
+#include "kernels/linear.h"
 #include "model/encoder.h"
 
 void init_store(Napi::Env env, Napi::Object exports);
@@ -107,7 +107,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     Napi::Value prec = cfg.Get("precision");
     std::string p = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "fp32";
     THROW_IF(p != "fp32" && p != "bf16", "precision must be 'fp32' or 'bf16'");
-    er::encoder_set_precision(*enc_, p == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
+    std::string err = er::encoder_set_precision(*enc_, p == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
+    THROW_IF(!err.empty(), err);
   }
 
  private:
@@ -272,9 +273,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     if (enc_) {
       o.Set("mappedBytes", (double)enc_->weights.mapped_bytes());
       o.Set("ownedBytes", (double)enc_->weights.owned_bytes());
-      uint64_t b16 = 0;
-      for (auto& kv : enc_->weights16) b16 += kv.second.size() * sizeof(uint16_t);
-      o.Set("bf16Bytes", (double)b16);
+      o.Set("packedBytes", (double)er::encoder_packed_bytes(*enc_));
     }
     return o;
   }
@@ -295,7 +294,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   const dnnl_version_t* v = dnnl_version();
   o.Set("gemm", "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
                     std::to_string(v->patch));
-  o.Set("bf16Matmul", er::bf16_matmul_impl());
+  o.Set("bf16Matmul", er::linear_impl_info(true));
+  o.Set("fp32Matmul", er::linear_impl_info(false));
   return o;
 }
 

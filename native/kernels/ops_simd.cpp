@@ -46,6 +46,73 @@ static inline float erf_fast(float x) {
   return x < 0 ? -y : y;
 }
 
+#if defined(__AVX512F__)
+// 16 lanes of exp_neg / erf_fast: the same polynomials as the scalar versions above.
+static inline __m512 exp_neg16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+static inline __m512 gelu16(__m512 x) {
+  __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+  __m512 az = _mm512_abs_ps(z);
+  __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+  __m512 q = _mm512_set1_ps(1.061405429f);
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.453152027f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.421413741f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.284496736f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.254829592f));
+  q = _mm512_mul_ps(q, t);
+  __m512 e = exp_neg16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
+  __m512 y = _mm512_fnmadd_ps(q, e, _mm512_set1_ps(1.0f));                // erf(|z|)
+  __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+  y = _mm512_mask_sub_ps(y, neg, _mm512_setzero_ps(), y);                // erf(z)
+  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), y));
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+static inline __m256 exp_neg8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+static inline __m256 gelu8(__m256 x) {
+  __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+  __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
+  __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(az, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+  __m256 q = _mm256_set1_ps(1.061405429f);
+  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-1.453152027f));
+  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.421413741f));
+  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-0.284496736f));
+  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.254829592f));
+  q = _mm256_mul_ps(q, t);
+  __m256 e = exp_neg8(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+  __m256 y = _mm256_fnmadd_ps(q, e, _mm256_set1_ps(1.0f));
+  y = _mm256_or_ps(y, _mm256_and_ps(z, _mm256_set1_ps(-0.0f)));  // copy the sign of z
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), y));
+}
+#endif
+
 static void bias_add(float* x, const float* bias, int64_t N, int64_t C) {
 #pragma omp parallel for schedule(static) if (N * C > 65536)
   for (int64_t i = 0; i < N; i++) {
@@ -60,7 +127,13 @@ static void gelu_forward(float* out, const float* inp, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t b = 0; b < nblocks; b++) {
     int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
-    for (int64_t i = b * block; i < end; i++) {
+    int64_t i = b * block;
+#if defined(__AVX512F__)
+    for (; i + 16 <= end; i += 16) _mm512_storeu_ps(out + i, gelu16(_mm512_loadu_ps(inp + i)));
+#elif defined(__AVX2__) && defined(__FMA__)
+    for (; i + 8 <= end; i += 8) _mm256_storeu_ps(out + i, gelu8(_mm256_loadu_ps(inp + i)));
+#endif
+    for (; i < end; i++) {
       float x = inp[i];
       out[i] = 0.5f * x * (1.0f + erf_fast(x * 0.70710678118654752f));
     }
@@ -102,7 +175,17 @@ static void softmax_masked_forward(float* scores, const int32_t* key_mask, float
   for (int64_t r = 0; r < rows; r++) {
     float* s = scores + r * T;
     float mx = -INFINITY;
-    for (int64_t t = 0; t < T; t++) {
+    int64_t t0 = 0;
+#if defined(__AVX512F__)
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (; t0 + 16 <= T; t0 += 16) {
+      __mmask16 keep = _mm512_test_epi32_mask(_mm512_loadu_si512(key_mask + t0), _mm512_set1_epi32(-1));
+      vmx = _mm512_mask_max_ps(vmx, keep, vmx, _mm512_loadu_ps(s + t0));
+    }
+    mx = _mm512_reduce_max_ps(vmx) * scale;
+    if (scale < 0) mx = -INFINITY, t0 = 0;  // max of s*scale is not scale*max(s) then
+#endif
+    for (int64_t t = t0; t < T; t++) {
       float v = key_mask[t] ? s[t] * scale : -INFINITY;
       mx = v > mx ? v : mx;
     }
@@ -111,7 +194,33 @@ static void softmax_masked_forward(float* scores, const int32_t* key_mask, float
       continue;
     }
     float sum = 0;
-    for (int64_t t = 0; t < T; t++) {
+    int64_t t = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(mx);
+    for (; t + 16 <= T; t += 16) {
+      __mmask16 keep = _mm512_test_epi32_mask(_mm512_loadu_si512(key_mask + t), _mm512_set1_epi32(-1));
+      __m512 e = _mm512_maskz_mov_ps(keep, exp_neg16(_mm512_fmsub_ps(_mm512_loadu_ps(s + t), vs, vm)));
+      _mm512_storeu_ps(s + t, e);
+      acc = _mm512_add_ps(acc, e);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 acc = _mm256_setzero_ps();
+    const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(mx);
+    for (; t + 8 <= T; t += 8) {
+      __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+          _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i*)(key_mask + t)), _mm256_setzero_si256()), _mm256_set1_epi32(1)),
+          _mm256_setzero_si256()));
+      __m256 e = _mm256_and_ps(keep, exp_neg8(_mm256_fmsub_ps(_mm256_loadu_ps(s + t), vs, vm)));
+      _mm256_storeu_ps(s + t, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (float l : lanes) sum += l;
+#endif
+    for (; t < T; t++) {
       float e = key_mask[t] ? exp_neg(s[t] * scale - mx) : 0.0f;
       s[t] = e;
       sum += e;

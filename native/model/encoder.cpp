@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include "kernels/gemm.h"
+#include "kernels/linear.h"
 #include "kernels/ops.h"
 
 namespace er {
@@ -13,9 +14,7 @@ static void grow(std::vector<float>& v, size_t n) {
 
 void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16) {
   if (bf16 && in16.size() < (size_t)(N * (H > I ? H : I))) in16.resize(N * (H > I ? H : I));
-  grow(q, N * H);
-  grow(k, N * H);
-  grow(v, N * H);
+  grow(qkv, N * 3 * H);
   grow(ctx, N * H);
   grow(t1, N * H);
   grow(ff, N * I);
@@ -29,11 +28,12 @@ static int64_t row_extent(const int32_t* mask, int64_t T) {
   return e;
 }
 
-// ctx (B, T, H) = softmax(q k^T / sqrt(d), masked) v, per batch row and head.
+// ctx (B, T, H) = softmax(q k^T / sqrt(d), masked) v, per batch row and head, where
+// q, k, v are (B, T, H) views with row stride ld (3H when they come fused).
 // Query rows past the row's extent are padding: their output is set to zero.
 static bool attention_forward(float* ctx, float* scores, const float* q, const float* k,
-                              const float* v, const int32_t* mask, int64_t B, int64_t T,
-                              int64_t H, int64_t heads) {
+                              const float* v, int64_t ld, const int32_t* mask, int64_t B,
+                              int64_t T, int64_t H, int64_t heads) {
   const int64_t d = H / heads;
   const float scale = 1.0f / std::sqrt((float)d);
   const OpsTable& K = ops();
@@ -44,70 +44,88 @@ static bool attention_forward(float* ctx, float* scores, const float* q, const f
     const int32_t* m = mask + b * T;
     int64_t e = row_extent(m, T);
     float* s = scores + (int64_t)omp_get_thread_num() * T * T;  // (e, e)
-    const float* qb = q + b * T * H + h * d;
-    const float* kb = k + b * T * H + h * d;
-    const float* vb = v + b * T * H + h * d;
+    const float* qb = q + b * T * ld + h * d;
+    const float* kb = k + b * T * ld + h * d;
+    const float* vb = v + b * T * ld + h * d;
     float* cb = ctx + b * T * H + h * d;
     if (e > 0) {
-      ok = ok && gemm_f32(false, true, e, e, d, 1.0f, qb, H, kb, H, 0.0f, s, e);
-      K.softmax_masked_forward(s, m, scale, e, e);
-      ok = ok && gemm_f32(false, false, e, d, e, 1.0f, s, e, vb, H, 0.0f, cb, H);
+      // the 1/sqrt(d) scale rides on the GEMM
+      ok = ok && gemm_f32(false, true, e, e, d, scale, qb, ld, kb, ld, 0.0f, s, e);
+      K.softmax_masked_forward(s, m, 1.0f, e, e);
+      ok = ok && gemm_f32(false, false, e, d, e, 1.0f, s, e, vb, ld, 0.0f, cb, H);
     }
     for (int64_t t = e; t < T; t++) std::memset(cb + t * H, 0, d * sizeof(float));
   }
   return ok;
 }
 
-void encoder_set_precision(Encoder& enc, Precision p) {
+std::string encoder_set_precision(Encoder& enc, Precision p) {
   std::lock_guard<std::mutex> lock(enc.mu);
-  enc.precision = p;
-  if (p != Precision::BF16 || !enc.weights16.empty()) return;
   const int64_t H = enc.cfg.hidden, I = enc.cfg.intermediate;
-  for (const LayerWeights& w : enc.layer) {
-    const std::pair<const float*, int64_t> mats[] = {{w.q_w, H * H}, {w.k_w, H * H}, {w.v_w, H * H},
-                                                     {w.o_w, H * H}, {w.ffn_in_w, I * H},
-                                                     {w.ffn_out_w, H * I}};
-    for (auto& m : mats) {
-      std::vector<uint16_t>& dst = enc.weights16[m.first];
-      dst.resize(m.second);
-      ops().f32_to_bf16(dst.data(), m.first, m.second);
+  const bool bf16 = p == Precision::BF16;
+  std::vector<LayerLinears> linears(enc.layer.size());
+  for (size_t l = 0; l < enc.layer.size(); l++) {
+    const LayerWeights& w = enc.layer[l];
+    LayerLinears& L = linears[l];
+    L.qkv_w.resize(3 * H * H);
+    L.qkv_b.resize(3 * H);
+    const float* ws[3] = {w.q_w, w.k_w, w.v_w};
+    const float* bs[3] = {w.q_b, w.k_b, w.v_b};
+    for (int j = 0; j < 3; j++) {
+      std::memcpy(L.qkv_w.data() + j * H * H, ws[j], H * H * sizeof(float));
+      std::memcpy(L.qkv_b.data() + j * H, bs[j], H * sizeof(float));
     }
+    L.qkv.reset(new Linear(L.qkv_w.data(), L.qkv_b.data(), H, 3 * H, bf16));
+    L.out.reset(new Linear(w.o_w, w.o_b, H, H, bf16));
+    L.ffn_in.reset(new Linear(w.ffn_in_w, w.ffn_in_b, H, I, bf16));
+    L.ffn_out.reset(new Linear(w.ffn_out_w, w.ffn_out_b, I, H, bf16));
   }
+  enc.linears = std::move(linears);
+  enc.precision = p;
+  return "";
 }
 
-// out (N, OC) = inp (N, C) @ weight^T + bias in the encoder's precision.
-static bool linear(Encoder& enc, float* out, const float* inp, const float* weight,
-                   const float* bias, int64_t N, int64_t C, int64_t OC) {
-  if (enc.precision == Precision::BF16) {
-    auto it = enc.weights16.find(weight);
-    if (it == enc.weights16.end()) return false;
-    uint16_t* in16 = enc.ws.in16.data();
-    ops().f32_to_bf16(in16, inp, N * C);
-    return matmul_forward_bf16(out, in16, it->second.data(), bias, N, C, OC);
+uint64_t encoder_packed_bytes(const Encoder& enc) {
+  uint64_t n = 0;
+  for (const LayerLinears& L : enc.linears) {
+    n += L.qkv_w.size() * 4 + L.qkv_b.size() * 4;
+    for (const Linear* x : {L.qkv.get(), L.out.get(), L.ffn_in.get(), L.ffn_out.get()})
+      if (x) n += x->packed_bytes();
   }
-  return matmul_forward(out, inp, weight, bias, N, C, OC);
+  return n;
+}
+
+// out (N, OC) = act(inp (N, C) @ W^T + b) in the encoder's precision.
+static bool linear(Encoder& enc, Linear& L, float* out, const float* inp, int64_t N,
+                   LinearAct act = LinearAct::None) {
+  const void* src = inp;
+  if (L.bf16()) {
+    uint16_t* in16 = enc.ws.in16.data();
+    ops().f32_to_bf16(in16, inp, N * L.in());
+    src = in16;
+  }
+  return L.forward(out, src, N, act).empty();
 }
 
 // One post-LayerNorm block: x (N, H) -> x.
-static bool layer_forward(Encoder& enc, const LayerWeights& w, float* x, const int32_t* mask,
-                          int64_t B, int64_t T) {
+static bool layer_forward(Encoder& enc, size_t l, float* x, const int32_t* mask, int64_t B,
+                          int64_t T) {
   const EncoderConfig& c = enc.cfg;
+  const LayerWeights& w = enc.layer[l];
+  LayerLinears& L = enc.linears[l];
   Workspace& ws = enc.ws;
   const OpsTable& K = ops();
-  const int64_t N = B * T, H = c.hidden, I = c.intermediate;
-  bool ok = linear(enc, ws.q.data(), x, w.q_w, w.q_b, N, H, H) &&
-            linear(enc, ws.k.data(), x, w.k_w, w.k_b, N, H, H) &&
-            linear(enc, ws.v.data(), x, w.v_w, w.v_b, N, H, H) &&
-            attention_forward(ws.ctx.data(), ws.scores.data(), ws.q.data(), ws.k.data(),
-                              ws.v.data(), mask, B, T, H, c.heads) &&
-            linear(enc, ws.t1.data(), ws.ctx.data(), w.o_w, w.o_b, N, H, H);
+  const int64_t N = B * T, H = c.hidden;
+  float* qkv = ws.qkv.data();  // (N, 3H): q | k | v per row
+  bool ok = linear(enc, *L.qkv, qkv, x, N) &&
+            attention_forward(ws.ctx.data(), ws.scores.data(), qkv, qkv + H, qkv + 2 * H, 3 * H,
+                              mask, B, T, H, c.heads) &&
+            linear(enc, *L.out, ws.t1.data(), ws.ctx.data(), N);
   if (!ok) return false;
   K.layernorm_forward(ws.t1.data(), nullptr, nullptr, ws.t1.data(), x, w.ln1_w, w.ln1_b, N, H,
                       c.eps);
-  if (!linear(enc, ws.ff.data(), ws.t1.data(), w.ffn_in_w, w.ffn_in_b, N, H, I)) return false;
-  K.gelu_forward(ws.ff.data(), ws.ff.data(), N * I);
-  if (!linear(enc, ws.ctx.data(), ws.ff.data(), w.ffn_out_w, w.ffn_out_b, N, I, H))
-    return false;
+  if (!linear(enc, *L.ffn_in, ws.ff.data(), ws.t1.data(), N, LinearAct::Gelu)) return false;
+  if (!linear(enc, *L.ffn_out, ws.ctx.data(), ws.ff.data(), N)) return false;
   K.layernorm_forward(x, nullptr, nullptr, ws.ctx.data(), ws.t1.data(), w.ln2_w, w.ln2_b, N, H,
                       c.eps);
   return true;
@@ -115,7 +133,8 @@ static bool layer_forward(Encoder& enc, const LayerWeights& w, float* x, const i
 
 static std::string check_common(const Encoder& enc, int64_t B, int64_t T) {
   if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
-  if (enc.cfg.hidden <= 0 || enc.layer.size() != (size_t)enc.cfg.layers)
+  if (enc.cfg.hidden <= 0 || enc.layer.size() != (size_t)enc.cfg.layers ||
+      enc.linears.size() != enc.layer.size())
     return "encoder is not loaded";
   return "";
 }
@@ -123,7 +142,7 @@ static std::string check_common(const Encoder& enc, int64_t B, int64_t T) {
 static std::string run_layers(Encoder& enc, float* x, const int32_t* mask, int64_t B, int64_t T,
                               int64_t from, int64_t to) {
   for (int64_t l = from; l < to; l++)
-    if (!layer_forward(enc, enc.layer[l], x, mask, B, T))
+    if (!layer_forward(enc, (size_t)l, x, mask, B, T))
       return "oneDNN matmul failed in layer " + std::to_string(l + 1);
   return "";
 }

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
+#include "kernels/linear.h"
 #include "model/weights.h"
 
 namespace er {
@@ -43,10 +43,17 @@ struct LayerWeights {
   const float *ln2_w, *ln2_b;                      // (H)
 };
 
+// The GEMM side of one layer, built from LayerWeights for a precision: Q, K and V
+// fused into one (3H, H) linear layer; the GELU fused into the FFN's first.
+struct LayerLinears {
+  std::vector<float> qkv_w, qkv_b;  // (3H, H), (3H): Q, K, V stacked
+  std::unique_ptr<Linear> qkv, out, ffn_in, ffn_out;
+};
+
 // Scratch buffers reused across calls; they only grow.
 struct Workspace {
-  std::vector<float> q, k, v, ctx, t1, ff, scores;  // (N,H) x5, (N,I), (threads,T,T)
-  std::vector<uint16_t> in16;                        // (N, max(H, I)) bf16 GEMM input
+  std::vector<float> qkv, ctx, t1, ff, scores;  // (N,3H), (N,H) x2, (N,I), (threads,T,T)
+  std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
   void reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16);
 };
 
@@ -56,14 +63,17 @@ struct Encoder {
   std::vector<LayerWeights> layer;
   WeightSet weights;
   Precision precision = Precision::FP32;
-  // bf16 copies of the linear layers' weights, keyed by the fp32 weight (BF16 only)
-  std::unordered_map<const float*, std::vector<uint16_t>> weights16;
+  std::vector<LayerLinears> linears;  // one per layer, for `precision`
   Workspace ws;
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };
 
-// Switches the compute precision; BF16 converts the linear weights once.
-void encoder_set_precision(Encoder& enc, Precision p);
+// Builds the linear layers for a precision (after every weight is set); BF16
+// converts and prepacks the linear weights once. Returns an error message or "".
+std::string encoder_set_precision(Encoder& enc, Precision p);
+
+// Bytes of prepacked (and converted) linear-layer weights held by the encoder.
+uint64_t encoder_packed_bytes(const Encoder& enc);
 
 // All arrays are (B, T) row-major; positions are absolute position ids (the
 // family's offset already applied); type_ids may be null (all zero).

@@ -309,8 +309,8 @@ export class Encoder {
     }
   }
 
-  /** Bytes of weights mapped from disk, bytes converted into memory, and bytes of bf16 weight copies. */
-  memory(): { mappedBytes: number; ownedBytes: number; bf16Bytes: number } {
+  /** Bytes of weights mapped from disk, bytes converted into memory, and bytes of prepacked linear-layer weights. */
+  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number } {
     return this.live().memory();
   }
 

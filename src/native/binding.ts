@@ -50,7 +50,7 @@ export interface NativeEncoder {
     toLayer: number,
     threads: number,
   ): Promise<Float32Array>;
-  memory(): { mappedBytes: number; ownedBytes: number; bf16Bytes: number };
+  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number };
   close(): void;
 }
 
@@ -104,7 +104,7 @@ export interface NativeAddon {
     opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number },
   ) => NativePrefetcher;
   NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
-  cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; bf16Matmul: string };
+  cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; fp32Matmul: string; bf16Matmul: string };
 }
 
 let cached: NativeAddon | undefined;
