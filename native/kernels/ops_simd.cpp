@@ -147,23 +147,50 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
   for (int64_t i = 0; i < N; i++) {
     const float* x = inp + i * C;
     float* o = out + i * C;
-    // o holds x + residual; a two-pass mean / variance over it keeps float accuracy
-    if (residual) {
-      const float* r = residual + i * C;
-      for (int64_t c = 0; c < C; c++) o[c] = x[c] + r[c];
-    } else if (o != x) {
-      for (int64_t c = 0; c < C; c++) o[c] = x[c];
+    const float* r = residual ? residual + i * C : nullptr;
+    // pass 1: o = x + residual, and its sum; pass 2: centred sum of squares; pass 3: scale
+    float sum = 0, var = 0;
+    int64_t c = 0;
+#if defined(__AVX512F__)
+    __m512 vsum = _mm512_setzero_ps();
+    for (; c + 16 <= C; c += 16) {
+      __m512 v = _mm512_loadu_ps(x + c);
+      if (r) v = _mm512_add_ps(v, _mm512_loadu_ps(r + c));
+      _mm512_storeu_ps(o + c, v);
+      vsum = _mm512_add_ps(vsum, v);
     }
-    float sum = 0;
-    for (int64_t c = 0; c < C; c++) sum += o[c];
-    float m = sum / (float)C;
-    float var = 0;
-    for (int64_t c = 0; c < C; c++) {
+    sum = _mm512_reduce_add_ps(vsum);
+#endif
+    for (; c < C; c++) {
+      float v = x[c] + (r ? r[c] : 0.0f);
+      o[c] = v;
+      sum += v;
+    }
+    const float m = sum / (float)C;
+    c = 0;
+#if defined(__AVX512F__)
+    __m512 vvar = _mm512_setzero_ps();
+    const __m512 vm = _mm512_set1_ps(m);
+    for (; c + 16 <= C; c += 16) {
+      __m512 d = _mm512_sub_ps(_mm512_loadu_ps(o + c), vm);
+      vvar = _mm512_fmadd_ps(d, d, vvar);
+    }
+    var = _mm512_reduce_add_ps(vvar);
+#endif
+    for (; c < C; c++) {
       float d = o[c] - m;
       var += d * d;
     }
-    float s = 1.0f / std::sqrt(var / (float)C + eps);
-    for (int64_t c = 0; c < C; c++) o[c] = (o[c] - m) * s * weight[c] + bias[c];
+    const float s = 1.0f / std::sqrt(var / (float)C + eps);
+    c = 0;
+#if defined(__AVX512F__)
+    const __m512 vs = _mm512_set1_ps(s);
+    for (; c + 16 <= C; c += 16) {
+      __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(o + c), vm), vs);
+      _mm512_storeu_ps(o + c, _mm512_fmadd_ps(d, _mm512_loadu_ps(weight + c), _mm512_loadu_ps(bias + c)));
+    }
+#endif
+    for (; c < C; c++) o[c] = (o[c] - m) * s * weight[c] + bias[c];
     if (mean) mean[i] = m;
     if (rstd) rstd[i] = s;
   }
@@ -264,13 +291,30 @@ static void bf16_to_f32(float* out, const uint16_t* inp, int64_t n) {
 }
 
 static void f32_to_bf16(uint16_t* out, const float* inp, int64_t n) {
+  const int64_t block = 8192;
+  const int64_t nblocks = (n + block - 1) / block;
 #pragma omp parallel for schedule(static) if (n > 262144)
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t bits;
-    std::memcpy(&bits, &inp[i], 4);
-    uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-    uint32_t nan = (bits >> 16) | 0x40u;
-    out[i] = (uint16_t)((bits & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+  for (int64_t b = 0; b < nblocks; b++) {
+    int64_t i = b * block, end = (b + 1) * block < n ? (b + 1) * block : n;
+#if defined(__AVX512F__)
+    const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    for (; i + 16 <= end; i += 16) {
+      __m512i bits = _mm512_castps_si512(_mm512_loadu_ps(inp + i));
+      __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
+      __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, round), lsb), 16);
+      __m512i nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+      __mmask16 is_nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+      __m512i res = _mm512_mask_mov_epi32(rounded, is_nan, nan);
+      _mm256_storeu_si256((__m256i*)(out + i), _mm512_cvtepi32_epi16(res));
+    }
+#endif
+    for (; i < end; i++) {
+      uint32_t bits;
+      std::memcpy(&bits, &inp[i], 4);
+      uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+      uint32_t nan = (bits >> 16) | 0x40u;
+      out[i] = (uint16_t)((bits & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+    }
   }
 }
 
