@@ -4,6 +4,8 @@
 #include <napi.h>
 #include <dnnl.h>
 #include <omp.h>
+#include <chrono>
+#include <cstring>
 #include <thread>
 #include "kernels/ops.h"
 #include "kernels/linear.h"
@@ -299,9 +301,36 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// f16ToF32(src Uint16Array, dst Float32Array[, reps]): the store's decode kernel, run
+// `reps` times (for benchmarks and tools); copyF32(src, dst[, reps]): memcpy, the
+// baseline it is compared with. Both return the seconds spent.
+Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
+  THROW_IF(info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray(), "f16ToF32(Uint16Array, Float32Array[, reps])");
+  Napi::Uint16Array src = info[0].As<Napi::Uint16Array>();
+  Napi::Float32Array dst = info[1].As<Napi::Float32Array>();
+  THROW_IF(src.ElementLength() != dst.ElementLength(), "source and destination lengths differ");
+  int reps = info.Length() > 2 ? info[2].As<Napi::Number>().Int32Value() : 1;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; r++) er::ops().f16_to_f32(dst.Data(), src.Data(), (int64_t)src.ElementLength());
+  return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+Napi::Value CopyF32(const Napi::CallbackInfo& info) {
+  THROW_IF(info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray(), "copyF32(Float32Array, Float32Array[, reps])");
+  Napi::Float32Array src = info[0].As<Napi::Float32Array>();
+  Napi::Float32Array dst = info[1].As<Napi::Float32Array>();
+  THROW_IF(src.ElementLength() != dst.ElementLength(), "source and destination lengths differ");
+  int reps = info.Length() > 2 ? info[2].As<Napi::Number>().Int32Value() : 1;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; r++) std::memcpy(dst.Data(), src.Data(), src.ElementLength() * sizeof(float));
+  return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEncoder", EncoderHandle::Init(env));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
+  exports.Set("copyF32", Napi::Function::New(env, CopyF32));
   init_store(env, exports);
   return exports;
 }

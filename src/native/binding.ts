@@ -97,6 +97,10 @@ export interface NativePrefetcher {
 }
 
 export interface NativeAddon {
+  /** The store's fp16 -> fp32 decode kernel run `reps` times; returns seconds. */
+  f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
+  /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */
+  copyF32(src: Float32Array, dst: Float32Array, reps?: number): number;
   StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
   StoreReader: new (dir: string, identity: Uint8Array) => NativeStoreReader;
   Prefetcher: new (
