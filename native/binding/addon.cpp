@@ -12,6 +12,8 @@
 #include "model/encoder.h"
 
 void init_store(Napi::Env env, Napi::Object exports);
+void init_train(Napi::Env env, Napi::Object exports);
+std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
 
 namespace {
 
@@ -56,6 +58,9 @@ Napi::Float32Array adopt_floats(Napi::Env env, std::vector<float>* buf) {
 
 class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
  public:
+  static Napi::FunctionReference* ctor;
+  std::shared_ptr<er::Encoder> encoder() const { return enc_; }
+
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeEncoder",
                        {InstanceMethod("forward", &EncoderHandle::Forward),
@@ -289,6 +294,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   std::shared_ptr<er::Encoder> enc_;
 };
 
+Napi::FunctionReference* EncoderHandle::ctor = nullptr;
+
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("kernels", er::ops().name);
@@ -327,14 +334,25 @@ Napi::Value CopyF32(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeEncoder", EncoderHandle::Init(env));
+  Napi::Function enc = EncoderHandle::Init(env);
+  EncoderHandle::ctor = new Napi::FunctionReference(Napi::Persistent(enc));
+  exports.Set("NativeEncoder", enc);
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));
   init_store(env, exports);
+  init_train(env, exports);
   return exports;
 }
 
 }  // namespace
+
+std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(EncoderHandle::ctor->Value()))
+    throw Napi::TypeError::New(v.Env(), "expected a NativeEncoder");
+  auto enc = Napi::ObjectWrap<EncoderHandle>::Unwrap(v.As<Napi::Object>())->encoder();
+  if (!enc) throw Napi::Error::New(v.Env(), "the encoder is closed");
+  return enc;
+}
 
 NODE_API_MODULE(embedding_recycler, Init)

@@ -35,6 +35,20 @@ struct OpsTable {
   void (*bf16_to_f32)(float* out, const uint16_t* inp, int64_t n);
   // float -> bfloat16, round to nearest even (NaN stays NaN)
   void (*f32_to_bf16)(uint16_t* out, const float* inp, int64_t n);
+
+  // ---- backward kernels (training) ----
+  // dinp (N, C) = dLayerNorm/dinp . dout; dweight, dbias (C) += (may be null: frozen).
+  // inp (N, C) is the LayerNorm's input (x + residual); mean, rstd (N) from forward.
+  // dinp may alias dout.
+  void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout,
+                             const float* inp, const float* weight, const float* mean,
+                             const float* rstd, int64_t N, int64_t C);
+  // dinp (n) = dout * gelu'(inp) (exact erf GELU); dinp may alias dout
+  void (*gelu_backward)(float* dinp, const float* inp, const float* dout, int64_t n);
+  // rows of a softmax output p (rows, T): ds = p * (dp - sum_t p dp); ds may alias dp
+  void (*softmax_backward)(float* ds, const float* p, const float* dp, int64_t rows, int64_t T);
+  // dbias (C) += column sums of dout (N, C)
+  void (*bias_backward)(float* dbias, const float* dout, int64_t N, int64_t C);
 };
 
 // The table for this CPU (highest supported level, or ER_CPU_LEVEL=generic|avx2|avx512).

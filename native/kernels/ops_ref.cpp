@@ -123,13 +123,63 @@ static void f32_to_bf16(uint16_t* out, const float* inp, int64_t n) {
   }
 }
 
+static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const float* mean,
+                               const float* rstd, int64_t N, int64_t C) {
+  for (int64_t i = 0; i < N; i++) {
+    const float* x = inp + i * C;
+    const float* dy = dout + i * C;
+    double m = mean[i], s = rstd[i];
+    double mean_dxhat = 0, mean_dxhat_xhat = 0;
+    for (int64_t c = 0; c < C; c++) {
+      double xhat = (x[c] - m) * s;
+      double dxhat = (double)dy[c] * weight[c];
+      mean_dxhat += dxhat;
+      mean_dxhat_xhat += dxhat * xhat;
+      if (dweight) dweight[c] += (float)(dy[c] * xhat);
+      if (dbias) dbias[c] += dy[c];
+    }
+    mean_dxhat /= (double)C;
+    mean_dxhat_xhat /= (double)C;
+    for (int64_t c = 0; c < C; c++) {
+      double xhat = (x[c] - m) * s;
+      double dxhat = (double)dy[c] * weight[c];
+      dinp[i * C + c] = (float)(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+    }
+  }
+}
+
+static void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double x = inp[i];
+    double cdf = 0.5 * (1.0 + std::erf(x / std::sqrt(2.0)));
+    double pdf = std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+    dinp[i] = (float)(dout[i] * (cdf + x * pdf));
+  }
+}
+
+static void softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T) {
+  for (int64_t r = 0; r < rows; r++) {
+    double dot = 0;
+    for (int64_t t = 0; t < T; t++) dot += (double)p[r * T + t] * dp[r * T + t];
+    for (int64_t t = 0; t < T; t++) ds[r * T + t] = (float)(p[r * T + t] * (dp[r * T + t] - dot));
+  }
+}
+
+static void bias_backward(float* dbias, const float* dout, int64_t N, int64_t C) {
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t c = 0; c < C; c++) dbias[c] += dout[i * C + c];
+}
+
 }  // namespace ref
 
 const OpsTable& ops_reference() {
   static const OpsTable table = {"reference",          ref::bias_add,   ref::gelu_forward,
                                  ref::layernorm_forward, ref::softmax_masked_forward,
                                  ref::f16_to_f32,        ref::f32_to_f16, ref::bf16_to_f32,
-                                 ref::f32_to_bf16};
+                                 ref::f32_to_bf16,       ref::layernorm_backward,
+                                 ref::gelu_backward,     ref::softmax_backward,
+                                 ref::bias_backward};
   return table;
 }
 

@@ -318,13 +318,86 @@ static void f32_to_bf16(uint16_t* out, const float* inp, int64_t n) {
   }
 }
 
+// Parameter gradients are reduced over rows column by column (threads split the
+// columns), so their summation order, and the result, do not depend on threads.
+static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const float* mean,
+                               const float* rstd, int64_t N, int64_t C) {
+  if (dweight || dbias) {
+    const int64_t cblock = 64;
+    const int64_t nb = (C + cblock - 1) / cblock;
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+    for (int64_t jb = 0; jb < nb; jb++) {
+      int64_t c0 = jb * cblock, c1 = c0 + cblock < C ? c0 + cblock : C;
+      for (int64_t i = 0; i < N; i++) {
+        const float* x = inp + i * C;
+        const float* dy = dout + i * C;
+        const float m = mean[i], s = rstd[i];
+        for (int64_t c = c0; c < c1; c++) {
+          if (dweight) dweight[c] += dy[c] * (x[c] - m) * s;
+          if (dbias) dbias[c] += dy[c];
+        }
+      }
+    }
+  }
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+  for (int64_t i = 0; i < N; i++) {
+    const float* x = inp + i * C;
+    const float* dy = dout + i * C;
+    float* dx = dinp + i * C;
+    const float m = mean[i], s = rstd[i];
+    float sum_dxhat = 0, sum_dxhat_xhat = 0;
+    for (int64_t c = 0; c < C; c++) {
+      float dxhat = dy[c] * weight[c];
+      sum_dxhat += dxhat;
+      sum_dxhat_xhat += dxhat * (x[c] - m) * s;
+    }
+    const float a = sum_dxhat / (float)C, b = sum_dxhat_xhat / (float)C;
+    for (int64_t c = 0; c < C; c++) {
+      float xhat = (x[c] - m) * s;
+      dx[c] = s * (dy[c] * weight[c] - a - xhat * b);
+    }
+  }
+}
+
+static void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float cdf = 0.5f * (1.0f + erf_fast(x * 0.70710678118654752f));
+    float pdf = exp_neg(-0.5f * x * x) * 0.3989422804014327f;
+    dinp[i] = dout[i] * (cdf + x * pdf);
+  }
+}
+
+static void softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T) {
+  for (int64_t r = 0; r < rows; r++) {
+    float dot = 0;
+    for (int64_t t = 0; t < T; t++) dot += p[r * T + t] * dp[r * T + t];
+    for (int64_t t = 0; t < T; t++) ds[r * T + t] = p[r * T + t] * (dp[r * T + t] - dot);
+  }
+}
+
+static void bias_backward(float* dbias, const float* dout, int64_t N, int64_t C) {
+  const int64_t cblock = 64;
+  const int64_t nb = (C + cblock - 1) / cblock;
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+  for (int64_t jb = 0; jb < nb; jb++) {
+    int64_t c0 = jb * cblock, c1 = c0 + cblock < C ? c0 + cblock : C;
+    for (int64_t i = 0; i < N; i++)
+      for (int64_t c = c0; c < c1; c++) dbias[c] += dout[i * C + c];
+  }
+}
+
 const OpsTable& table() {
 #define ER_STR2(x) #x
 #define ER_STR(x) ER_STR2(x)
   static const OpsTable t = {ER_STR(ER_ISA_NS) + 4, bias_add,   gelu_forward,
                              layernorm_forward,     softmax_masked_forward,
                              f16_to_f32,            f32_to_f16, bf16_to_f32,
-                             f32_to_bf16};
+                             f32_to_bf16,           layernorm_backward,
+                             gelu_backward,         softmax_backward,
+                             bias_backward};
   return t;
 }
 

@@ -190,6 +190,18 @@ export class Encoder {
     return { batchSize: B, seqLen: T, inputIds, attentionMask, tokenTypeIds, positionIds, encodings };
   }
 
+  /** Position ids ([B*T]) as the family computes them from the token ids ([B*T]). */
+  positionIdsFor(ids: Int32Array, B: number, T: number): Int32Array {
+    const out = new Int32Array(B * T);
+    this.fillPositions(ids, out, B, T);
+    return out;
+  }
+
+  /** @internal the native handle, for the training engine */
+  nativeHandle(): NativeEncoder {
+    return this.live();
+  }
+
   /** Position ids as the family computes them from the token ids. */
   private fillPositions(ids: Int32Array, out: Int32Array, B: number, T: number): void {
     const s = this.checkpoint.shape;
@@ -208,7 +220,8 @@ export class Encoder {
     }
   }
 
-  private checkBatch(batch: Batch): void {
+  /** Checks a batch's arrays, ids and mask against this model; throws naming the bad entry. */
+  checkBatch(batch: Batch): void {
     if (typeof batch !== 'object' || batch === null) throw new TypeError('batch must be an object from encoder.tokenize()');
     const { batchSize: B, seqLen: T } = batch;
     checkInt('batch.batchSize', B, 1, 1 << 24);

@@ -157,3 +157,43 @@ export function readSafetensors(file: string): Map<string, LoadedTensor> {
   }
   return out;
 }
+
+/** A tensor to write: float32 or int32 data with its shape. */
+export interface TensorToWrite {
+  name: string;
+  data: Float32Array | Int32Array;
+  shape: number[];
+}
+
+/**
+ * Writes a safetensors file (atomically: a temporary file renamed into place).
+ * The header is padded with spaces to a multiple of 8 bytes so the data is aligned.
+ */
+export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = {}): void {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) throw new RangeError(`tensor ${t.name}: ${t.data.length} values do not fill shape [${t.shape.join(', ')}]`);
+    const bytes = t.data.byteLength;
+    header[t.name] = { dtype: t.data instanceof Float32Array ? 'F32' : 'I32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  const pad = (8 - (Buffer.byteLength(json) % 8)) % 8;
+  json += ' '.repeat(pad);
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeSync(fd, head);
+    fs.writeSync(fd, Buffer.from(json));
+    for (const t of tensors) fs.writeSync(fd, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}

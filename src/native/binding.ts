@@ -96,7 +96,28 @@ export interface NativePrefetcher {
   stop(): void;
 }
 
+export interface NativeTaskModel {
+  step(
+    inputs: { ids?: Int32Array; positions?: Int32Array; types?: Int32Array; mask: Int32Array; hidden?: Float32Array; B: number; T: number },
+    labels: Int32Array | null,
+    options: {
+      train: boolean; backward: boolean; zeroGrad?: boolean; logits?: boolean; threads: number;
+      update?: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number };
+    },
+  ): Promise<{ loss: number; gradNorm: number; logits?: Float32Array }>;
+  parameters(): { name: string; size: number; decay: boolean }[];
+  getParameter(name: string): Float32Array;
+  getGradient(name: string): Float32Array;
+  setParameter(name: string, value: Float32Array): void;
+  memory(): { paramBytes: number; activationBytes: number; steps: number };
+}
+
 export interface NativeAddon {
+  TaskModel: new (encoder: NativeEncoder, config: {
+    mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
+    adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
+    classWeights: Float32Array | null;
+  }) => NativeTaskModel;
   /** The store's fp16 -> fp32 decode kernel run `reps` times; returns seconds. */
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */

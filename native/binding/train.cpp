@@ -1,0 +1,245 @@
+// N-API glue for training: the TaskModel object and its async step. No maths here.
+#include <napi.h>
+#include <cstring>
+#include <memory>
+#include "model/trainer.h"
+
+std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
+
+namespace {
+
+#define THROW_IF(cond, msg)                                        \
+  do {                                                             \
+    if (cond) throw Napi::TypeError::New(info.Env(), (msg));       \
+  } while (0)
+
+template <typename T>
+const T* typed(const Napi::Value& v, napi_typedarray_type type, size_t expect, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong array type");
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() != expect)
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
+                                             " elements, expected " + std::to_string(expect));
+  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
+double num(const Napi::Object& o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "TaskModel",
+                       {InstanceMethod("step", &TaskModelHandle::Step),
+                        InstanceMethod("parameters", &TaskModelHandle::Parameters),
+                        InstanceMethod("getParameter", &TaskModelHandle::GetParameter),
+                        InstanceMethod("getGradient", &TaskModelHandle::GetGradient),
+                        InstanceMethod("setParameter", &TaskModelHandle::SetParameter),
+                        InstanceMethod("memory", &TaskModelHandle::Memory)});
+  }
+
+  // new TaskModel(encoder, {mode, k, head, numLabels, adapterSize, adapterLayers, adapterAct,
+  //   hiddenDropout, attentionDropout, headDropout, seed, classWeights})
+  TaskModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskModelHandle>(info) {
+    THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
+    std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
+    hidden_ = enc->cfg.hidden;
+    Napi::Object c = info[1].As<Napi::Object>();
+    er::TrainConfig cfg;
+    cfg.mode = (er::TrainMode)(int)num(c, "mode", 2);
+    cfg.k = (int64_t)num(c, "k", 0);
+    cfg.head = (er::HeadKind)(int)num(c, "head", 0);
+    cfg.num_labels = (int64_t)num(c, "numLabels", 2);
+    cfg.adapter_size = (int64_t)num(c, "adapterSize", 64);
+    cfg.adapter_act = (er::AdapterAct)(int)num(c, "adapterAct", 0);
+    cfg.hidden_dropout = (float)num(c, "hiddenDropout", 0.1);
+    cfg.attention_dropout = (float)num(c, "attentionDropout", 0.1);
+    cfg.head_dropout = (float)num(c, "headDropout", 0.1);
+    cfg.seed = (uint64_t)num(c, "seed", 0);
+    Napi::Value al = c.Get("adapterLayers");
+    if (al.IsArray()) {
+      Napi::Array a = al.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) cfg.adapter_layers.push_back((int64_t)a.Get(i).As<Napi::Number>().Int64Value());
+    }
+    Napi::Value cw = c.Get("classWeights");
+    if (cw.IsTypedArray()) {
+      Napi::Float32Array w = cw.As<Napi::Float32Array>();
+      cfg.class_weights.assign(w.Data(), w.Data() + w.ElementLength());
+    }
+    try {
+      model_ = std::make_shared<er::TaskModel>(enc, cfg);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+  }
+
+ private:
+  class StepWorker : public Napi::AsyncWorker {
+   public:
+    StepWorker(Napi::Env env, std::shared_ptr<er::TaskModel> m)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), model_(std::move(m)) {}
+    Napi::Promise::Deferred deferred;
+    std::vector<Napi::ObjectReference> refs;
+    er::TrainInputs in;
+    const int32_t* labels = nullptr;
+    bool train = false, backward = false, zero = true, update = false, want_logits = false;
+    er::AdamWOptions adam;
+    void Execute() override {
+      try {
+        std::lock_guard<std::mutex> lock(model_->mu);
+        if (zero) model_->zero_grad();
+        std::string err = model_->step(in, labels, train, backward, &loss_, want_logits ? &logits_ : nullptr);
+        if (!err.empty()) {
+          SetError(err);
+          return;
+        }
+        if (update) norm_ = model_->adamw(adam);
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      } catch (...) {
+        SetError("unknown native error in a training step");
+      }
+    }
+    void OnOK() override {
+      Napi::Object o = Napi::Object::New(Env());
+      o.Set("loss", loss_);
+      o.Set("gradNorm", norm_);
+      if (want_logits) {
+        Napi::Float32Array a = Napi::Float32Array::New(Env(), logits_.size());
+        std::memcpy(a.Data(), logits_.data(), logits_.size() * sizeof(float));
+        o.Set("logits", a);
+      }
+      deferred.Resolve(o);
+    }
+    void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
+
+   private:
+    std::shared_ptr<er::TaskModel> model_;
+    double loss_ = 0, norm_ = 0;
+    std::vector<float> logits_;
+  };
+
+  // step(inputs {ids?, positions?, types?, mask, hidden?, B, T}, labels | null,
+  //      {train, backward, zeroGrad, update: {lr, beta1, beta2, eps, weightDecay, clip} | null,
+  //       threads, logits}) -> Promise<{loss, gradNorm, logits?}>
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    THROW_IF(info.Length() < 3 || !info[0].IsObject() || !info[2].IsObject(), "step(inputs, labels, options)");
+    Napi::Object in = info[0].As<Napi::Object>(), opt = info[2].As<Napi::Object>();
+    auto* w = new StepWorker(info.Env(), model_);
+    try {
+      int64_t B = (int64_t)num(in, "B", 0), T = (int64_t)num(in, "T", 0);
+      if (B <= 0 || T <= 0) throw Napi::RangeError::New(info.Env(), "batch dimensions must be positive");
+      size_t n = (size_t)(B * T);
+      w->in.B = B;
+      w->in.T = T;
+      w->in.mask = typed<int32_t>(in.Get("mask"), napi_int32_array, n, "mask");
+      w->refs.push_back(Napi::Persistent(in.Get("mask").As<Napi::Object>()));
+      if (in.Get("hidden").IsTypedArray()) {
+        w->in.hidden = typed<float>(in.Get("hidden"), napi_float32_array, n * (size_t)hidden_size(), "hidden");
+        w->refs.push_back(Napi::Persistent(in.Get("hidden").As<Napi::Object>()));
+      } else {
+        w->in.ids = typed<int32_t>(in.Get("ids"), napi_int32_array, n, "ids");
+        w->in.positions = typed<int32_t>(in.Get("positions"), napi_int32_array, n, "positions");
+        w->refs.push_back(Napi::Persistent(in.Get("ids").As<Napi::Object>()));
+        w->refs.push_back(Napi::Persistent(in.Get("positions").As<Napi::Object>()));
+        if (in.Get("types").IsTypedArray()) {
+          w->in.types = typed<int32_t>(in.Get("types"), napi_int32_array, n, "types");
+          w->refs.push_back(Napi::Persistent(in.Get("types").As<Napi::Object>()));
+        }
+      }
+      if (info[1].IsTypedArray()) {
+        const er::TrainConfig& c = model_->config();
+        size_t want = c.head == er::HeadKind::Sequence ? (size_t)B : c.head == er::HeadKind::QA ? (size_t)(2 * B) : n;
+        w->labels = typed<int32_t>(info[1], napi_int32_array, want, "labels");
+        w->refs.push_back(Napi::Persistent(info[1].As<Napi::Object>()));
+      }
+      w->train = opt.Get("train").ToBoolean().Value();
+      w->backward = opt.Get("backward").ToBoolean().Value();
+      w->zero = !opt.Get("zeroGrad").IsBoolean() || opt.Get("zeroGrad").ToBoolean().Value();
+      w->want_logits = opt.Get("logits").ToBoolean().Value();
+      w->in.threads = std::max(1, (int)num(opt, "threads", 1));
+      if (opt.Get("update").IsObject()) {
+        Napi::Object u = opt.Get("update").As<Napi::Object>();
+        w->update = true;
+        w->adam.lr = (float)num(u, "lr", 1e-4);
+        w->adam.beta1 = (float)num(u, "beta1", 0.9);
+        w->adam.beta2 = (float)num(u, "beta2", 0.999);
+        w->adam.eps = (float)num(u, "eps", 1e-8);
+        w->adam.weight_decay = (float)num(u, "weightDecay", 0.01);
+        w->adam.clip = (float)num(u, "clip", 1.0);
+      }
+    } catch (...) {
+      delete w;
+      throw;
+    }
+    Napi::Promise p = w->deferred.Promise();
+    w->Queue();
+    return p;
+  }
+
+  int64_t hidden_size() const { return hidden_; }
+
+  const er::Param* find(const Napi::CallbackInfo& info) {
+    THROW_IF(info.Length() < 1 || !info[0].IsString(), "expected a parameter name");
+    std::string name = info[0].As<Napi::String>().Utf8Value();
+    for (const er::Param& p : model_->params())
+      if (p.name == name) return &p;
+    throw Napi::RangeError::New(info.Env(), "no trainable parameter named " + name);
+  }
+
+  Napi::Value Parameters(const Napi::CallbackInfo& info) {
+    Napi::Array a = Napi::Array::New(info.Env(), model_->params().size());
+    uint32_t i = 0;
+    for (const er::Param& p : model_->params()) {
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("name", p.name);
+      o.Set("size", (double)p.n);
+      o.Set("decay", p.decay);
+      a.Set(i++, o);
+    }
+    return a;
+  }
+
+  Napi::Value GetParameter(const Napi::CallbackInfo& info) {
+    const er::Param* p = find(info);
+    std::lock_guard<std::mutex> lock(model_->mu);
+    Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
+    std::memcpy(a.Data(), p->data, p->n * sizeof(float));
+    return a;
+  }
+
+  Napi::Value GetGradient(const Napi::CallbackInfo& info) {
+    const er::Param* p = find(info);
+    std::lock_guard<std::mutex> lock(model_->mu);
+    Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
+    std::memcpy(a.Data(), p->grad, p->n * sizeof(float));
+    return a;
+  }
+
+  Napi::Value SetParameter(const Napi::CallbackInfo& info) {
+    const er::Param* p = find(info);
+    const float* src = typed<float>(info[1], napi_float32_array, (size_t)p->n, "value");
+    std::lock_guard<std::mutex> lock(model_->mu);
+    std::memcpy(p->data, src, p->n * sizeof(float));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("paramBytes", (double)model_->param_bytes());
+    o.Set("activationBytes", (double)model_->activation_bytes());
+    o.Set("steps", (double)model_->steps());
+    return o;
+  }
+
+ public:
+  std::shared_ptr<er::TaskModel> model_;
+  int64_t hidden_ = 0;
+};
+
+}  // namespace
+
+void init_train(Napi::Env env, Napi::Object exports) { exports.Set("TaskModel", TaskModelHandle::Init(env)); }
