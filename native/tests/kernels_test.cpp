@@ -8,6 +8,7 @@
 #include <vector>
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/train_ops.h"
 
 static int passed = 0, failed = 0;
 
@@ -137,6 +138,152 @@ int main() {
       }
     double e = max_abs_diff(C, ref);
     check(ok && e < 1e-3, "onednn", "gemm_f32(N,T)", e);
+  }
+
+  // ---- backward kernels: fast levels against the reference, and the reference against
+  // central finite differences of its own forward (in double where it matters)
+  for (const char* level : {"generic", "avx2", "avx512"}) {
+    const er::OpsTable* K = er::ops_for_level(level);
+    if (!K) continue;
+    int64_t N = 23, C = 77;
+    std::vector<float> x = randv(N * C), w = randv(C), b = randv(C), dy = randv(N * C);
+    std::vector<float> y(N * C), mean(N), rstd(N);
+    R.layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), nullptr, w.data(), b.data(), N, C, 1e-5f);
+    std::vector<float> dx1(N * C), dx2(N * C), dw1(C, 0.f), dw2(C, 0.f), db1(C, 0.f), db2(C, 0.f);
+    R.layernorm_backward(dx1.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+    K->layernorm_backward(dx2.data(), dw2.data(), db2.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+    double e = std::fmax(max_abs_diff(dx1, dx2), std::fmax(max_abs_diff(dw1, dw2), max_abs_diff(db1, db2)));
+    check(e < 1e-3, level, "layernorm_backward vs reference", e);
+    std::vector<float> g1(x.size()), g2(x.size());
+    R.gelu_backward(g1.data(), x.data(), dy.data(), (int64_t)x.size());
+    K->gelu_backward(g2.data(), x.data(), dy.data(), (int64_t)x.size());
+    e = max_abs_diff(g1, g2);
+    check(e < 1e-5, level, "gelu_backward vs reference", e);
+    int64_t rows = 7, T = 13;
+    std::vector<float> p = randv(rows * T), dp = randv(rows * T);
+    std::vector<int32_t> all(T, 1);
+    R.softmax_masked_forward(p.data(), all.data(), 1.f, rows, T);
+    std::vector<float> s1(rows * T), s2(rows * T);
+    R.softmax_backward(s1.data(), p.data(), dp.data(), rows, T);
+    K->softmax_backward(s2.data(), p.data(), dp.data(), rows, T);
+    e = max_abs_diff(s1, s2);
+    check(e < 1e-6, level, "softmax_backward vs reference", e);
+    std::vector<float> bb1(C, 0.f), bb2(C, 0.f);
+    R.bias_backward(bb1.data(), dy.data(), N, C);
+    K->bias_backward(bb2.data(), dy.data(), N, C);
+    e = max_abs_diff(bb1, bb2);
+    check(e < 1e-4, level, "bias_backward vs reference", e);
+  }
+  {
+    // finite differences: L = sum(dy * f(x)); dL/dx_i ~ (L(x + h e_i) - L(x - h e_i)) / 2h
+    std::normal_distribution<double> nd1(0.0, 1.0);
+    int64_t N = 3, C = 9;
+    std::vector<float> x = randv(N * C), w = randv(C), b = randv(C), dy = randv(N * C);
+    auto ln_loss = [&](const std::vector<float>& xx, const std::vector<float>& ww, const std::vector<float>& bb) {
+      std::vector<float> y(N * C);
+      R.layernorm_forward(y.data(), nullptr, nullptr, xx.data(), nullptr, ww.data(), bb.data(), N, C, 1e-5f);
+      double L = 0;
+      for (int64_t i = 0; i < N * C; i++) L += (double)dy[i] * y[i];
+      return L;
+    };
+    std::vector<float> mean(N), rstd(N), y(N * C), dx(N * C), dw(C, 0.f), db(C, 0.f);
+    R.layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), nullptr, w.data(), b.data(), N, C, 1e-5f);
+    R.layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+    double worst = 0;
+    const float h = 1e-2f;
+    for (int64_t i = 0; i < N * C; i++) {
+      std::vector<float> xp = x, xm = x;
+      xp[i] += h; xm[i] -= h;
+      double fd = (ln_loss(xp, w, b) - ln_loss(xm, w, b)) / (2 * h);
+      worst = std::fmax(worst, std::fabs(fd - dx[i]) / std::fmax(1.0, std::fabs(fd)));
+    }
+    for (int64_t c = 0; c < C; c++) {
+      std::vector<float> wp = w, wm = w, bp = b, bm = b;
+      wp[c] += h; wm[c] -= h; bp[c] += h; bm[c] -= h;
+      worst = std::fmax(worst, std::fabs((ln_loss(x, wp, b) - ln_loss(x, wm, b)) / (2 * h) - dw[c]) / 1.0);
+      worst = std::fmax(worst, std::fabs((ln_loss(x, w, bp) - ln_loss(x, w, bm)) / (2 * h) - db[c]) / 1.0);
+    }
+    check(worst < 2e-2, "reference", "layernorm_backward vs finite differences", worst);
+
+    std::vector<float> g(N * C);
+    R.gelu_backward(g.data(), x.data(), dy.data(), N * C);
+    worst = 0;
+    for (int64_t i = 0; i < N * C; i++) {
+      float a[2] = {x[i] + h, x[i] - h}, o[2];
+      R.gelu_forward(o, a, 2);
+      double fd = dy[i] * ((double)o[0] - o[1]) / (2 * h);
+      worst = std::fmax(worst, std::fabs(fd - g[i]) / std::fmax(1.0, std::fabs(fd)));
+    }
+    check(worst < 1e-2, "reference", "gelu_backward vs finite differences", worst);
+
+    int64_t T = 6;
+    std::vector<float> s = randv(T), ds = randv(T);
+    std::vector<int32_t> all(T, 1);
+    auto sm_loss = [&](std::vector<float> v) {
+      R.softmax_masked_forward(v.data(), all.data(), 1.f, 1, T);
+      double L = 0;
+      for (int64_t t = 0; t < T; t++) L += (double)ds[t] * v[t];
+      return L;
+    };
+    std::vector<float> p = s, dsc(T);
+    R.softmax_masked_forward(p.data(), all.data(), 1.f, 1, T);
+    R.softmax_backward(dsc.data(), p.data(), ds.data(), 1, T);
+    worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+      std::vector<float> sp = s, sm = s;
+      sp[t] += h; sm[t] -= h;
+      worst = std::fmax(worst, std::fabs((sm_loss(sp) - sm_loss(sm)) / (2 * h) - dsc[t]));
+    }
+    check(worst < 1e-2, "reference", "softmax_backward vs finite differences", worst);
+  }
+
+  {
+    // cross-entropy with class weights, an ignored target and a mask, against finite differences
+    int64_t N = 4, L = 5;
+    std::vector<float> z = randv(N * L), dz(N * L);
+    std::vector<int32_t> y = {1, -1, 4, 0};
+    std::vector<float> cw = {0.5f, 1.0f, 2.0f, 1.5f, 0.7f};
+    std::vector<uint8_t> mk(N * L, 1);
+    mk[2 * L + 1] = 0;
+    er::cross_entropy_forward_backward(dz.data(), z.data(), y.data(), cw.data(), mk.data(), N, L, 1.0f);
+    double worst = 0;
+    const float h = 1e-2f;
+    for (int64_t i = 0; i < N * L; i++) {
+      if (!mk[i]) continue;
+      std::vector<float> zp = z, zm = z;
+      zp[i] += h; zm[i] -= h;
+      double fd = (er::cross_entropy_forward_backward(nullptr, zp.data(), y.data(), cw.data(), mk.data(), N, L, 1.0f) -
+                   er::cross_entropy_forward_backward(nullptr, zm.data(), y.data(), cw.data(), mk.data(), N, L, 1.0f)) / (2 * h);
+      worst = std::fmax(worst, std::fabs(fd - dz[i]));
+    }
+    check(worst < 1e-3 && dz[1 * L + 2] == 0.f && dz[2 * L + 1] == 0.f, "reference", "cross_entropy vs finite differences", worst);
+
+    // AdamW: one step of 3 values against the formula written out
+    float p[3] = {1.0f, -2.0f, 0.5f}, m[3] = {0.1f, 0.0f, -0.2f}, v[3] = {0.01f, 0.0f, 0.04f}, g[3] = {0.3f, -0.4f, 0.0f};
+    float want[3];
+    for (int i = 0; i < 3; i++) {
+      double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1, t = 3, gs = 0.5 * g[i];
+      double mi = b1 * m[i] + (1 - b1) * gs, vi = b2 * v[i] + (1 - b2) * gs * gs;
+      double pi = p[i] * (1 - lr * wd);
+      want[i] = (float)(pi - lr / (1 - std::pow(b1, t)) * mi / (std::sqrt(vi) / std::sqrt(1 - std::pow(b2, t)) + eps));
+    }
+    er::adamw_update(p, m, v, g, 3, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3, 0.5f);
+    double e = 0;
+    for (int i = 0; i < 3; i++) e = std::fmax(e, std::fabs(p[i] - want[i]));
+    check(e < 1e-6, "reference", "adamw_update vs the formula", e);
+
+    // dropout: the kept fraction is near 1 - p, and masks repeat for the same seed and stream
+    std::vector<float> ones(100000, 1.0f), o1(100000), o2(100000);
+    std::vector<uint8_t> m1(100000), m2(100000);
+    er::dropout_forward(o1.data(), m1.data(), ones.data(), 100000, 0.1f, 7, 3);
+    er::dropout_forward(o2.data(), m2.data(), ones.data(), 100000, 0.1f, 7, 3);
+    int kept = 0;
+    for (uint8_t k : m1) kept += k;
+    bool same = m1 == m2;
+    er::dropout_forward(o2.data(), m2.data(), ones.data(), 100000, 0.1f, 7, 4);
+    bool differs = m1 != m2;
+    check(same && differs && std::abs(kept - 90000) < 600 && std::fabs(o1[0] - (m1[0] ? 1.0f / 0.9f : 0.f)) < 1e-6,
+          "reference", "dropout masks: rate, repeatability, independence", kept);
   }
 
   std::printf("%d passed, %d failed\n", passed, failed);
