@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Training benchmark: ms per training step (forward + backward + clipping + AdamW) of a
-// sequence-classification model, for this engine's modes full, frozen-prefix, reduced and
-// reduced-adapters, and PyTorch's full and reduced, on the same machine and threads.
+// sequence-classification model, for the modes full, frozen-prefix, reduced and
+// reduced-adapters: this engine in fp32 and bf16 mixed precision, and PyTorch fp32, on the
+// same machine and threads.
 // Shapes: MiniLM-L6-H384 and BERT-base (random weights, bench/.work/models), k = N/2,
 // batch 16 x 128 tokens. Writes bench/results/train-<date>.md and .json.
 //
@@ -33,6 +34,7 @@ const models = flag('models', quick ? 'minilm-l6-h384' : 'minilm-l6-h384,bert-ba
 const B = quick ? 4 : 16, T = quick ? 32 : 128;
 const withTorch = !args.includes('--no-torch');
 const workDir = path.join(root, 'bench', '.work', 'models');
+const MODES = ['full', 'frozen-prefix', 'reduced', 'reduced-adapters'];
 
 function ensureModels() {
   if (models.every((m) => fs.existsSync(path.join(workDir, m, 'model.safetensors')))) return;
@@ -40,9 +42,9 @@ function ensureModels() {
   execFileSync('python3', [path.join(here, 'peers', 'make_models.py')], { stdio: 'inherit' });
 }
 
-async function timeOurs(enc, mode, k, reps, warmup) {
+async function timeOurs(enc, mode, k, reps, warmup, precision = 'fp32') {
   const model = TaskModel.create(enc, {
-    mode, k, head: { kind: 'sequence', numLabels: 2 }, seed: 1, threads,
+    mode, k, head: { kind: 'sequence', numLabels: 2 }, seed: 1, threads, precision,
     adapter: mode.endsWith('adapters') ? { size: 64 } : undefined,
   });
   const batch = makeBatch(B, T);
@@ -69,14 +71,15 @@ async function main() {
     const enc = await Encoder.load(dir, { threads });
     const N = enc.numLayers, k = Math.floor(N / 2);
     const reps = quick ? 1 : name === 'bert-base' ? 3 : 5;
-    const row = { name, layers: N, hidden: enc.hidden, k, ours: {}, torch: {} };
-    for (const mode of ['full', 'frozen-prefix', 'reduced', 'reduced-adapters']) {
+    const row = { name, layers: N, hidden: enc.hidden, k, ours: {}, bf16: {}, torch: {} };
+    for (const mode of MODES) {
       process.stderr.write(`[train] ${name} ours ${mode} ...\n`);
       row.ours[mode] = await timeOurs(enc, mode, k, reps, 1);
-      process.stderr.write(`[train] ${name} ours ${mode}: ${row.ours[mode].median.toFixed(0)} ms/step\n`);
+      row.bf16[mode] = await timeOurs(enc, mode, k, reps, 1, 'bf16');
+      process.stderr.write(`[train] ${name} ours ${mode}: fp32 ${row.ours[mode].median.toFixed(0)} ms/step, bf16 ${row.bf16[mode].median.toFixed(0)}\n`);
     }
     if (withTorch) {
-      for (const mode of ['full', 'reduced']) {
+      for (const mode of MODES) {
         process.stderr.write(`[train] ${name} PyTorch ${mode} ...\n`);
         const r = await runPythonJson(path.join(here, 'peers', 'torch_train.py'), ['--model', dir, '--mode', mode, '--k', String(k), '--batch', String(B), '--seq', String(T), '--threads', String(threads), '--reps', String(reps), '--warmup', '1'], { threads });
         row.torch[mode] = { ms: r.ms, median: median(r.ms) };
@@ -95,19 +98,21 @@ async function main() {
     `- **Versions**: embedding-recycler (git ${results.git?.commit ?? '?'}), oneDNN ${info.gemm}, kernels ${info.kernels}; PyTorch ${results.torchVersion ?? 'not run'}`,
     `- **Workload**: sequence classification, batch ${B} x ${T} tokens (no padding), k = N/2, dropout 0.1, AdamW with clipping; median ms per step (${quick ? 1 : '3-5'} steps after 1 warm-up). Recycled modes read layer-k activations already in memory (what the store's prefetcher hands over).`,
     '',
-    '| Model | mode | ours ms/step | trained params | memory MiB | PyTorch ms/step | PyTorch / ours |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    '| Model | mode | ours fp32 ms/step | ours bf16 ms/step | trained params | memory MiB | PyTorch fp32 ms/step | PyTorch / ours fp32 | PyTorch / ours bf16 |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const m of results.models) {
-    for (const mode of ['full', 'frozen-prefix', 'reduced', 'reduced-adapters']) {
-      const o = m.ours[mode], t = m.torch[mode];
-      lines.push(`| ${m.name} | ${mode} | ${o.median.toFixed(0)} | ${o.params.toLocaleString('en-US')} | ${o.memoryMiB.toFixed(0)} | ${t ? t.median.toFixed(0) : '-'} | ${t ? (t.median / o.median).toFixed(2) + 'x' : '-'} |`);
+    for (const mode of MODES) {
+      const o = m.ours[mode], h = m.bf16[mode], t = m.torch[mode];
+      lines.push(`| ${m.name} | ${mode} | ${o.median.toFixed(0)} | ${h.median.toFixed(0)} | ${o.params.toLocaleString('en-US')} | ${o.memoryMiB.toFixed(0)} | ${t ? t.median.toFixed(0) : '-'} | ${t ? (t.median / o.median).toFixed(2) + 'x' : '-'} | ${t ? (t.median / h.median).toFixed(2) + 'x' : '-'} |`);
     }
   }
-  lines.push('', '## Speed-ups like the original study (ours)', '', '| Model | NR vs R (full / reduced) | F vs R (frozen-prefix / reduced) | NR vs R-adapters | PyTorch NR vs R |', '| --- | ---: | ---: | ---: | ---: |');
+  lines.push('', '## Speed-ups like the original study', '', '| Model | engine | NR vs R (full / reduced) | F vs R (frozen-prefix / reduced) | NR vs R-adapters |', '| --- | --- | ---: | ---: | ---: |');
   for (const m of results.models) {
-    const o = m.ours;
-    lines.push(`| ${m.name} | ${pct(o.full.median, o.reduced.median)} | ${pct(o['frozen-prefix'].median, o.reduced.median)} | ${pct(o.full.median, o['reduced-adapters'].median)} | ${m.torch.full ? pct(m.torch.full.median, m.torch.reduced.median) : '-'} |`);
+    for (const [label, o] of [['ours fp32', m.ours], ['ours bf16', m.bf16], ['PyTorch fp32', m.torch]]) {
+      if (!o.full) continue;
+      lines.push(`| ${m.name} | ${label} | ${pct(o.full.median, o.reduced.median)} | ${pct(o['frozen-prefix'].median, o.reduced.median)} | ${pct(o.full.median, o['reduced-adapters'].median)} |`);
+    }
   }
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);

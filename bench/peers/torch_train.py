@@ -4,9 +4,12 @@ AdamW, with gradient clipping) of a sequence-classification model on a BERT dire
 
     torch_train.py --model DIR --mode full|reduced --k 6 --batch 16 --seq 128 --threads 2 --reps 3 [--warmup 1]
 
-full:    embeddings + all layers run and train (model.train(), dropout 0.1).
-reduced: the layer-k hidden states are computed once beforehand (as a cache would hold
-         them); each step runs layers k+1..N and the head, and trains them.
+full:             embeddings + all layers run and train (model.train(), dropout 0.1).
+frozen-prefix:    layers 1..k run every step under no_grad, k+1..N and the head train.
+reduced:          the layer-k hidden states are computed once beforehand (as a cache would
+                  hold them); each step runs layers k+1..N and the head, and trains them.
+reduced-adapters: as reduced, with layers k+1..N frozen and Houlsby adapters (size 64,
+                  GELU) after their attention output and FFN output training, with the head.
 Prints {"ms": [...]} on the last line. Inputs: the benchmark's fixed batch (bench/lib/workload.mjs).
 """
 import argparse
@@ -33,7 +36,7 @@ def make_inputs(B, T):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--model', required=True)
-    ap.add_argument('--mode', choices=['full', 'reduced'], required=True)
+    ap.add_argument('--mode', choices=['full', 'frozen-prefix', 'reduced', 'reduced-adapters'], required=True)
     ap.add_argument('--k', type=int, required=True)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--seq', type=int, default=128)
@@ -49,16 +52,30 @@ def main():
     labels = torch.arange(a.batch) % 2
     model.train()
     ext = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    if a.mode == 'reduced':
+    if a.mode in ('reduced', 'reduced-adapters'):
         with torch.no_grad():
             model.eval()
             cached = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[a.k].clone()
             model.train()
+    if a.mode != 'full':
         for p in model.embeddings.parameters():
             p.requires_grad_(False)
         for layer in model.encoder.layer[: a.k]:
             for p in layer.parameters():
                 p.requires_grad_(False)
+    if a.mode == 'reduced-adapters':
+        hidden = model.config.hidden_size
+        for layer in model.encoder.layer[a.k:]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+            for module in (layer.attention.output, layer.output):
+                module.adapter = torch.nn.Sequential(torch.nn.Linear(hidden, 64), torch.nn.GELU(), torch.nn.Linear(64, hidden))
+
+                def fwd(self, hidden_states, input_tensor):
+                    h = self.dropout(self.dense(hidden_states))
+                    return self.LayerNorm(h + self.adapter(h) + input_tensor)
+
+                module.forward = fwd.__get__(module)
     params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
 
@@ -67,7 +84,14 @@ def main():
         if a.mode == 'full':
             h = model(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
-            h = cached
+            if a.mode == 'frozen-prefix':
+                with torch.no_grad():
+                    h = model.embeddings(input_ids=ids)
+                    for layer in model.encoder.layer[: a.k]:
+                        h = layer(h, attention_mask=ext)
+                        h = h[0] if isinstance(h, tuple) else h
+            else:
+                h = cached
             for layer in model.encoder.layer[a.k:]:
                 h = layer(h, attention_mask=ext)
                 h = h[0] if isinstance(h, tuple) else h

@@ -59,6 +59,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     cfg.attention_dropout = (float)num(c, "attentionDropout", 0.1);
     cfg.head_dropout = (float)num(c, "headDropout", 0.1);
     cfg.seed = (uint64_t)num(c, "seed", 0);
+    cfg.bf16 = c.Get("precision").IsString() && c.Get("precision").As<Napi::String>().Utf8Value() == "bf16";
     Napi::Value al = c.Get("adapterLayers");
     if (al.IsArray()) {
       Napi::Array a = al.As<Napi::Array>();

@@ -10,4 +10,10 @@ bool gemm_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc);
 
+// The same product with bfloat16 inputs (A and B are rounded to bf16 on the way in)
+// and fp32 accumulation and output, through oneDNN's matmul primitive. beta must be 0 or 1.
+bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+
 }  // namespace er

@@ -27,20 +27,23 @@ void grow8(std::vector<uint8_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+using GemmFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, int64_t, float, float*, int64_t);
+
 // out (N, OC) = x (N, C) W^T + b
-bool linear_fwd(float* out, const float* x, const float* W, const float* b, int64_t N, int64_t C,
+bool linear_fwd(GemmFn gemm, float* out, const float* x, const float* W, const float* b, int64_t N, int64_t C,
                 int64_t OC) {
-  if (!gemm_f32(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC)) return false;
+  if (!gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC)) return false;
   if (b) ops().bias_add(out, b, N, OC);
   return true;
 }
 
 // gW (OC, C) += dy^T x; gb (OC) += colsum dy; dx (N, C) (=, or += when accumulate) dy W
-bool linear_bwd(float* dx, float* gW, float* gb, const float* dy, const float* x, const float* W,
+bool linear_bwd(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, const float* x, const float* W,
                 int64_t N, int64_t C, int64_t OC, bool accumulate) {
-  if (gW && !gemm_f32(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, gW, C)) return false;
+  if (gW && !gemm(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, gW, C)) return false;
   if (gb) ops().bias_backward(gb, dy, N, OC);
-  if (dx && !gemm_f32(false, false, N, C, OC, 1.0f, dy, OC, W, C, accumulate ? 1.0f : 0.0f, dx, C))
+  if (dx && !gemm(false, false, N, C, OC, 1.0f, dy, OC, W, C, accumulate ? 1.0f : 0.0f, dx, C))
     return false;
   return true;
 }
@@ -299,6 +302,8 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   const float p_hid = train ? cfg_.hidden_dropout : 0.0f, p_att = train ? cfg_.attention_dropout : 0.0f,
               p_head = train ? cfg_.head_dropout : 0.0f;
   const float scale = 1.0f / std::sqrt((float)d);
+  // the linear layers' GEMMs in the chosen precision; attention stays fp32
+  const GemmFn G = cfg_.bf16 ? &gemm_bf16 : &gemm_f32;
 
   // ---------------------------------------------------------------- forward
   TLayer* bottom = m.layers.empty() ? nullptr : &m.layers.front();
@@ -366,7 +371,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
     std::vector<float>& out = li + 1 < m.layers.size() ? m.layers[li + 1].x : m.final_h;
     grow(out, N * H);
     const float* x = L.x.data();
-    if (!linear_fwd(L.qkv.data(), x, L.qkv_w, L.qkv_b, N, H, 3 * H)) return "GEMM failed";
+    if (!linear_fwd(G, L.qkv.data(), x, L.qkv_w, L.qkv_b, N, H, 3 * H)) return "GEMM failed";
     bool ok = true;
     const float* qkv = L.qkv.data();
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
@@ -393,17 +398,17 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
       for (int64_t t = e; t < T; t++) std::memset(c + t * H, 0, d * sizeof(float));
     }
     if (!ok) return "attention GEMM failed";
-    if (!linear_fwd(L.a.data(), L.ctx.data(), L.o_w, L.o_b, N, H, H)) return "GEMM failed";
+    if (!linear_fwd(G, L.a.data(), L.ctx.data(), L.o_w, L.o_b, N, H, H)) return "GEMM failed";
     if (p_hid > 0) dropout_forward(L.a.data(), L.mask_a.data(), L.a.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, site + 1, 0));
     // adapter after the attention output, then the residual and LayerNorm
     auto adapter_fwd = [&](Adapter& A, const float* hin, float* out_sum) -> bool {
       const int64_t bsz = cfg_.adapter_size;
       grow(A.pre, N * bsz);
       grow(A.act, N * bsz);
-      if (!linear_fwd(A.pre.data(), hin, A.dw, A.db, N, H, bsz)) return false;
+      if (!linear_fwd(G, A.pre.data(), hin, A.dw, A.db, N, H, bsz)) return false;
       if (cfg_.adapter_act == AdapterAct::Gelu) K.gelu_forward(A.act.data(), A.pre.data(), N * bsz);
       else relu_forward(A.act.data(), A.pre.data(), N * bsz);
-      if (!linear_fwd(out_sum, A.act.data(), A.uw, A.ub, N, bsz, H)) return false;
+      if (!linear_fwd(G, out_sum, A.act.data(), A.uw, A.ub, N, bsz, H)) return false;
       for (int64_t i = 0; i < N * H; i++) out_sum[i] += hin[i];
       return true;
     };
@@ -414,9 +419,9 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
       for (int64_t i = 0; i < N * H; i++) L.s1[i] = L.a[i] + x[i];
     }
     K.layernorm_forward(L.y1.data(), L.mean1.data(), L.rstd1.data(), L.s1.data(), nullptr, L.ln1_w, L.ln1_b, N, H, ec.eps);
-    if (!linear_fwd(L.ffpre.data(), L.y1.data(), L.f1_w, L.f1_b, N, H, I)) return "GEMM failed";
+    if (!linear_fwd(G, L.ffpre.data(), L.y1.data(), L.f1_w, L.f1_b, N, H, I)) return "GEMM failed";
     K.gelu_forward(L.ffact.data(), L.ffpre.data(), N * I);
-    if (!linear_fwd(L.f.data(), L.ffact.data(), L.f2_w, L.f2_b, N, I, H)) return "GEMM failed";
+    if (!linear_fwd(G, L.f.data(), L.ffact.data(), L.f2_w, L.f2_b, N, I, H)) return "GEMM failed";
     if (p_hid > 0) dropout_forward(L.f.data(), L.mask_f.data(), L.f.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, site + 2, 0));
     if (L.adapters) {
       if (!adapter_fwd(L.ad[1], L.f.data(), L.s2.data())) return "GEMM failed";
@@ -440,7 +445,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   }
   grow(m.logits, R * Lb);
   grow(m.dlogits, R * Lb);
-  if (!linear_fwd(m.logits.data(), m.head_in.data(), m.head_w, m.head_b, R, H, Lb)) return "GEMM failed";
+  if (!linear_fwd(G, m.logits.data(), m.head_in.data(), m.head_w, m.head_b, R, H, Lb)) return "GEMM failed";
   if (logits_out) logits_out->assign(m.logits.begin(), m.logits.begin() + R * Lb);
   if (!labels) return backward ? "training needs labels" : "";
 
@@ -479,7 +484,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
 
   // ---------------------------------------------------------------- backward
   grow(m.dhead_in, R * H);
-  if (!linear_bwd(m.dhead_in.data(), m.g_head_w, m.g_head_b, m.dlogits.data(), m.head_in.data(), m.head_w, R, H, Lb, false))
+  if (!linear_bwd(G, m.dhead_in.data(), m.g_head_w, m.g_head_b, m.dlogits.data(), m.head_in.data(), m.head_w, R, H, Lb, false))
     return "GEMM failed";
   if (p_head > 0) dropout_backward(m.dhead_in.data(), m.head_mask.data(), m.dhead_in.data(), R * H, p_head);
   grow(m.dA, N * H);
@@ -509,17 +514,17 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
       const int64_t bsz = cfg_.adapter_size;
       grow(m.dad, N * bsz);
       // out = hin + up(act(down(hin)))
-      if (!linear_bwd(m.dad.data(), A.g_uw, A.g_ub, dh, A.act.data(), A.uw, N, bsz, H, false)) return false;
+      if (!linear_bwd(G, m.dad.data(), A.g_uw, A.g_ub, dh, A.act.data(), A.uw, N, bsz, H, false)) return false;
       if (cfg_.adapter_act == AdapterAct::Gelu) K.gelu_backward(m.dad.data(), A.pre.data(), m.dad.data(), N * bsz);
       else relu_backward(m.dad.data(), A.pre.data(), m.dad.data(), N * bsz);
-      return linear_bwd(dh, A.g_dw, A.g_db, m.dad.data(), hin, A.dw, N, H, bsz, true);
+      return linear_bwd(G, dh, A.g_dw, A.g_db, m.dad.data(), hin, A.dw, N, H, bsz, true);
     };
     float* df = ds;  // d f2, becomes d f
     if (L.adapters && !adapter_bwd(L.ad[1], L.f.data(), df)) return "GEMM failed";
     if (p_hid > 0) dropout_backward(df, L.mask_f.data(), df, N * H, cfg_.hidden_dropout);
-    if (!linear_bwd(m.dff.data(), L.g_f2_w, L.g_f2_b, df, L.ffact.data(), L.f2_w, N, I, H, false)) return "GEMM failed";
+    if (!linear_bwd(G, m.dff.data(), L.g_f2_w, L.g_f2_b, df, L.ffact.data(), L.f2_w, N, I, H, false)) return "GEMM failed";
     K.gelu_backward(m.dff.data(), L.ffpre.data(), m.dff.data(), N * I);
-    if (!linear_bwd(dy1, L.g_f1_w, L.g_f1_b, m.dff.data(), L.y1.data(), L.f1_w, N, H, I, true)) return "GEMM failed";
+    if (!linear_bwd(G, dy1, L.g_f1_w, L.g_f1_b, m.dff.data(), L.y1.data(), L.f1_w, N, H, I, true)) return "GEMM failed";
     // y1 = LN1(s1); s1 = a2 + x
     float* ds1 = dy;  // dy is no longer needed
     K.layernorm_backward(ds1, L.g_ln1_w, L.g_ln1_b, dy1, L.s1.data(), L.ln1_w, L.mean1.data(), L.rstd1.data(), N, H);
@@ -529,7 +534,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
     if (!L.trainable && !need_dx) break;  // nothing below this point trains
     if (p_hid > 0) dropout_backward(da, L.mask_a.data(), da, N * H, cfg_.hidden_dropout);
     float* dctx = m.dC.data();
-    if (!linear_bwd(dctx, L.g_o_w, L.g_o_b, da, L.ctx.data(), L.o_w, N, H, H, false)) return "GEMM failed";
+    if (!linear_bwd(G, dctx, L.g_o_w, L.g_o_b, da, L.ctx.data(), L.o_w, N, H, H, false)) return "GEMM failed";
     // attention backward, per batch row and head
     float* dqkv = m.dqkv.data();
     const float* qkv = L.qkv.data();
@@ -572,7 +577,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
     if (!ok) return "attention GEMM failed";
     // x feeds QKV and the residual: dx = dqkv Wqkv + ds1
     float* dx = need_dx ? ds1 : nullptr;
-    if (!linear_bwd(dx, L.g_qkv_w, L.g_qkv_b, dqkv, L.x.data(), L.qkv_w, N, H, 3 * H, true)) return "GEMM failed";
+    if (!linear_bwd(G, dx, L.g_qkv_w, L.g_qkv_b, dqkv, L.x.data(), L.qkv_w, N, H, 3 * H, true)) return "GEMM failed";
     if (!need_dx) break;
     dy = ds1;  // the gradient of the layer below's output
     if (dy != m.dA.data()) {

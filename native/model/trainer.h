@@ -35,6 +35,9 @@ struct TrainConfig {
   float hidden_dropout = 0.1f, attention_dropout = 0.1f, head_dropout = 0.1f;
   uint64_t seed = 0;
   std::vector<float> class_weights;  // empty or num_labels
+  // bf16 mixed precision: the linear layers' GEMMs take bf16 inputs (fp32 accumulation);
+  // master weights, gradients, optimizer state, loss and every other op stay fp32
+  bool bf16 = false;
 };
 
 // A trainable tensor: a view into owned storage, with its gradient and Adam moments.

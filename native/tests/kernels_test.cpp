@@ -9,6 +9,7 @@
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/train_ops.h"
+#include "kernels/crc32c.h"
 
 static int passed = 0, failed = 0;
 
@@ -284,6 +285,23 @@ int main() {
     bool differs = m1 != m2;
     check(same && differs && std::abs(kept - 90000) < 600 && std::fabs(o1[0] - (m1[0] ? 1.0f / 0.9f : 0.f)) < 1e-6,
           "reference", "dropout masks: rate, repeatability, independence", kept);
+  }
+
+  {
+    // CRC32C: the standard check value, and the fast path against the table reference
+    // at lengths around the three-lane chunk size, split and unsplit
+    const char* nine = "123456789";
+    check(er::crc32c(0, nine, 9) == 0xE3069283u && er::crc32c_reference(0, nine, 9) == 0xE3069283u,
+          "crc32c", "check value of \"123456789\"", er::crc32c(0, nine, 9));
+    std::vector<uint8_t> buf(3 * 4096 * 3 + 123);
+    for (size_t i = 0; i < buf.size(); i++) buf[i] = (uint8_t)(rng() & 0xff);
+    int bad = 0;
+    for (size_t n : {0ul, 7ul, 8ul, 4096ul * 3 - 1, 4096ul * 3, 4096ul * 3 + 9, 4096ul * 9 + 100, buf.size()}) {
+      if (er::crc32c(0, buf.data(), n) != er::crc32c_reference(0, buf.data(), n)) bad++;
+      size_t half = n / 3;
+      if (er::crc32c(er::crc32c(0, buf.data(), half), buf.data() + half, n - half) != er::crc32c_reference(0, buf.data(), n)) bad++;
+    }
+    check(bad == 0, "crc32c", "fast path equals the reference", bad);
   }
 
   std::printf("%d passed, %d failed\n", passed, failed);

@@ -116,7 +116,7 @@ export interface NativeAddon {
   TaskModel: new (encoder: NativeEncoder, config: {
     mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
     adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
-    classWeights: Float32Array | null;
+    classWeights: Float32Array | null; precision: 'fp32' | 'bf16';
   }) => NativeTaskModel;
   /** The store's fp16 -> fp32 decode kernel run `reps` times; returns seconds. */
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;

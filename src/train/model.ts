@@ -46,6 +46,12 @@ export interface TaskModelOptions {
   classWeights?: number[];
   /** Native threads; default: the encoder's. */
   threads?: number;
+  /**
+   * 'fp32' (default, the reference) or 'bf16' mixed precision: the linear layers' GEMMs
+   * take bfloat16 inputs with fp32 accumulation; master weights, gradients, AdamW state,
+   * the loss and every other operation stay fp32.
+   */
+  precision?: 'fp32' | 'bf16';
 }
 
 /** What a step reads: token ids (full, frozen-prefix, full-adapters) or layer-k activations (reduced modes). */
@@ -123,6 +129,7 @@ export class TaskModel {
       headDropout: checkProb('dropout.head', d.head ?? TRAIN_DEFAULTS.dropout),
       seed: opts.seed ?? 0,
       classWeights: opts.classWeights ? Float32Array.from(opts.classWeights) : null,
+      precision: opts.precision ?? 'fp32',
     });
   }
 
@@ -151,6 +158,7 @@ export class TaskModel {
     } else if (opts.adapter) {
       throw new TypeError(`mode ${opts.mode} has no adapters; use reduced-adapters or full-adapters`);
     }
+    if (opts.precision !== undefined && opts.precision !== 'fp32' && opts.precision !== 'bf16') throw new TypeError(`precision must be 'fp32' or 'bf16', got ${String(opts.precision)}`);
     if (opts.classWeights !== undefined) {
       if (opts.head.kind === 'qa') throw new TypeError('classWeights do not apply to a QA head');
       if (!Array.isArray(opts.classWeights) || opts.classWeights.length !== numLabels || !opts.classWeights.every((w) => typeof w === 'number' && w >= 0 && Number.isFinite(w))) {
