@@ -24,3 +24,12 @@ export type { EncodeItem, CreateStoreOptions, OpenStoreOptions, EncodeOptions, E
 export { FORMAT_VERSION, windowKey } from './store/format';
 export type { StoreDtype, StoreIdentity, Manifest } from './store/format';
 export { readJsonl } from './store/input';
+export { TaskModel, linearSchedule, TRAIN_MODES, HEAD_KINDS, TRAIN_DEFAULTS } from './train/model';
+export type { TaskModelOptions, TrainInput, StepOptions, TaskManifest, TrainMode, HeadKind } from './train/model';
+export { fit, evaluate } from './train/loop';
+export { trainTask, evalTask } from './tasks/runner';
+export { InferenceSession } from './infer/session';
+export type { PredictInput, SessionOptions } from './infer/session';
+export { readJsonlExamples, readConll } from './tasks/data';
+export { classificationMetrics, entityMetrics, tokenMetrics } from './tasks/metrics';
+export { LabelMap } from './tasks/features';

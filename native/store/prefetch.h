@@ -67,6 +67,7 @@ class Prefetcher {
 
  private:
   void fill(Slot& s, uint64_t batch);
+  void advise(uint64_t batch);
   void run();
   std::shared_ptr<SegmentReader> reader_;
   Plan plan_;

@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { Encoder } from '../model/encoder';
 import { CODECS, StoreDtype } from '../store/format';
 import { BadLine, countJsonl, readJsonl } from '../store/input';
+import { detectFormat, readConll } from '../tasks/data';
+import { nerRows } from '../tasks/features';
+import type { EncodeItem } from '../store/store';
 import { ActivationStore } from '../store/store';
 import { formatBytes, formatDuration, Progress } from './progress';
 
@@ -25,7 +28,7 @@ export function registerEncode(program: Command): void {
     .description('run the encoder up to --layer over a JSON-lines corpus and store the activations (resumable)')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .requiredOption('--layer <k>', 'layer whose output is stored (1..N)')
-    .requiredOption('--input <file>', 'JSON lines: {"id": ..., "text": ..., "text_pair"?: ...}')
+    .requiredOption('--input <file>', 'JSON lines ({"id": ..., "text": ..., "text_pair"?: ...}) or CoNLL (.conll: one token a line, sentences split by blank lines)')
     .requiredOption('--store <dir>', 'store directory (created if missing)')
     .option('--dtype <dtype>', 'stored value type: fp16 or fp32', 'fp16')
     .option('--max-length <n>', 'window length in tokens (default: the model maximum)')
@@ -54,11 +57,25 @@ export function registerEncode(program: Command): void {
         bad.push(b);
         process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
       };
-      const total = await countJsonl(f.input);
+      const format = detectFormat(f.input);
+      let items: AsyncIterable<EncodeItem> | EncodeItem[];
+      let total: number;
+      if (format === 'conll') {
+        // NER sentences: the same word-aligned windows `er train --task ner` looks up
+        const sentences = readConll(f.input, { tags: false, onBad });
+        const { rows } = await nerRows(encoder, sentences, null, store.identity.maxLength);
+        const windows = sentences.map(() => [] as typeof rows[number]['encoding'][]);
+        for (const r of rows) windows[r.example].push(r.encoding);
+        items = sentences.map((s, i) => ({ id: s.id, text: s.words.join(' '), encodings: windows[i] }));
+        total = sentences.length;
+      } else {
+        items = readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, onBad);
+        total = await countJsonl(f.input);
+      }
       const progress = new Progress();
       let warnings = 0;
       try {
-        const p = await store.encode(readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, onBad), {
+        const p = await store.encode(items, {
           batchSize: int('--batch-size', f.batchSize, 1, 4096),
           onWarning: (m) => {
             warnings++;

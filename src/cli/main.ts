@@ -8,6 +8,7 @@ import { registerCost } from './cost';
 import { registerDemo } from './demo';
 import { registerEncode } from './encode';
 import { registerInspect } from './inspect';
+import { registerTask } from './task';
 import { registerInfo } from './info';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerCost(program);
   registerEncode(program);
   registerInspect(program);
+  registerTask(program);
   return program;
 }
 

@@ -38,6 +38,11 @@ export interface EncodeItem {
   id: string;
   text: string;
   pair?: string;
+  /**
+   * The text's windows already tokenized (e.g. NER sentences aligned to words); when
+   * given, they are stored as they are instead of tokenizing `text`.
+   */
+  encodings?: Encoded[];
 }
 
 /** Options of {@link ActivationStore.create}. */
@@ -437,6 +442,11 @@ export class ActivationStore {
     return { encodings, keys };
   }
 
+  /** The key a window (an encoding) has in this store. */
+  keyOf(e: Encoded): Buffer {
+    return windowKey(this.manifest.identityHash, e.ids, e.typeIds);
+  }
+
   private requireEncoder(): Encoder {
     if (!this.encoder) throw new StoreError(`${this.dir}: this needs the store's encoder; open it with { encoder }`);
     return this.encoder;
@@ -578,7 +588,9 @@ export class ActivationStore {
       if (existing && !existing.content.equals(content)) {
         throw new StoreError(`${this.dir}: id ${JSON.stringify(item.id)} is already stored with different text; give the new text another id`);
       }
-      const { encodings, keys } = await this.windows(item.text, item.pair, opts.onWarning);
+      const { encodings, keys } = item.encodings
+        ? { encodings: item.encodings, keys: item.encodings.map((e) => this.keyOf(e)) }
+        : await this.windows(item.text, item.pair, opts.onWarning);
       const doc: Pending = { item, content, keys, tokens: encodings.reduce((a, e) => a + e.ids.length, 0), lastWindow: encodings.length };
       if (existing) progress.textsSkipped++;
       // every window takes its place in the fixed batch sequence, stored or not

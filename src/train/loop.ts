@@ -1,0 +1,207 @@
+/**
+ * The training loop: epochs over shuffled rows, a linear warm-up / decay schedule,
+ * evaluation on dev after every epoch, early stopping on dev loss with patience, the
+ * best checkpoint kept. Recycled modes read layer-k activations from the store; when
+ * the store is still empty (the "SR" setting) the first epoch runs the prefix and
+ * writes the store as it trains, and later epochs recycle.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Encoder } from '../model/encoder';
+import type { ActivationStore } from '../store/store';
+import type { Tensor } from '../tensor/tensor';
+import { IGNORE, Row } from '../tasks/features';
+import { linearSchedule, TaskModel, TrainInput } from './model';
+
+/** A seeded generator (mulberry32), so shuffles repeat. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/**
+ * The inputs a model needs for some rows: token ids, or layer-k activations read
+ * from the store (rows not in it run the encoder's prefix; with `writeThrough` they
+ * are appended to the store as well).
+ */
+export async function inputsFor(model: TaskModel, rows: readonly Row[], store?: ActivationStore, writeThrough = false): Promise<{ input: TrainInput; T: number; fromStore: number }> {
+  const enc = model.encoder;
+  if (!model.recycled) {
+    const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
+    return { input: { batch }, T: batch.seqLen, fromStore: 0 };
+  }
+  if (store) {
+    const keys = rows.map((r) => store.keyOf(r.encoding));
+    const missing = new Map<string, Row>();
+    rows.forEach((r, i) => {
+      if (!store.lookup(keys[i])) missing.set(keys[i].toString('hex'), r);
+    });
+    if (missing.size > 0 && writeThrough && !store.readOnly) {
+      // documents are the windows themselves, named by their keys
+      const items = [...missing].map(([hex, r]) => ({ id: `window:${hex}`, text: hex, encodings: [r.encoding] }));
+      await store.encode(items, { batchSize: items.length });
+    }
+    if (keys.every((k) => store.lookup(k))) {
+      for await (const b of store.batches(keys, { batchSize: keys.length, prefetch: false, copy: true })) {
+        return { input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: rows.length };
+      }
+    }
+  }
+  const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
+  const hidden: Tensor = await enc.forward(batch, { toLayer: model.k });
+  return { input: { hidden, attentionMask: batch.attentionMask }, T: batch.seqLen, fromStore: 0 };
+}
+
+/** The label array of a batch of rows for the model's head (padded with IGNORE to T). */
+export function labelsFor(model: TaskModel, rows: readonly Row[], T: number): Int32Array {
+  if (model.head.kind === 'sequence') return Int32Array.from(rows, (r) => r.labels[0]);
+  const y = new Int32Array(rows.length * T).fill(IGNORE);
+  rows.forEach((r, i) => y.set(r.labels.subarray(0, Math.min(T, r.labels.length)), i * T));
+  return y;
+}
+
+export interface EvalResult {
+  /** mean loss over the scored rows (sequence) or tokens (token head) */
+  loss: number;
+  /** per row: logits (sequence: [L]; token: [T_row, L]) */
+  logits: Float32Array[];
+}
+
+/** Runs the model without dropout over rows (in batches) and collects logits and the loss. */
+export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { batchSize?: number; store?: ActivationStore; writeThrough?: boolean } = {}): Promise<EvalResult> {
+  const bs = opts.batchSize ?? 32;
+  const L = model.head.numLabels;
+  let lossSum = 0, count = 0;
+  const logits: Float32Array[] = [];
+  for (let i = 0; i < rows.length; i += bs) {
+    const part = rows.slice(i, i + bs);
+    const { input, T } = await inputsFor(model, part, opts.store, opts.writeThrough);
+    const y = labelsFor(model, part, T);
+    const scored = model.head.kind === 'sequence' ? y.filter((v) => v >= 0).length : y.filter((v) => v >= 0).length;
+    const canScore = model.head.kind === 'sequence' ? scored === part.length : scored > 0;
+    const r = await model.evalStep(input, canScore ? y : undefined);
+    if (canScore && r.loss !== undefined) {
+      lossSum += r.loss * scored;
+      count += scored;
+    }
+    part.forEach((row, j) => {
+      if (model.head.kind === 'sequence') logits.push(r.logits.slice(j * L, (j + 1) * L));
+      else logits.push(r.logits.slice(j * T * L, (j * T + row.encoding.ids.length) * L));
+    });
+  }
+  return { loss: count > 0 ? lossSum / count : NaN, logits };
+}
+
+export interface EpochRecord {
+  epoch: number;
+  trainLoss: number;
+  devLoss: number | null;
+  devMetrics: Record<string, unknown> | null;
+  seconds: number;
+  examplesPerSecond: number;
+  /** rows whose activations came from the store this epoch */
+  rowsFromStore: number;
+  best: boolean;
+}
+
+export interface FitOptions {
+  model: TaskModel;
+  train: readonly Row[];
+  dev?: readonly Row[];
+  store?: ActivationStore;
+  epochs: number;
+  batchSize?: number;
+  lr: number;
+  /** fraction of the steps used for warm-up; default 0.1 */
+  warmupRatio?: number;
+  /** epochs without a better dev loss before stopping; default 10 */
+  patience?: number;
+  seed?: number;
+  /** dev metrics from the dev rows' logits, for the log */
+  metrics?: (logits: Float32Array[]) => Record<string, unknown>;
+  /** where the best checkpoint goes (model.safetensors) */
+  outDir?: string;
+  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; rowsPerSecond: number }) => void;
+  onEpoch?: (r: EpochRecord) => void;
+}
+
+/** Trains the model; returns every epoch's record and the best one (restored into the model). */
+export async function fit(o: FitOptions): Promise<{ log: EpochRecord[]; best: EpochRecord }> {
+  const { model } = o;
+  if (o.train.length === 0) throw new Error('the training set is empty');
+  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
+  const bs = o.batchSize ?? 32;
+  const perEpoch = Math.ceil(o.train.length / bs);
+  const total = perEpoch * o.epochs;
+  const schedule = linearSchedule(o.lr, Math.max(1, Math.round((o.warmupRatio ?? 0.1) * total)), total);
+  const patience = o.patience ?? 10;
+  const rand = seededRandom(o.seed ?? 0);
+  const log: EpochRecord[] = [];
+  let best: EpochRecord | null = null;
+  let bestFile: string | null = null;
+  if (o.outDir) {
+    fs.mkdirSync(o.outDir, { recursive: true });
+    bestFile = path.join(o.outDir, 'model.safetensors');
+  }
+  const tmpBest = bestFile ?? path.join(os.tmpdir(), `er-best-${process.pid}-${Date.now()}.safetensors`);
+  let step = 0, sinceBest = 0;
+  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+    const t0 = performance.now();
+    const order = shuffle(o.train, rand);
+    let lossSum = 0, fromStore = 0;
+    for (let b = 0; b < perEpoch; b++) {
+      const rows = order.slice(b * bs, (b + 1) * bs);
+      // epoch 1 of an empty store writes it (SR); afterwards every row is in it
+      const { input, T, fromStore: fs_ } = await inputsFor(model, rows, o.store, true);
+      fromStore += fs_;
+      const r = await model.trainStep(input, labelsFor(model, rows, T), schedule(step));
+      lossSum += r.loss;
+      step++;
+      o.onStep?.({ epoch, step: b + 1, steps: perEpoch, loss: lossSum / (b + 1), rowsPerSecond: ((b + 1) * bs) / ((performance.now() - t0) / 1000) });
+    }
+    let devLoss: number | null = null, devMetrics: Record<string, unknown> | null = null;
+    if (o.dev && o.dev.length > 0) {
+      const ev = await evaluate(model, o.dev, { batchSize: bs, store: o.store });
+      devLoss = ev.loss;
+      devMetrics = o.metrics ? o.metrics(ev.logits) : null;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const rec: EpochRecord = {
+      epoch, trainLoss: lossSum / perEpoch, devLoss, devMetrics, seconds, examplesPerSecond: o.train.length / seconds,
+      rowsFromStore: fromStore, best: false,
+    };
+    const score = devLoss ?? rec.trainLoss;
+    const bestScore = best ? (best.devLoss ?? best.trainLoss) : Infinity;
+    if (score < bestScore || best === null) {
+      rec.best = true;
+      best = rec;
+      sinceBest = 0;
+      model.exportSafetensors(tmpBest);
+    } else {
+      sinceBest++;
+    }
+    log.push(rec);
+    o.onEpoch?.(rec);
+    if (devLoss !== null && sinceBest >= patience) break;
+  }
+  // the best epoch's parameters
+  model.importSafetensors(tmpBest);
+  if (!bestFile) fs.rmSync(tmpBest, { force: true });
+  return { log, best: best! };
+}
