@@ -12,12 +12,13 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
-import { cpuDescription, gitInfo, loadAverage, localDate, nproc } from './lib/system.mjs';
+import { cpuDescription,  gitInfo, loadAverage, localDate, nproc } from './lib/system.mjs';
 import { makeBatch } from './lib/workload.mjs';
 import { median, sleep } from './lib/stats.mjs';
 import { runPythonJson } from './lib/python.mjs';
 
 const require = createRequire(import.meta.url);
+const cpuText = (c) => `${c.model} (${c.vendor}, family ${c.family}, model ${c.modelNumber}${c.hypervisor ? ', under a hypervisor' : ''}; ${c.simd.join(' ')})`;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const { Encoder, cpuInfo } = require(path.join(root, 'lib', 'index.js'));
@@ -94,7 +95,7 @@ async function main() {
   const pct = (a, b) => `${a >= b ? '+' : ''}${((a / b - 1) * 100).toFixed(0)}%`;
   const lines = [
     `# Training benchmark, ${localDate()}`, '',
-    `- **CPU**: ${results.cpu}; ${results.nproc} logical CPUs; ${threads} threads per engine; load average at start ${results.loadStart.join(' / ')}, at end ${results.loadEnd.join(' / ')}`,
+    `- **CPU**: ${cpuText(results.cpu)}; ${results.nproc} logical CPUs; ${threads} threads per engine; load average at start ${results.loadStart.join(' / ')}, at end ${results.loadEnd.join(' / ')}`,
     `- **Versions**: embedding-recycler (git ${results.git?.commit ?? '?'}), oneDNN ${info.gemm}, kernels ${info.kernels}; PyTorch ${results.torchVersion ?? 'not run'}`,
     `- **Workload**: sequence classification, batch ${B} x ${T} tokens (no padding), k = N/2, dropout 0.1, AdamW with clipping; median ms per step (${quick ? 1 : '3-5'} steps after 1 warm-up). Recycled modes read layer-k activations already in memory (what the store's prefetcher hands over).`,
     '',

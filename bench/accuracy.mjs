@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+// Accuracy on real data: ChemProt (micro-F1), SciCite (macro-F1) and NCBI-disease (entity F1)
+// from ../shared/data, with the real all-MiniLM-L6-v2 (6 layers, k = 3), for the modes full,
+// reduced, reduced-adapters and full-adapters, 3 seeds each; the learning rate of each mode is
+// picked on dev (seed 1) from a small grid. PyTorch + Hugging Face full fine-tuning with the
+// same hyperparameters on the same splits runs beside it (bench/peers/torch_finetune.py).
+// Training sets are subsampled (every k-th example) to fit the time: see --train-max.
+//
+//   node bench/accuracy.mjs [--tasks chemprot,scicite,ncbi] [--train-max 1000] [--dev-max 500]
+//                           [--epochs 3] [--seeds 3] [--no-torch] [--quick]
+// Writes bench/results/accuracy-<date>.md and .json.
+import { createRequire } from 'module';
+import * as fs from 'fs';
+import * as path from 'path';
+import { fileURLToPath } from 'url';
+import { cpuDescription,  gitInfo, localDate, nproc } from './lib/system.mjs';
+import { runPythonJson } from './lib/python.mjs';
+
+const require = createRequire(import.meta.url);
+const cpuText = (c) => `${c.model} (${c.vendor}, family ${c.family}, model ${c.modelNumber}${c.hypervisor ? ', under a hypervisor' : ''}; ${c.simd.join(' ')})`;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const { trainTask, evalTask } = require(path.join(root, 'lib', 'index.js'));
+
+const args = process.argv.slice(2);
+const flag = (n, d) => {
+  const i = args.indexOf(`--${n}`);
+  return i >= 0 ? args[i + 1] : d;
+};
+const quick = args.includes('--quick');
+const tasks = flag('tasks', 'chemprot,scicite,ncbi').split(',');
+const trainMax = Number(flag('train-max', quick ? '64' : '300'));
+const devMax = Number(flag('dev-max', quick ? '32' : '200'));
+const testMax = Number(flag('test-max', quick ? '32' : '1000'));
+const epochs = Number(flag('epochs', quick ? '1' : '3'));
+const nSeeds = Number(flag('seeds', quick ? '1' : '3'));
+const withTorch = !args.includes('--no-torch');
+const threads = Number(flag('threads', '2'));
+const dataDir = path.resolve(flag('data', path.join(root, '..', 'shared', 'data')));
+const model = path.join(root, 'models', 'all-MiniLM-L6-v2');
+const work = path.join(root, 'bench', '.work', 'accuracy');
+const K = 3, MAXLEN = 128, BATCH = 32;
+const GRID = {
+  full: [1e-4, 2e-4],
+  reduced: [2e-4, 5e-4],
+  'reduced-adapters': [1e-3, 3e-3],
+  'full-adapters': [1e-3, 3e-3],
+};
+const MODES = Object.keys(GRID);
+const TASKS = {
+  chemprot: { kind: 'classification', ext: 'jsonl', metric: 'microF1', label: 'micro-F1' },
+  scicite: { kind: 'classification', ext: 'jsonl', metric: 'macroF1', label: 'macro-F1' },
+  ncbi: { kind: 'ner', ext: 'conll', metric: 'entityF1', label: 'entity F1', dir: 'ncbi-disease' },
+};
+
+/** Every k-th example (JSON lines) or sentence (CoNLL), at most `max`: the same subset for every engine. */
+function subsample(src, dst, max, conll) {
+  const text = fs.readFileSync(src, 'utf8');
+  let units = conll
+    ? text.split(/\n\s*\n/).map((s) => s.split('\n').filter((l) => l.trim() && !l.startsWith('-DOCSTART-')).join('\n')).filter((s) => s)
+    : text.split('\n').filter((l) => l.trim());
+  const stride = Math.max(1, Math.ceil(units.length / max));
+  units = units.filter((_, i) => i % stride === 0).slice(0, max);
+  fs.writeFileSync(dst, units.join(conll ? '\n\n' : '\n') + '\n');
+  return units.length;
+}
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sem = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1) / xs.length));
+
+const torchOnly = args.includes('--torch-only');
+
+async function runTorch(results) {
+  for (const [t, res] of Object.entries(results.tasks)) {
+    const spec = TASKS[t];
+    const files = Object.fromEntries(['train', 'dev', 'test'].map((split) => [split, path.join(work, `${t}-${split}.${spec.ext}`)]));
+    const lr = res.modes.full.lr;
+    const runs = [];
+    for (let s = 1; s <= nSeeds; s++) {
+      const r = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), ['--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test,
+        '--lr', String(lr), '--epochs', String(epochs), '--batch-size', String(BATCH), '--max-length', String(MAXLEN), '--seed', String(s), '--threads', String(threads)], { threads });
+      process.stderr.write(`[accuracy] ${t} PyTorch full lr ${lr} seed ${s}: test ${r.test[spec.metric].toFixed(4)} (${r.seconds.toFixed(0)} s)\n`);
+      runs.push({ seed: s, test: r.test[spec.metric], testMetrics: r.test, seconds: r.seconds, bestEpoch: r.bestEpoch });
+      results.torchVersion = r.torch;
+    }
+    res.torch = { lr, runs, mean: mean(runs.map((r) => r.test)), sem: sem(runs.map((r) => r.test)), seconds: mean(runs.map((r) => r.seconds)) };
+  }
+}
+
+async function main() {
+  fs.mkdirSync(work, { recursive: true });
+  if (torchOnly) {
+    // PyTorch's side for an earlier run of ours (same splits, our full mode's learning rate)
+    const file = path.join(root, 'bench', 'results', `accuracy-${flag('date', localDate())}.json`);
+    const results = JSON.parse(fs.readFileSync(file, 'utf8'));
+    await runTorch(results);
+    return render(results, true);
+  }
+  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), k: K, maxLength: MAXLEN, batchSize: BATCH, epochs, trainMax, devMax, testMax, grid: GRID, tasks: {} };
+  for (const t of tasks) {
+    const spec = TASKS[t];
+    const dir = path.join(dataDir, spec.dir ?? t);
+    const files = {};
+    const sizes = {};
+    for (const [split, max] of [['train', trainMax], ['dev', devMax], ['test', testMax]]) {
+      files[split] = path.join(work, `${t}-${split}.${spec.ext}`);
+      sizes[split] = subsample(path.join(dir, `${split}.${spec.ext}`), files[split], max, spec.ext === 'conll');
+    }
+    const store = path.join(work, `${t}-store-l${K}-t${MAXLEN}-n${sizes.train}`);
+    const res = { sizes, modes: {}, torch: null };
+    results.tasks[t] = res;
+    for (const mode of MODES) {
+      const runs = [];
+      const run = async (lr, seed) => {
+        const out = path.join(work, `${t}-${mode}-lr${lr}-s${seed}`);
+        const t0 = performance.now();
+        const { spec: ts } = await trainTask({
+          task: spec.kind, train: files.train, dev: files.dev, mode, model, store: mode.startsWith('reduced') ? store : undefined,
+          layer: K, maxLength: MAXLEN, lr, epochs, batchSize: BATCH, seed, adapterSize: 64, threads, out,
+          warn: () => {},
+        });
+        const seconds = (performance.now() - t0) / 1000;
+        const ev = await evalTask(out, files.test, { warn: () => {} });
+        const r = { lr, seed, dev: ts.devMetrics[spec.metric], test: ev.metrics[spec.metric], testMetrics: ev.metrics, bestEpoch: ts.bestEpoch, seconds };
+        delete r.testMetrics.perLabel;
+        delete r.testMetrics.perType;
+        process.stderr.write(`[accuracy] ${t} ${mode} lr ${lr} seed ${seed}: dev ${r.dev.toFixed(4)}, test ${r.test.toFixed(4)} (${seconds.toFixed(0)} s)\n`);
+        runs.push(r);
+        return r;
+      };
+      const grid = [];
+      for (const lr of GRID[mode]) grid.push(await run(lr, 1));
+      const best = grid.reduce((a, b) => (b.dev > a.dev ? b : a));
+      for (let s = 2; s <= nSeeds; s++) await run(best.lr, s);
+      const chosen = runs.filter((r) => r.lr === best.lr);
+      res.modes[mode] = {
+        lr: best.lr, runs, mean: mean(chosen.map((r) => r.test)), sem: sem(chosen.map((r) => r.test)),
+        seconds: mean(chosen.map((r) => r.seconds)),
+      };
+    }
+  }
+  if (withTorch) await runTorch(results);
+  render(results, !quick);
+}
+
+function render(results, write) {
+  const withTorch = Object.values(results.tasks).every((r) => r.torch);
+  const pct = (x) => (100 * x).toFixed(2);
+  const lines = [
+    `# Accuracy on real data, ${localDate()}`, '',
+    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${K}; max length ${MAXLEN}, batch ${BATCH}, ${results.epochs} epochs, warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size 64; the best epoch by dev loss is kept`,
+    `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
+    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(GRID).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate. PyTorch uses our full mode's rate.`,
+    `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,
+    '',
+    '| Task (metric) | train / dev / test | mode | lr | test mean ± s.e. (%) | seeds | train time s (mean) |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [t, r] of Object.entries(results.tasks)) {
+    const spec = TASKS[t];
+    const sz = `${r.sizes.train} / ${r.sizes.dev} / ${r.sizes.test}`;
+    for (const mode of MODES) {
+      const m = r.modes[mode];
+      lines.push(`| ${t} (${spec.label}) | ${sz} | ours ${mode} | ${m.lr} | ${pct(m.mean)} ± ${pct(m.sem)} | ${m.runs.filter((x) => x.lr === m.lr).length} | ${m.seconds.toFixed(0)} |`);
+    }
+    if (r.torch) lines.push(`| ${t} (${spec.label}) | ${sz} | PyTorch full | ${r.torch.lr} | ${pct(r.torch.mean)} ± ${pct(r.torch.sem)} | ${r.torch.runs.length} | ${r.torch.seconds.toFixed(0)} |`);
+  }
+  lines.push('', '## Against the goals', '');
+  const avg = (mode) => mean(Object.values(results.tasks).map((r) => r.modes[mode].mean));
+  for (const mode of ['reduced', 'reduced-adapters', 'full-adapters']) lines.push(`- ${mode} vs our full, average over the tasks: ${((avg(mode) - avg('full')) * 100).toFixed(2)} points`);
+  if (withTorch) lines.push(`- our full vs PyTorch full, average over the tasks: ${(mean(Object.values(results.tasks).map((r) => r.modes.full.mean - r.torch.mean)) * 100).toFixed(2)} points`);
+  lines.push('', 'Every run (learning-rate grid included) is in the JSON file.');
+  const md = lines.join('\n') + '\n';
+  process.stdout.write(md);
+  if (write) {
+    const out = path.join(root, 'bench', 'results', `accuracy-${localDate()}`);
+    fs.writeFileSync(`${out}.md`, md);
+    fs.writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
+    process.stderr.write(`[accuracy] wrote ${out}.md and .json\n`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
