@@ -2,6 +2,7 @@
 // The TypeScript side (src/native/binding.ts) validates arguments with precise
 // messages; these guards are the cheap second line.
 #include <napi.h>
+#include "binding/args.h"
 #include <dnnl.h>
 #include <omp.h>
 #include <chrono>
@@ -17,11 +18,6 @@ std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
 
 namespace {
 
-#define THROW_IF(cond, msg)                                        \
-  do {                                                             \
-    if (cond) throw Napi::TypeError::New(info.Env(), (msg));       \
-  } while (0)
-
 int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : (int)n;
@@ -33,16 +29,6 @@ int64_t get_int(const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().Int64Value();
 }
 
-template <typename T>
-const T* typed_data(const Napi::Value& v, napi_typedarray_type type, size_t expect, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong array type");
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (a.ElementLength() != expect)
-    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
-                                             " elements, expected " + std::to_string(expect));
-  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
 
 // Output memory handed to JavaScript without a copy; freed by the finalizer.
 Napi::Float32Array adopt_floats(Napi::Env env, std::vector<float>* buf) {
@@ -228,11 +214,11 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     size_t n = (size_t)(B * T);
     auto* w = new ForwardWorker(info.Env(), enc_);
     try {
-      w->ids = typed_data<int32_t>(info[0], napi_int32_array, n, "ids");
-      w->positions = typed_data<int32_t>(info[1], napi_int32_array, n, "positions");
+      w->ids = er_binding::array_data<const int32_t>(info[0], napi_int32_array, n, "ids");
+      w->positions = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "positions");
       if (!info[2].IsNull() && !info[2].IsUndefined())
-        w->types = typed_data<int32_t>(info[2], napi_int32_array, n, "typeIds");
-      w->mask = typed_data<int32_t>(info[3], napi_int32_array, n, "attentionMask");
+        w->types = er_binding::array_data<const int32_t>(info[2], napi_int32_array, n, "typeIds");
+      w->mask = er_binding::array_data<const int32_t>(info[3], napi_int32_array, n, "attentionMask");
     } catch (...) {
       delete w;
       throw;
@@ -256,8 +242,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     size_t n = (size_t)(B * T);
     auto* w = new ForwardWorker(info.Env(), enc_);
     try {
-      w->hidden = typed_data<float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
-      w->mask = typed_data<int32_t>(info[1], napi_int32_array, n, "attentionMask");
+      w->hidden = er_binding::array_data<const float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
+      w->mask = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "attentionMask");
     } catch (...) {
       delete w;
       throw;

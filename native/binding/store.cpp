@@ -1,6 +1,7 @@
 // N-API glue for the activation store: writer, reader, prefetcher. No format logic
 // here (native/store/ owns it); arguments are checked in src/store/ first.
 #include <napi.h>
+#include "binding/args.h"
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -12,21 +13,6 @@ namespace {
 using er::store::kIdentityBytes;
 using er::store::kKeyBytes;
 
-#define THROW_IF(cond, msg)                                        \
-  do {                                                             \
-    if (cond) throw Napi::TypeError::New(info.Env(), (msg));       \
-  } while (0)
-
-template <typename T>
-T* array_data(const Napi::Value& v, napi_typedarray_type type, size_t expect, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong array type");
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (expect != (size_t)-1 && a.ElementLength() != expect)
-    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
-                                             " elements, expected " + std::to_string(expect));
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
 
 // ------------------------------------------------------------------ writer
 
@@ -43,7 +29,7 @@ class WriterHandle : public Napi::ObjectWrap<WriterHandle> {
   WriterHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WriterHandle>(info) {
     THROW_IF(info.Length() < 3 || !info[0].IsString(), "StoreWriter(dir, identity, maxSegmentBytes)");
     std::string dir = info[0].As<Napi::String>().Utf8Value();
-    const uint8_t* id = array_data<uint8_t>(info[1], napi_uint8_array, kIdentityBytes, "identity");
+    const uint8_t* id = er_binding::array_data<uint8_t>(info[1], napi_uint8_array, kIdentityBytes, "identity");
     uint64_t max_bytes = (uint64_t)info[2].As<Napi::Number>().Int64Value();
     try {
       state_ = std::make_shared<State>();
@@ -133,10 +119,10 @@ class WriterHandle : public Napi::ObjectWrap<WriterHandle> {
              H = info[3].As<Napi::Number>().Uint32Value();
     auto* w = new AppendWorker(info.Env(), state_);
     try {
-      w->hidden = array_data<float>(info[0], napi_float32_array, (size_t)B * T * H, "hidden");
-      w->lengths = array_data<int32_t>(info[4], napi_int32_array, B, "lengths");
-      w->keys = array_data<uint8_t>(info[5], napi_uint8_array, (size_t)B * kKeyBytes, "keys");
-      w->select = array_data<uint8_t>(info[6], napi_uint8_array, B, "select");
+      w->hidden = er_binding::array_data<float>(info[0], napi_float32_array, (size_t)B * T * H, "hidden");
+      w->lengths = er_binding::array_data<int32_t>(info[4], napi_int32_array, B, "lengths");
+      w->keys = er_binding::array_data<uint8_t>(info[5], napi_uint8_array, (size_t)B * kKeyBytes, "keys");
+      w->select = er_binding::array_data<uint8_t>(info[6], napi_uint8_array, B, "select");
       for (uint32_t b = 0; b < B; b++)
         if (w->lengths[b] < 0 || (uint32_t)w->lengths[b] > T)
           throw Napi::RangeError::New(info.Env(), "lengths[" + std::to_string(b) + "] is outside 0..T");
@@ -179,7 +165,7 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
   ReaderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReaderHandle>(info) {
     THROW_IF(info.Length() < 2 || !info[0].IsString(), "StoreReader(dir, identity)");
     dir_ = info[0].As<Napi::String>().Utf8Value();
-    const uint8_t* id = array_data<uint8_t>(info[1], napi_uint8_array, kIdentityBytes, "identity");
+    const uint8_t* id = er_binding::array_data<uint8_t>(info[1], napi_uint8_array, kIdentityBytes, "identity");
     std::memcpy(identity_, id, kIdentityBytes);
     reader = std::make_shared<er::store::SegmentReader>(dir_, id);
   }
@@ -194,7 +180,7 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
     uint64_t off = (uint64_t)info[1].As<Napi::Number>().Int64Value();
     uint64_t bytes = (uint64_t)info[2].As<Napi::Number>().Int64Value();
     uint32_t tokens = info[3].As<Napi::Number>().Uint32Value(), H = info[4].As<Napi::Number>().Uint32Value();
-    const uint8_t* key = array_data<uint8_t>(info[5], napi_uint8_array, kKeyBytes, "key");
+    const uint8_t* key = er_binding::array_data<uint8_t>(info[5], napi_uint8_array, kKeyBytes, "key");
     bool verify = info[6].ToBoolean().Value();
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), (size_t)tokens * H);
     try {
@@ -278,18 +264,18 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     er::store::Plan p;
     p.hidden = plan.Get("hidden").As<Napi::Number>().Uint32Value();
     Napi::Value bs = plan.Get("batchStart");
-    uint32_t* starts = array_data<uint32_t>(bs, napi_uint32_array, (size_t)-1, "batchStart");
+    uint32_t* starts = er_binding::array_data<uint32_t>(bs, napi_uint32_array, (size_t)-1, "batchStart");
     size_t nb1 = bs.As<Napi::TypedArray>().ElementLength();
     THROW_IF(nb1 < 1, "batchStart must have at least one entry");
     p.batch_start.assign(starts, starts + nb1);
     size_t n = p.batch_start.back();
     THROW_IF(p.batch_start[0] != 0, "batchStart must start at 0");
     for (size_t i = 1; i < nb1; i++) THROW_IF(p.batch_start[i] < p.batch_start[i - 1], "batchStart must not decrease");
-    uint32_t* segs = array_data<uint32_t>(plan.Get("segments"), napi_uint32_array, n, "segments");
-    double* offs = array_data<double>(plan.Get("offsets"), napi_float64_array, n, "offsets");
-    double* bytes = array_data<double>(plan.Get("bytes"), napi_float64_array, n, "bytes");
-    uint32_t* toks = array_data<uint32_t>(plan.Get("tokens"), napi_uint32_array, n, "tokens");
-    uint8_t* keys = array_data<uint8_t>(plan.Get("keys"), napi_uint8_array, n * kKeyBytes, "keys");
+    uint32_t* segs = er_binding::array_data<uint32_t>(plan.Get("segments"), napi_uint32_array, n, "segments");
+    double* offs = er_binding::array_data<double>(plan.Get("offsets"), napi_float64_array, n, "offsets");
+    double* bytes = er_binding::array_data<double>(plan.Get("bytes"), napi_float64_array, n, "bytes");
+    uint32_t* toks = er_binding::array_data<uint32_t>(plan.Get("tokens"), napi_uint32_array, n, "tokens");
+    uint8_t* keys = er_binding::array_data<uint8_t>(plan.Get("keys"), napi_uint8_array, n * kKeyBytes, "keys");
     p.records.resize(n);
     for (size_t i = 0; i < n; i++) {
       p.records[i].segment = segs[i];

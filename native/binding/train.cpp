@@ -1,5 +1,6 @@
 // N-API glue for training: the TaskModel object and its async step. No maths here.
 #include <napi.h>
+#include "binding/args.h"
 #include <cstring>
 #include <memory>
 #include "model/trainer.h"
@@ -8,21 +9,6 @@ std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
 
 namespace {
 
-#define THROW_IF(cond, msg)                                        \
-  do {                                                             \
-    if (cond) throw Napi::TypeError::New(info.Env(), (msg));       \
-  } while (0)
-
-template <typename T>
-const T* typed(const Napi::Value& v, napi_typedarray_type type, size_t expect, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong array type");
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (a.ElementLength() != expect)
-    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
-                                             " elements, expected " + std::to_string(expect));
-  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
 
 double num(const Napi::Object& o, const char* key, double fallback) {
   Napi::Value v = o.Get(key);
@@ -136,25 +122,25 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       size_t n = (size_t)(B * T);
       w->in.B = B;
       w->in.T = T;
-      w->in.mask = typed<int32_t>(in.Get("mask"), napi_int32_array, n, "mask");
+      w->in.mask = er_binding::array_data<const int32_t>(in.Get("mask"), napi_int32_array, n, "mask");
       w->refs.push_back(Napi::Persistent(in.Get("mask").As<Napi::Object>()));
       if (in.Get("hidden").IsTypedArray()) {
-        w->in.hidden = typed<float>(in.Get("hidden"), napi_float32_array, n * (size_t)hidden_size(), "hidden");
+        w->in.hidden = er_binding::array_data<const float>(in.Get("hidden"), napi_float32_array, n * (size_t)hidden_size(), "hidden");
         w->refs.push_back(Napi::Persistent(in.Get("hidden").As<Napi::Object>()));
       } else {
-        w->in.ids = typed<int32_t>(in.Get("ids"), napi_int32_array, n, "ids");
-        w->in.positions = typed<int32_t>(in.Get("positions"), napi_int32_array, n, "positions");
+        w->in.ids = er_binding::array_data<const int32_t>(in.Get("ids"), napi_int32_array, n, "ids");
+        w->in.positions = er_binding::array_data<const int32_t>(in.Get("positions"), napi_int32_array, n, "positions");
         w->refs.push_back(Napi::Persistent(in.Get("ids").As<Napi::Object>()));
         w->refs.push_back(Napi::Persistent(in.Get("positions").As<Napi::Object>()));
         if (in.Get("types").IsTypedArray()) {
-          w->in.types = typed<int32_t>(in.Get("types"), napi_int32_array, n, "types");
+          w->in.types = er_binding::array_data<const int32_t>(in.Get("types"), napi_int32_array, n, "types");
           w->refs.push_back(Napi::Persistent(in.Get("types").As<Napi::Object>()));
         }
       }
       if (info[1].IsTypedArray()) {
         const er::TrainConfig& c = model_->config();
         size_t want = c.head == er::HeadKind::Sequence ? (size_t)B : c.head == er::HeadKind::QA ? (size_t)(2 * B) : n;
-        w->labels = typed<int32_t>(info[1], napi_int32_array, want, "labels");
+        w->labels = er_binding::array_data<const int32_t>(info[1], napi_int32_array, want, "labels");
         w->refs.push_back(Napi::Persistent(info[1].As<Napi::Object>()));
       }
       w->train = opt.Get("train").ToBoolean().Value();
@@ -222,7 +208,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
   Napi::Value SetParameter(const Napi::CallbackInfo& info) {
     const er::Param* p = find(info);
-    const float* src = typed<float>(info[1], napi_float32_array, (size_t)p->n, "value");
+    const float* src = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)p->n, "value");
     std::lock_guard<std::mutex> lock(model_->mu);
     std::memcpy(p->data, src, p->n * sizeof(float));
     return info.Env().Undefined();

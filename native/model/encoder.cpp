@@ -21,8 +21,7 @@ void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads,
   grow(scores, (size_t)threads * T * T);
 }
 
-// Length of the attended prefix of one row: one past the last unmasked position.
-static int64_t row_extent(const int32_t* mask, int64_t T) {
+int64_t mask_extent(const int32_t* mask, int64_t T) {
   int64_t e = T;
   while (e > 0 && mask[e - 1] == 0) e--;
   return e;
@@ -42,7 +41,7 @@ static bool attention_forward(float* ctx, float* scores, const float* q, const f
   for (int64_t bh = 0; bh < B * heads; bh++) {
     int64_t b = bh / heads, h = bh % heads;
     const int32_t* m = mask + b * T;
-    int64_t e = row_extent(m, T);
+    int64_t e = mask_extent(m, T);
     float* s = scores + (int64_t)omp_get_thread_num() * T * T;  // (e, e)
     const float* qb = q + b * T * ld + h * d;
     const float* kb = k + b * T * ld + h * d;

@@ -68,6 +68,10 @@ struct Encoder {
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };
 
+// Length of the attended prefix of one row of a (T) mask: one past its last non-zero
+// position. Attention skips the padded tail after it.
+int64_t mask_extent(const int32_t* mask, int64_t T);
+
 // Builds the linear layers for a precision (after every weight is set); BF16
 // converts and prepacks the linear weights once. Returns an error message or "".
 std::string encoder_set_precision(Encoder& enc, Precision p);

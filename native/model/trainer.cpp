@@ -48,11 +48,6 @@ bool linear_bwd(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, c
   return true;
 }
 
-int64_t row_extent(const int32_t* mask, int64_t T) {
-  int64_t e = T;
-  while (e > 0 && mask[e - 1] == 0) e--;
-  return e;
-}
 
 }  // namespace
 
@@ -378,7 +373,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
     for (int64_t bh = 0; bh < B * heads; bh++) {
       int64_t b = bh / heads, h = bh % heads;
       const int32_t* mk = in.mask + b * T;
-      int64_t e = row_extent(mk, T);
+      int64_t e = mask_extent(mk, T);
       float* P = L.probs.data() + bh * T * T;  // (e, e) used
       const float* q = qkv + b * T * 3 * H + h * d;
       const float* kk = q + H;
@@ -542,7 +537,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
     for (int64_t bh = 0; bh < B * heads; bh++) {
       int64_t b = bh / heads, h = bh % heads;
-      int64_t e = row_extent(in.mask + b * T, T);
+      int64_t e = mask_extent(in.mask + b * T, T);
       const float* P = L.probs.data() + bh * T * T;
       float* dP = m.dscores.data() + (int64_t)omp_get_thread_num() * T * T;
       float* Pd = m.pdrop.data() + (int64_t)omp_get_thread_num() * T * T;
