@@ -162,7 +162,7 @@ export function explain(inputs: CostInputs, r: CostResult, hourOf: 'gpu' | 'cpu'
     const rows = [
       [`  plain encoder (embeddings + layers 1..${m.layers})`, ms(m.baselineMs), 'a batch'],
       [`  recycled: layers ${m.layer + 1}..${m.layers} from the cache`, ms(m.suffixMs), ''],
-      [`          + decoding the ${inputs.dtype} cache to fp32`, ms(m.cacheDecodeMs[inputs.dtype] as number), '(in memory, JS loop: a stand-in for reading the cache; disk reads not measured)'],
+      [`          + decoding the ${inputs.dtype} cache to fp32`, ms(m.cacheDecodeMs[inputs.dtype] as number), '(in memory, the store\'s native decode; disk reads not measured)'],
       ['          = recycled', ms(inputs.recycledMs), 'a batch'],
     ];
     add(alignTable(rows, ['l', 'r', 'l']));

@@ -351,7 +351,7 @@ export function formatTable(t: TableResult): string {
     );
   }
   if (t.measurements.length) {
-    out.push('    measured recycled times include decoding the cache in memory (a JS loop over B x T x H values), not reading it from disk.');
+    out.push('    measured recycled times include decoding the cache in memory (the store\'s native fp16 / fp32 decode over B x T x H values), not reading it from disk.');
     if (t.measurements.some((m) => m.kind === 'layer')) out.push('    extrapolated: baseline = embeddings + N x layer; recycled = (N - k) x layer + cache decode.');
   }
   return out.join('\n') + '\n';
