@@ -2,6 +2,7 @@
 #include <dnnl.h>
 #include <dnnl.hpp>
 #include <vector>
+#include "kernels/linear.h"
 #include "kernels/ops.h"
 
 namespace er {
@@ -15,10 +16,6 @@ bool gemm_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
   return st == dnnl_success;
 }
 
-static dnnl::engine& engine_cpu() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -39,7 +36,7 @@ bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   if (ldb == b_cols) K_.f32_to_bf16(b16.data(), B, b_len);
   else for (int64_t r = 0; r < b_rows; r++) K_.f32_to_bf16(b16.data() + r * ldb, B + r * ldb, b_cols);
   try {
-    dnnl::engine& eng = engine_cpu();
+    dnnl::engine& eng = onednn_engine();
     // logical A (M, K) and B (K, N) described by strides over the stored layouts
     dnnl::memory::desc da({M, K}, dt::bf16, transA ? dnnl::memory::dims{1, lda} : dnnl::memory::dims{lda, 1});
     dnnl::memory::desc db({K, N}, dt::bf16, transB ? dnnl::memory::dims{1, ldb} : dnnl::memory::dims{ldb, 1});

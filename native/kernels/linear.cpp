@@ -7,7 +7,7 @@ namespace er {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-static dnnl::engine& cpu_engine() {
+dnnl::engine& onednn_engine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
 }
@@ -47,7 +47,7 @@ uint64_t Linear::packed_bytes() const {
 std::string Linear::forward(float* out, const void* inp, int64_t N, LinearAct act) {
   if (N == 0) return "";
   try {
-    dnnl::engine& eng = cpu_engine();
+    dnnl::engine& eng = onednn_engine();
     Impl& m = *impl_;
     std::lock_guard<std::mutex> lock(m.mu);
     auto key = std::make_pair(N, (int32_t)act);
@@ -104,7 +104,7 @@ std::string linear_impl_info(bool bf16) {
   try {
     const dt t = bf16 ? dt::bf16 : dt::f32;
     dnnl::memory::desc src({512, 768}, t, tag::ab), wei({768, 768}, t, tag::any), dst({512, 768}, dt::f32, tag::ab);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), cpu_engine());
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), onednn_engine());
     return pd.impl_info_str();
   } catch (const dnnl::error& e) {
     return std::string("unavailable: ") + e.what();

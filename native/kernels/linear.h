@@ -37,6 +37,15 @@ class Linear {
   bool bf16_;
 };
 
+}  // namespace er
+
+namespace dnnl { struct engine; }
+
+namespace er {
+
+// The process's oneDNN CPU engine, shared by every primitive of the kernels.
+dnnl::engine& onednn_engine();
+
 // The oneDNN implementation a linear layer gets on this CPU (e.g. "brg:avx512_core_bf16").
 std::string linear_impl_info(bool bf16);
 

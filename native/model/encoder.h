@@ -63,7 +63,9 @@ struct Encoder {
   std::vector<LayerWeights> layer;
   WeightSet weights;
   Precision precision = Precision::FP32;
-  std::vector<LayerLinears> linears;  // one per layer, for `precision`
+  // one per layer, for `precision`; built once at load (task models read the stacked
+  // Q, K, V of frozen layers from here, so they are not rebuilt afterwards)
+  std::vector<LayerLinears> linears;
   Workspace ws;
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };

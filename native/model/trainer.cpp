@@ -71,7 +71,6 @@ struct TLayer {
   float *g_qkv_w = nullptr, *g_qkv_b = nullptr, *g_o_w = nullptr, *g_o_b = nullptr;
   float *g_ln1_w = nullptr, *g_ln1_b = nullptr, *g_f1_w = nullptr, *g_f1_b = nullptr;
   float *g_f2_w = nullptr, *g_f2_b = nullptr, *g_ln2_w = nullptr, *g_ln2_b = nullptr;
-  std::vector<float> frozen_qkv_w, frozen_qkv_b;  // fused copy of a frozen layer's Q, K, V
   Adapter ad[2];  // 0: after the attention output, 1: after the FFN output
   // saved activations
   std::vector<float> x, qkv, probs, ctx, a, s1, mean1, rstd1, y1, ffpre, ffact, f, s2, mean2, rstd2;
@@ -200,16 +199,9 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
       own(layer_name(l, "ffn.ln.weight"), w.ln2_w, H, &d, &L.g_ln2_w); L.ln2_w = d;
       own(layer_name(l, "ffn.ln.bias"), w.ln2_b, H, &d, &L.g_ln2_b); L.ln2_b = d;
     } else {
-      L.frozen_qkv_w.resize(3 * H * H);
-      L.frozen_qkv_b.resize(3 * H);
-      const float* ws[3] = {w.q_w, w.k_w, w.v_w};
-      const float* bs[3] = {w.q_b, w.k_b, w.v_b};
-      for (int j = 0; j < 3; j++) {
-        std::memcpy(L.frozen_qkv_w.data() + j * H * H, ws[j], H * H * sizeof(float));
-        std::memcpy(L.frozen_qkv_b.data() + j * H, bs[j], H * sizeof(float));
-      }
-      L.qkv_w = L.frozen_qkv_w.data();
-      L.qkv_b = L.frozen_qkv_b.data();
+      // the encoder already holds this layer's Q, K, V stacked (its LayerLinears)
+      L.qkv_w = enc_->linears[l].qkv_w.data();
+      L.qkv_b = enc_->linears[l].qkv_b.data();
       L.o_w = w.o_w; L.o_b = w.o_b; L.ln1_w = w.ln1_w; L.ln1_b = w.ln1_b;
       L.f1_w = w.ffn_in_w; L.f1_b = w.ffn_in_b; L.f2_w = w.ffn_out_w; L.f2_b = w.ffn_out_b;
       L.ln2_w = w.ln2_w; L.ln2_b = w.ln2_b;

@@ -93,7 +93,7 @@ export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { b
     const part = rows.slice(i, i + bs);
     const { input, T } = await inputsFor(model, part, opts.store, opts.writeThrough);
     const y = labelsFor(model, part, T);
-    const scored = model.head.kind === 'sequence' ? y.filter((v) => v >= 0).length : y.filter((v) => v >= 0).length;
+    const scored = y.filter((v) => v >= 0).length;
     const canScore = model.head.kind === 'sequence' ? scored === part.length : scored > 0;
     const r = await model.evalStep(input, canScore ? y : undefined);
     if (canScore && r.loss !== undefined) {
