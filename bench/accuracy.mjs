@@ -7,7 +7,10 @@
 // Training sets are subsampled (every k-th example) to fit the time: see --train-max.
 //
 //   node bench/accuracy.mjs [--tasks chemprot,scicite,ncbi] [--train-max 1000] [--dev-max 500]
-//                           [--epochs 3] [--seeds 3] [--no-torch] [--quick]
+//                           [--epochs 6] [--patience 2] [--adapter-size 256] [--seeds 3]
+//                           [--no-torch] [--quick]
+//   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
+//   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
 // Writes bench/results/accuracy-<date>.md and .json.
 import { createRequire } from 'module';
 import * as fs from 'fs';
@@ -29,10 +32,12 @@ const flag = (n, d) => {
 };
 const quick = args.includes('--quick');
 const tasks = flag('tasks', 'chemprot,scicite,ncbi').split(',');
-const trainMax = Number(flag('train-max', quick ? '64' : '400'));
+const trainMax = Number(flag('train-max', quick ? '64' : '800'));
 const devMax = Number(flag('dev-max', quick ? '32' : '200'));
 const testMax = Number(flag('test-max', quick ? '32' : '1000'));
-const epochs = Number(flag('epochs', quick ? '1' : '4'));
+const epochs = Number(flag('epochs', quick ? '1' : '6'));
+const patience = Number(flag('patience', '2'));
+const adapterSize = Number(flag('adapter-size', '256'));
 const nSeeds = Number(flag('seeds', quick ? '1' : '3'));
 const withTorch = !args.includes('--no-torch');
 const threads = Number(flag('threads', '2'));
@@ -44,10 +49,13 @@ const K = 3, MAXLEN = 128, BATCH = 32;
 const GRID = {
   full: [2e-4, 5e-4],
   reduced: [5e-4, 1e-3],
-  'reduced-adapters': [3e-3, 1e-2],
-  'full-adapters': [3e-3, 1e-2],
+  'reduced-adapters': [1e-3, 2e-3],
+  'full-adapters': [1e-3, 2e-3],
 };
-const MODES = Object.keys(GRID);
+const MODES = flag('modes', Object.keys(GRID).join(',')).split(',');
+for (const m of MODES) if (!GRID[m]) throw new Error(`--modes: unknown mode ${m} (one of ${Object.keys(GRID).join(', ')})`);
+// --lr 1e-3 replaces every mode's grid by one rate (a follow-up run at a rate already picked)
+if (flag('lr')) for (const m of Object.keys(GRID)) GRID[m] = [Number(flag('lr'))];
 const TASKS = {
   chemprot: { kind: 'classification', ext: 'jsonl', metric: 'microF1', label: 'micro-F1' },
   scicite: { kind: 'classification', ext: 'jsonl', metric: 'macroF1', label: 'macro-F1' },
@@ -71,33 +79,34 @@ const sem = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - 
 
 const torchOnly = args.includes('--torch-only');
 
-async function runTorch(results) {
-  for (const [t, res] of Object.entries(results.tasks)) {
-    const spec = TASKS[t];
-    const files = Object.fromEntries(['train', 'dev', 'test'].map((split) => [split, path.join(work, `${t}-${split}.${spec.ext}`)]));
-    const lr = res.modes.full.lr;
-    const runs = [];
-    for (let s = 1; s <= nSeeds; s++) {
-      const r = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), ['--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test,
-        '--lr', String(lr), '--epochs', String(epochs), '--batch-size', String(BATCH), '--max-length', String(MAXLEN), '--seed', String(s), '--threads', String(threads)], { threads });
-      process.stderr.write(`[accuracy] ${t} PyTorch full lr ${lr} seed ${s}: test ${r.test[spec.metric].toFixed(4)} (${r.seconds.toFixed(0)} s)\n`);
-      runs.push({ seed: s, test: r.test[spec.metric], testMetrics: r.test, seconds: r.seconds, bestEpoch: r.bestEpoch });
-      results.torchVersion = r.torch;
-    }
-    res.torch = { lr, runs, mean: mean(runs.map((r) => r.test)), sem: sem(runs.map((r) => r.test)), seconds: mean(runs.map((r) => r.seconds)) };
+/** PyTorch full fine-tuning for one task, at our full mode's learning rate. */
+async function runTorch(results, t) {
+  const res = results.tasks[t];
+  const spec = TASKS[t];
+  const files = Object.fromEntries(['train', 'dev', 'test'].map((split) => [split, path.join(work, `${t}-${split}.${spec.ext}`)]));
+  const lr = res.modes.full.lr;
+  const runs = [];
+  for (let s = 1; s <= nSeeds; s++) {
+    const r = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), ['--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test,
+      '--lr', String(lr), '--epochs', String(results.epochs), '--patience', String(results.patience ?? 10), '--batch-size', String(BATCH), '--max-length', String(MAXLEN), '--seed', String(s), '--threads', String(threads)], { threads });
+    process.stderr.write(`[accuracy] ${t} PyTorch full lr ${lr} seed ${s}: test ${r.test[spec.metric].toFixed(4)} (${r.seconds.toFixed(0)} s)\n`);
+    runs.push({ seed: s, test: r.test[spec.metric], testMetrics: r.test, seconds: r.seconds, bestEpoch: r.bestEpoch });
+    results.torchVersion = r.torch;
   }
+  res.torch = { lr, runs, mean: mean(runs.map((r) => r.test)), sem: sem(runs.map((r) => r.test)), seconds: mean(runs.map((r) => r.seconds)) };
 }
+
+const outBase = () => path.join(root, 'bench', 'results', `accuracy-${flag('date', localDate())}${flag('name') ? `-${flag('name')}` : ''}`);
 
 async function main() {
   fs.mkdirSync(work, { recursive: true });
   if (torchOnly) {
     // PyTorch's side for an earlier run of ours (same splits, our full mode's learning rate)
-    const file = path.join(root, 'bench', 'results', `accuracy-${flag('date', localDate())}.json`);
-    const results = JSON.parse(fs.readFileSync(file, 'utf8'));
-    await runTorch(results);
+    const results = JSON.parse(fs.readFileSync(`${outBase()}.json`, 'utf8'));
+    for (const t of Object.keys(results.tasks)) await runTorch(results, t);
     return render(results, true);
   }
-  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), k: K, maxLength: MAXLEN, batchSize: BATCH, epochs, trainMax, devMax, testMax, grid: GRID, tasks: {} };
+  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), k: K, maxLength: MAXLEN, batchSize: BATCH, epochs, patience, adapterSize, trainMax, devMax, testMax, grid: GRID, tasks: {} };
   for (const t of tasks) {
     const spec = TASKS[t];
     const dir = path.join(dataDir, spec.dir ?? t);
@@ -113,11 +122,11 @@ async function main() {
     for (const mode of MODES) {
       const runs = [];
       const run = async (lr, seed) => {
-        const out = path.join(work, `${t}-${mode}-lr${lr}-s${seed}`);
+        const out = path.join(work, `${t}-${mode}-lr${lr}-s${seed}${flag('name') ? `-${flag('name')}` : ''}`);
         const t0 = performance.now();
         const { spec: ts } = await trainTask({
           task: spec.kind, train: files.train, dev: files.dev, mode, model, store: mode.startsWith('reduced') ? store : undefined,
-          layer: K, maxLength: MAXLEN, lr, epochs, batchSize: BATCH, seed, adapterSize: 64, threads, out,
+          layer: K, maxLength: MAXLEN, lr, epochs, patience, batchSize: BATCH, seed, adapterSize, threads, out,
           warn: () => {},
         });
         const seconds = (performance.now() - t0) / 1000;
@@ -139,8 +148,10 @@ async function main() {
         seconds: mean(chosen.map((r) => r.seconds)),
       };
     }
+    if (withTorch) await runTorch(results, t);
+    // every finished task is kept, so a long run that is stopped loses only the task in progress
+    if (!quick) fs.writeFileSync(`${outBase()}.json`, JSON.stringify(results, null, 2) + '\n');
   }
-  if (withTorch) await runTorch(results);
   render(results, !quick);
 }
 
@@ -149,9 +160,9 @@ function render(results, write) {
   const pct = (x) => (100 * x).toFixed(2);
   const lines = [
     `# Accuracy on real data, ${localDate()}`, '',
-    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${K}; max length ${MAXLEN}, batch ${BATCH}, ${results.epochs} epochs, warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size 64; the best epoch by dev loss is kept`,
+    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${K}; max length ${MAXLEN}, batch ${BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
     `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
-    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(GRID).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate. PyTorch uses our full mode's rate.`,
+    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate. PyTorch uses our full mode's rate.`,
     `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,
     '',
     '| Task (metric) | train / dev / test | mode | lr | test mean ± s.e. (%) | seeds | train time s (mean) |',
@@ -162,19 +173,20 @@ function render(results, write) {
     const sz = `${r.sizes.train} / ${r.sizes.dev} / ${r.sizes.test}`;
     for (const mode of MODES) {
       const m = r.modes[mode];
+      if (!m) continue;
       lines.push(`| ${t} (${spec.label}) | ${sz} | ours ${mode} | ${m.lr} | ${pct(m.mean)} ± ${pct(m.sem)} | ${m.runs.filter((x) => x.lr === m.lr).length} | ${m.seconds.toFixed(0)} |`);
     }
     if (r.torch) lines.push(`| ${t} (${spec.label}) | ${sz} | PyTorch full | ${r.torch.lr} | ${pct(r.torch.mean)} ± ${pct(r.torch.sem)} | ${r.torch.runs.length} | ${r.torch.seconds.toFixed(0)} |`);
   }
   lines.push('', '## Against the goals', '');
   const avg = (mode) => mean(Object.values(results.tasks).map((r) => r.modes[mode].mean));
-  for (const mode of ['reduced', 'reduced-adapters', 'full-adapters']) lines.push(`- ${mode} vs our full, average over the tasks: ${((avg(mode) - avg('full')) * 100).toFixed(2)} points`);
+  if (MODES.includes('full')) for (const mode of ['reduced', 'reduced-adapters', 'full-adapters'].filter((x) => MODES.includes(x))) lines.push(`- ${mode} vs our full, average over the tasks: ${((avg(mode) - avg('full')) * 100).toFixed(2)} points`);
   if (withTorch) lines.push(`- our full vs PyTorch full, average over the tasks: ${(mean(Object.values(results.tasks).map((r) => r.modes.full.mean - r.torch.mean)) * 100).toFixed(2)} points`);
   lines.push('', 'Every run (learning-rate grid included) is in the JSON file.');
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);
   if (write) {
-    const out = path.join(root, 'bench', 'results', `accuracy-${localDate()}`);
+    const out = outBase();
     fs.writeFileSync(`${out}.md`, md);
     fs.writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
     process.stderr.write(`[accuracy] wrote ${out}.md and .json\n`);
