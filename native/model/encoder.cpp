@@ -106,9 +106,10 @@ static bool linear(Encoder& enc, Linear& L, float* out, const float* inp, int64_
   return L.forward(out, src, N, act).empty();
 }
 
-// One post-LayerNorm block: x (N, H) -> x.
-static bool layer_forward(Encoder& enc, size_t l, float* x, const int32_t* mask, int64_t B,
-                          int64_t T) {
+// One post-LayerNorm block: in (N, H) -> out (N, H); in may equal out. in is read only
+// before out is written (by the QKV projection and the first residual).
+static bool layer_forward(Encoder& enc, size_t l, const float* in, float* out,
+                          const int32_t* mask, int64_t B, int64_t T) {
   const EncoderConfig& c = enc.cfg;
   const LayerWeights& w = enc.layer[l];
   LayerLinears& L = enc.linears[l];
@@ -116,16 +117,16 @@ static bool layer_forward(Encoder& enc, size_t l, float* x, const int32_t* mask,
   const OpsTable& K = ops();
   const int64_t N = B * T, H = c.hidden;
   float* qkv = ws.qkv.data();  // (N, 3H): q | k | v per row
-  bool ok = linear(enc, *L.qkv, qkv, x, N) &&
+  bool ok = linear(enc, *L.qkv, qkv, in, N) &&
             attention_forward(ws.ctx.data(), ws.scores.data(), qkv, qkv + H, qkv + 2 * H, 3 * H,
                               mask, B, T, H, c.heads) &&
             linear(enc, *L.out, ws.t1.data(), ws.ctx.data(), N);
   if (!ok) return false;
-  K.layernorm_forward(ws.t1.data(), nullptr, nullptr, ws.t1.data(), x, w.ln1_w, w.ln1_b, N, H,
+  K.layernorm_forward(ws.t1.data(), nullptr, nullptr, ws.t1.data(), in, w.ln1_w, w.ln1_b, N, H,
                       c.eps);
   if (!linear(enc, *L.ffn_in, ws.ff.data(), ws.t1.data(), N, LinearAct::Gelu)) return false;
   if (!linear(enc, *L.ffn_out, ws.ctx.data(), ws.ff.data(), N)) return false;
-  K.layernorm_forward(x, nullptr, nullptr, ws.ctx.data(), ws.t1.data(), w.ln2_w, w.ln2_b, N, H,
+  K.layernorm_forward(out, nullptr, nullptr, ws.ctx.data(), ws.t1.data(), w.ln2_w, w.ln2_b, N, H,
                       c.eps);
   return true;
 }
@@ -138,10 +139,11 @@ static std::string check_common(const Encoder& enc, int64_t B, int64_t T) {
   return "";
 }
 
-static std::string run_layers(Encoder& enc, float* x, const int32_t* mask, int64_t B, int64_t T,
-                              int64_t from, int64_t to) {
+// Layers from..to-1: the first reads `in`, every layer writes `out` (in may equal out).
+static std::string run_layers(Encoder& enc, const float* in, float* out, const int32_t* mask,
+                              int64_t B, int64_t T, int64_t from, int64_t to) {
   for (int64_t l = from; l < to; l++)
-    if (!layer_forward(enc, (size_t)l, x, mask, B, T))
+    if (!layer_forward(enc, (size_t)l, l == from ? in : out, out, mask, B, T))
       return "oneDNN matmul failed in layer " + std::to_string(l + 1);
   return "";
 }
@@ -179,7 +181,7 @@ std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const 
     }
   }
   ops().layernorm_forward(out, nullptr, nullptr, out, nullptr, e.ln_w, e.ln_b, N, H, c.eps);
-  return run_layers(enc, out, mask, B, T, 0, to_layer);
+  return run_layers(enc, out, out, mask, B, T, 0, to_layer);
 }
 
 std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
@@ -198,8 +200,12 @@ std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
   enc.ws.reserve(N, H, c.intermediate, T, threads, enc.precision == Precision::BF16);
-  if (out != hidden) std::memcpy(out, hidden, (size_t)N * H * sizeof(float));
-  return run_layers(enc, out, mask, B, T, from_layer, to_layer);
+  // the first layer reads the caller's activations in place; no copy unless no layer runs
+  if (from_layer == to_layer) {
+    if (out != hidden) std::memcpy(out, hidden, (size_t)N * H * sizeof(float));
+    return "";
+  }
+  return run_layers(enc, hidden, out, mask, B, T, from_layer, to_layer);
 }
 
 }  // namespace er

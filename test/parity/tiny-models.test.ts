@@ -57,8 +57,11 @@ for (const name of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert']) {
         const full = await enc.forward(batch);
         for (let k = 0; k <= enc.numLayers; k++) {
           const hk = await enc.forward(batch, { toLayer: k });
+          const before = Buffer.from(hk.data.slice().buffer);
           const top = await enc.forwardFrom(hk, batch.attentionMask, { fromLayer: k });
           expect(Buffer.from(top.data.buffer).equals(Buffer.from(full.data.buffer)), `k = ${k}`).toBe(true);
+          // the first suffix layer reads the caller's activations in place: they stay as they were
+          expect(Buffer.from(hk.data.buffer).equals(before), `input unchanged, k = ${k}`).toBe(true);
         }
       });
     });
