@@ -8,7 +8,7 @@
 //
 //   node bench/accuracy.mjs [--tasks chemprot,scicite,ncbi] [--train-max 1000] [--dev-max 500]
 //                           [--epochs 6] [--patience 2] [--adapter-size 256] [--seeds 3]
-//                           [--no-torch] [--quick]
+//                           [--layer 3] [--no-torch] [--quick]
 //   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
 //   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
 // Writes bench/results/accuracy-<date>.md and .json.
@@ -44,7 +44,7 @@ const threads = Number(flag('threads', '2'));
 const dataDir = path.resolve(flag('data', path.join(root, '..', 'shared', 'data')));
 const model = path.join(root, 'models', 'all-MiniLM-L6-v2');
 const work = path.join(root, 'bench', '.work', 'accuracy');
-const K = 3, MAXLEN = 128, BATCH = 32;
+const K = Number(flag('layer', '3')), MAXLEN = 128, BATCH = 32;
 // with subsampled training sets the best rates sit at the top of the usual grid, so it starts higher
 const GRID = {
   full: [2e-4, 5e-4],
@@ -160,7 +160,7 @@ function render(results, write) {
   const pct = (x) => (100 * x).toFixed(2);
   const lines = [
     `# Accuracy on real data, ${localDate()}`, '',
-    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${K}; max length ${MAXLEN}, batch ${BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
+    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${results.k ?? K}; max length ${MAXLEN}, batch ${BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
     `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
     `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate. PyTorch uses our full mode's rate.`,
     `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,
