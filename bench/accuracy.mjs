@@ -16,20 +16,17 @@ import { createRequire } from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription,  gitInfo, localDate, nproc } from './lib/system.mjs';
 import { runPythonJson } from './lib/python.mjs';
 
 const require = createRequire(import.meta.url);
-const cpuText = (c) => `${c.model} (${c.vendor}, family ${c.family}, model ${c.modelNumber}${c.hypervisor ? ', under a hypervisor' : ''}; ${c.simd.join(' ')})`;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const { trainTask, evalTask } = require(path.join(root, 'lib', 'index.js'));
 
 const args = process.argv.slice(2);
-const flag = (n, d) => {
-  const i = args.indexOf(`--${n}`);
-  return i >= 0 ? args[i + 1] : d;
-};
+const flag = flagReader(args);
 const quick = args.includes('--quick');
 const tasks = flag('tasks', 'chemprot,scicite,ncbi').split(',');
 const trainMax = Number(flag('train-max', quick ? '64' : '800'));
@@ -157,12 +154,13 @@ async function main() {
 
 function render(results, write) {
   const withTorch = Object.values(results.tasks).every((r) => r.torch);
+  const ran = new Set(Object.values(results.tasks).flatMap((r) => Object.keys(r.modes)));
   const pct = (x) => (100 * x).toFixed(2);
   const lines = [
     `# Accuracy on real data, ${localDate()}`, '',
     `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${results.k ?? K}; max length ${MAXLEN}, batch ${BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
     `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
-    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate. PyTorch uses our full mode's rate.`,
+    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).filter(([m]) => ran.has(m)).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate.${withTorch ? " PyTorch uses our full mode's rate." : ''}`,
     `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,
     '',
     '| Task (metric) | train / dev / test | mode | lr | test mean ± s.e. (%) | seeds | train time s (mean) |',
@@ -178,18 +176,17 @@ function render(results, write) {
     }
     if (r.torch) lines.push(`| ${t} (${spec.label}) | ${sz} | PyTorch full | ${r.torch.lr} | ${pct(r.torch.mean)} ± ${pct(r.torch.sem)} | ${r.torch.runs.length} | ${r.torch.seconds.toFixed(0)} |`);
   }
-  lines.push('', '## Against the goals', '');
   const avg = (mode) => mean(Object.values(results.tasks).map((r) => r.modes[mode].mean));
-  if (MODES.includes('full')) for (const mode of ['reduced', 'reduced-adapters', 'full-adapters'].filter((x) => MODES.includes(x))) lines.push(`- ${mode} vs our full, average over the tasks: ${((avg(mode) - avg('full')) * 100).toFixed(2)} points`);
-  if (withTorch) lines.push(`- our full vs PyTorch full, average over the tasks: ${(mean(Object.values(results.tasks).map((r) => r.modes.full.mean - r.torch.mean)) * 100).toFixed(2)} points`);
+  const goals = [];
+  if (ran.has('full')) for (const mode of ['reduced', 'reduced-adapters', 'full-adapters'].filter((x) => ran.has(x))) goals.push(`- ${mode} vs our full, average over the tasks: ${((avg(mode) - avg('full')) * 100).toFixed(2)} points`);
+  if (withTorch) goals.push(`- our full vs PyTorch full, average over the tasks: ${(mean(Object.values(results.tasks).map((r) => r.modes.full.mean - r.torch.mean)) * 100).toFixed(2)} points`);
+  if (goals.length) lines.push('', '## Against the goals', '', ...goals);
   lines.push('', 'Every run (learning-rate grid included) is in the JSON file.');
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);
   if (write) {
     const out = outBase();
-    fs.writeFileSync(`${out}.md`, md);
-    fs.writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
-    process.stderr.write(`[accuracy] wrote ${out}.md and .json\n`);
+    writeResults(out, md, results, 'accuracy');
   }
 }
 

@@ -11,6 +11,7 @@ import { createRequire } from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription, gitInfo, localDate, loadAverage, nproc } from './lib/system.mjs';
 import { median, sleep } from './lib/stats.mjs';
 
@@ -18,13 +19,9 @@ const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const { Encoder, ActivationStore, cpuInfo } = require(path.join(root, 'lib', 'index.js'));
-const cpuText = (c) => `${c.model} (${c.vendor}, family ${c.family}, model ${c.modelNumber}${c.hypervisor ? ', under a hypervisor' : ''}; ${c.simd.join(' ')})`;
 
 const args = process.argv.slice(2);
-const flag = (n, d) => {
-  const i = args.indexOf(`--${n}`);
-  return i >= 0 ? args[i + 1] : d;
-};
+const flag = flagReader(args);
 const quick = args.includes('--quick');
 const threads = Number(flag('threads', '2'));
 const nBatches = Number(flag('batches', quick ? '2' : '6'));
@@ -158,9 +155,7 @@ async function main() {
   process.stdout.write(md);
   if (!quick) {
     const out = path.join(root, 'bench', 'results', `inference-${localDate()}`);
-    fs.writeFileSync(`${out}.md`, md);
-    fs.writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
-    process.stderr.write(`[inference] wrote ${out}.md and .json\n`);
+    writeResults(out, md, results, 'inference');
   }
 }
 

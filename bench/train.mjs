@@ -12,23 +12,20 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription,  gitInfo, loadAverage, localDate, nproc } from './lib/system.mjs';
 import { makeBatch } from './lib/workload.mjs';
 import { median, sleep } from './lib/stats.mjs';
 import { runPythonJson } from './lib/python.mjs';
 
 const require = createRequire(import.meta.url);
-const cpuText = (c) => `${c.model} (${c.vendor}, family ${c.family}, model ${c.modelNumber}${c.hypervisor ? ', under a hypervisor' : ''}; ${c.simd.join(' ')})`;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const { Encoder, cpuInfo } = require(path.join(root, 'lib', 'index.js'));
 const { TaskModel } = require(path.join(root, 'lib', 'train', 'model.js'));
 
 const args = process.argv.slice(2);
-const flag = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const flag = flagReader(args);
 const quick = args.includes('--quick');
 const threads = Number(flag('threads', '2'));
 const models = flag('models', quick ? 'minilm-l6-h384' : 'minilm-l6-h384,bert-base').split(',');
@@ -119,9 +116,7 @@ async function main() {
   process.stdout.write(md);
   if (!quick) {
     const out = path.join(root, 'bench', 'results', `train-${localDate()}`);
-    fs.writeFileSync(`${out}.md`, md);
-    fs.writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
-    process.stderr.write(`[train] wrote ${out}.md and .json\n`);
+    writeResults(out, md, results, 'train');
   }
 }
 

@@ -139,9 +139,11 @@ static std::string check_common(const Encoder& enc, int64_t B, int64_t T) {
   return "";
 }
 
-// Layers from..to-1: the first reads `in`, every layer writes `out` (in may equal out).
+// Layers from..to-1 into `out`: the first reads `in` in place (in may equal out); with no
+// layer to run, out is a copy of in.
 static std::string run_layers(Encoder& enc, const float* in, float* out, const int32_t* mask,
                               int64_t B, int64_t T, int64_t from, int64_t to) {
+  if (from == to && out != in) std::memcpy(out, in, (size_t)(B * T * enc.cfg.hidden) * sizeof(float));
   for (int64_t l = from; l < to; l++)
     if (!layer_forward(enc, (size_t)l, l == from ? in : out, out, mask, B, T))
       return "oneDNN matmul failed in layer " + std::to_string(l + 1);
@@ -200,11 +202,6 @@ std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
   enc.ws.reserve(N, H, c.intermediate, T, threads, enc.precision == Precision::BF16);
-  // the first layer reads the caller's activations in place; no copy unless no layer runs
-  if (from_layer == to_layer) {
-    if (out != hidden) std::memcpy(out, hidden, (size_t)N * H * sizeof(float));
-    return "";
-  }
   return run_layers(enc, hidden, out, mask, B, T, from_layer, to_layer);
 }
 
