@@ -89,40 +89,63 @@ describe('gradient parity with PyTorch', () => {
   }
 });
 
+/**
+ * Measured max |ours - PyTorch| after the 5 steps, over the compared elements: 2.7e-5
+ * with the AVX-512 kernels, 3.1e-5 with ER_CPU_LEVEL=avx2, 2.4e-5 with generic, 4.8e-5
+ * with oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2); lr is 1e-2, so this is a few
+ * float32 roundings amplified by Adam's per-element normalisation.
+ */
+const ADAM_TOL = 5e-5;
+/** Elements with a non-zero first gradient below 1e-5 of the largest: 7 at most in the fixtures (bert.full: 7 of 40,707). */
+const NOISE_MAX = 7;
+
 describe('AdamW parity with torch.optim.AdamW', () => {
   for (const c of meta.cases.filter((x) => x.adam)) {
-    it(`${c.prefix}: parameters after ${meta.steps} steps within 1e-4`, async () => {
+    it(`${c.prefix}: parameters after ${meta.steps} steps within ${ADAM_TOL}`, async () => {
       const { model, input, labels } = await setup(c);
       const lr = linearSchedule(meta.lr, meta.warmup, meta.steps);
       const losses: number[] = [];
+      let lrSum = 0;
       for (let s = 0; s < meta.steps; s++) {
+        lrSum += lr(s);
         losses.push((await model.trainStep(input, labels, { lr: lr(s), weightDecay: meta.weightDecay, clip: meta.clip })).loss);
       }
       losses.forEach((l, i) => expect(Math.abs(l - c.adamLosses![i])).toBeLessThan(1e-4 * Math.max(1, Math.abs(l))));
-      let worst = 0, worstName = '', skipped = 0, compared = 0;
       // Adam divides each gradient by its own running magnitude, so an element whose
       // gradient is at float32 noise level takes steps of about +-lr whose sign is the
-      // noise's, in both implementations (e.g. a key bias, whose gradient is exactly
-      // zero in theory). Elements whose first gradient is non-zero but below 1e-5 of
-      // the model's largest are left out and counted; exact zeros (embedding rows the
-      // batch does not use) are compared: only weight decay moves them.
+      // noise's, in both implementations. Two kinds of element are therefore held only
+      // to that (|difference| < 2 x the summed learning rate), not to ADAM_TOL:
+      // - every key bias (`attn.k.bias`): its gradient is exactly zero in theory (it
+      //   shifts every score of a row equally, which softmax ignores);
+      // - at most NOISE_MAX other elements whose first gradient is non-zero but below
+      //   1e-5 of the model's largest (which ones is fixed by the fixture's gradients).
+      // Exact zeros (embedding rows the batch does not use) are compared: only weight
+      // decay moves them.
+      let worst = 0, worstName = '', keyBias = 0, noise = 0, compared = 0, worstLeftOut = 0;
       let gmax = 0;
       for (const name of c.trainable) for (const v of f32(ref, `${c.prefix}.grad.${name}`)) gmax = Math.max(gmax, Math.abs(v));
       const floor = 1e-5 * gmax;
       for (const name of c.trainable) {
         const a = model.parameter(name), b = f32(ref, `${c.prefix}.after.${name}`);
         const g0 = f32(ref, `${c.prefix}.grad.${name}`);
-        const theoreticallyZero = name.endsWith('attn.k.bias');  // noise on both sides, some of it exactly 0
+        const theoreticallyZero = name.endsWith('attn.k.bias');
         for (let i = 0; i < a.length; i++) {
-          if (theoreticallyZero || (g0[i] !== 0 && Math.abs(g0[i]) <= floor)) { skipped++; continue; }
-          compared++;
           const d = Math.abs(a[i] - b[i]);
+          if (theoreticallyZero || (g0[i] !== 0 && Math.abs(g0[i]) <= floor)) {
+            if (theoreticallyZero) keyBias++; else noise++;
+            worstLeftOut = Math.max(worstLeftOut, d);
+            continue;
+          }
+          compared++;
           if (d > worst) { worst = d; worstName = name; }
         }
       }
-      console.log(`${c.prefix}: AdamW max abs difference ${worst.toExponential(2)} over ${compared} values (${skipped} with noise-level gradients left out)`);
-      expect(skipped).toBeLessThan(0.02 * (compared + skipped));
-      expect(worst, `worst: ${worstName}`).toBeLessThan(1e-4);
+      const keyBiasTotal = c.trainable.filter((n) => n.endsWith('attn.k.bias')).reduce((t, n) => t + model.parameter(n).length, 0);
+      console.log(`${c.prefix}: AdamW max abs difference ${worst.toExponential(2)} over ${compared} values; left out: ${keyBias} key-bias and ${noise} noise-level-gradient values (max difference ${worstLeftOut.toExponential(2)})`);
+      expect(keyBias).toBe(keyBiasTotal);
+      expect(noise).toBeLessThanOrEqual(NOISE_MAX);
+      expect(worstLeftOut).toBeLessThan(2 * lrSum);
+      expect(worst, `worst: ${worstName}`).toBeLessThan(ADAM_TOL);
     });
   }
 });
