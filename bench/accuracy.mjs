@@ -8,15 +8,16 @@
 //
 //   node bench/accuracy.mjs [--tasks chemprot,scicite,ncbi] [--train-max 1000] [--dev-max 500]
 //                           [--epochs 6] [--patience 2] [--adapter-size 256] [--seeds 3]
-//                           [--layer 3] [--no-torch] [--quick]
+//                           [--layer 3] [--no-torch] [--quick] [--allow-dirty]
 //   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
 //   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
-// Writes bench/results/accuracy-<date>.md and .json.
+// Writes bench/results/accuracy-<date>.md and .json, only from a clean committed tree unless
+// --allow-dirty (then marked DIRTY TREE).
 import { createRequire } from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
-import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
+import { checkTree, cpuText, DirtyTreeError, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription,  gitInfo, localDate, nproc } from './lib/system.mjs';
 import { runPythonJson } from './lib/python.mjs';
 
@@ -28,6 +29,7 @@ const { trainTask, evalTask } = require(path.join(root, 'lib', 'index.js'));
 const args = process.argv.slice(2);
 const flag = flagReader(args);
 const quick = args.includes('--quick');
+const allowDirty = args.includes('--allow-dirty');
 const tasks = flag('tasks', 'chemprot,scicite,ncbi').split(',');
 const trainMax = Number(flag('train-max', quick ? '64' : '800'));
 const devMax = Number(flag('dev-max', quick ? '32' : '200'));
@@ -95,11 +97,16 @@ async function runTorch(results, t) {
 
 const outBase = () => path.join(root, 'bench', 'results', `accuracy-${flag('date', localDate())}${flag('name') ? `-${flag('name')}` : ''}`);
 
+let tree = null;
+
 async function main() {
+  tree = checkTree(root, { allowDirty, write: !quick });
   fs.mkdirSync(work, { recursive: true });
   if (torchOnly) {
-    // PyTorch's side for an earlier run of ours (same splits, our full mode's learning rate)
+    // PyTorch's side for an earlier run of ours (same splits, our full mode's learning rate):
+    // the file then holds results of the commit that run recorded, so that commit must be HEAD
     const results = JSON.parse(fs.readFileSync(`${outBase()}.json`, 'utf8'));
+    if (results.commit) tree = { commit: results.commit, dirty: Boolean(results.dirty), changes: results.dirtyChanges ?? [] };
     for (const t of Object.keys(results.tasks)) await runTorch(results, t);
     return render(results, true);
   }
@@ -147,7 +154,7 @@ async function main() {
     }
     if (withTorch) await runTorch(results, t);
     // every finished task is kept, so a long run that is stopped loses only the task in progress
-    if (!quick) fs.writeFileSync(`${outBase()}.json`, JSON.stringify(results, null, 2) + '\n');
+    if (!quick) writeResults(outBase(), null, results, 'accuracy', { root, allowDirty, start: tree });
   }
   render(results, !quick);
 }
@@ -186,11 +193,15 @@ function render(results, write) {
   process.stdout.write(md);
   if (write) {
     const out = outBase();
-    writeResults(out, md, results, 'accuracy');
+    writeResults(out, md, results, 'accuracy', { root, allowDirty, start: tree });
   }
 }
 
 main().catch((e) => {
+  if (e instanceof DirtyTreeError) {
+    console.error(`bench/accuracy.mjs: ${e.message}`);
+    process.exit(3);
+  }
   console.error(e);
   process.exit(1);
 });

@@ -2,7 +2,7 @@
 // Full-encoder inference benchmark (issue 2, "Performance"): this engine vs PyTorch vs onnxruntime-node,
 // at the MiniLM-L6-H384 and BERT-base shapes, batch 32 x 128 and 8 x 512, plus the GEMM ceiling.
 // See bench/README.md. Usage: npm run bench -- [--quick] [--precision fp32|bf16] [--threads N] ...
-import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -15,6 +15,7 @@ import { PythonWorker, runPythonJson, PYTHON } from './lib/python.mjs';
 import { OrtEngine, ortVersion } from './lib/ort.mjs';
 import { cpuDescription, nproc, loadAverage, gitInfo, localDate, cpuSnapshot, cpuContention } from './lib/system.mjs';
 import { renderMarkdown } from './lib/report.mjs';
+import { checkTree, DirtyTreeError, writeResults } from './lib/cli.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -35,6 +36,8 @@ const USAGE = `usage: node bench/encoder.mjs [options]
   --torch-grad-mode M     inference_mode (default) or no_grad
   --out DIR               where to write the .md and .json (default bench/results)
   --no-write              print only
+  --allow-dirty           write results from a tree with uncommitted changes, marked DIRTY TREE
+                          (otherwise results outside bench/.work are written only from a clean commit)
   -h, --help`;
 
 class UsageError extends Error {}
@@ -56,6 +59,7 @@ function parseCli() {
         'torch-grad-mode': { type: 'string', default: 'inference_mode' },
         out: { type: 'string' },
         'no-write': { type: 'boolean', default: false },
+        'allow-dirty': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -96,6 +100,7 @@ function parseCli() {
     torchGradMode: values['torch-grad-mode'],
     outDir: values.out ? resolve(values.out) : join(ROOT, 'bench', quick ? '.work/results' : 'results'),
     write: !values['no-write'],
+    allowDirty: values['allow-dirty'],
   };
 }
 
@@ -128,6 +133,8 @@ function peakOf(gemm, dtype) {
 
 async function main() {
   const opt = parseCli();
+  // refuse before the run, not after it: results are written only from a clean commit
+  const tree = checkTree(ROOT, { allowDirty: opt.allowDirty, write: opt.write, dest: join(opt.outDir, 'x') });
   const t0 = performance.now();
   const startedAt = new Date();
   const workloads = opt.quick ? QUICK_WORKLOADS : WORKLOADS;
@@ -346,15 +353,16 @@ async function main() {
     mkdirSync(opt.outDir, { recursive: true });
     const base = `encoder-${result.meta.date}${opt.precision === 'fp32' ? '' : `-${opt.precision}`}${opt.quick ? '-quick' : ''}`;
     const mdPath = join(opt.outDir, `${base}.md`);
-    const jsonPath = join(opt.outDir, `${base}.json`);
     if (existsSync(mdPath)) log(`overwriting ${mdPath}`);
-    writeFileSync(mdPath, md + '\n');
-    writeFileSync(jsonPath, JSON.stringify(result, null, 2) + '\n');
-    log(`wrote ${mdPath} and ${jsonPath}`);
+    writeResults(join(opt.outDir, base), md + '\n', result, 'encoder', { root: ROOT, allowDirty: opt.allowDirty, start: tree });
   }
 }
 
 main().catch((e) => {
+  if (e instanceof DirtyTreeError) {
+    console.error(`bench/encoder.mjs: ${e.message}`);
+    process.exit(3);
+  }
   if (e instanceof UsageError) {
     console.error(`bench/encoder.mjs: ${e.message}\n\n${USAGE}`);
     process.exit(2);

@@ -6,12 +6,13 @@
 // k = N/2, batch 32 x 128 tokens: windows of exactly 128 tokens cut from long real documents
 // (../shared/data, several sentences joined). Writes bench/results/inference-<date>.md/.json.
 //
-//   node bench/inference.mjs [--quick] [--batches 6] [--passes 3] [--threads 2] [--models minilm,bert-base]
+//   node bench/inference.mjs [--quick] [--batches 6] [--passes 3] [--threads 2] [--models minilm,bert-base] [--allow-dirty]
+// Results are written only from a clean committed tree unless --allow-dirty (then marked DIRTY TREE).
 import { createRequire } from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
-import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
+import { checkTree, cpuText, DirtyTreeError, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription, gitInfo, localDate, loadAverage, nproc } from './lib/system.mjs';
 import { median, sleep } from './lib/stats.mjs';
 
@@ -23,6 +24,7 @@ const { Encoder, ActivationStore, cpuInfo } = require(path.join(root, 'lib', 'in
 const args = process.argv.slice(2);
 const flag = flagReader(args);
 const quick = args.includes('--quick');
+const allowDirty = args.includes('--allow-dirty');
 const threads = Number(flag('threads', '2'));
 const nBatches = Number(flag('batches', quick ? '2' : '6'));
 const B = quick ? 8 : 32, T = quick ? 64 : 128;
@@ -43,6 +45,7 @@ function documents(n) {
 }
 
 async function main() {
+  const tree = checkTree(root, { allowDirty, write: !quick });
   fs.mkdirSync(work, { recursive: true });
   const info = cpuInfo();
   const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, batch: B, seq: T, batches: nBatches, git: gitInfo(root), gemm: info.gemm, loadStart: loadAverage(), models: [] };
@@ -155,11 +158,15 @@ async function main() {
   process.stdout.write(md);
   if (!quick) {
     const out = path.join(root, 'bench', 'results', `inference-${localDate()}`);
-    writeResults(out, md, results, 'inference');
+    writeResults(out, md, results, 'inference', { root, allowDirty, start: tree });
   }
 }
 
 main().catch((e) => {
+  if (e instanceof DirtyTreeError) {
+    console.error(`bench/inference.mjs: ${e.message}`);
+    process.exit(3);
+  }
   console.error(e);
   process.exit(1);
 });

@@ -3,7 +3,7 @@
 // ceiling (warm and cold page cache), fp16 -> fp32 decode against memcpy, prefetch on vs off with the
 // real suffix layers as the consumer, and encode throughput / bytes per token.
 // See bench/README.md ("Store benchmark"). Usage: node bench/store.mjs [--quick] [options]
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { cpuDescription, nproc, loadAverage, gitInfo, localDate, cpuSnapshot, cp
 import { makeDocs, DEFAULT_DATA_DIR } from './lib/corpus.mjs';
 import { evict, resident, warm } from './lib/pagecache.mjs';
 import { renderStoreMarkdown } from './lib/store-report.mjs';
+import { checkTree, DirtyTreeError, writeResults } from './lib/cli.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -44,6 +45,8 @@ const USAGE = `usage: node bench/store.mjs [options]
   --rebuild             re-encode the cached benchmark stores
   --out DIR             where to write the .md and .json (default bench/results)
   --no-write            print only
+  --allow-dirty         write results from a tree with uncommitted changes, marked DIRTY TREE
+                        (otherwise results outside bench/.work are written only from a clean commit)
   -h, --help`;
 
 class UsageError extends Error {}
@@ -71,6 +74,7 @@ function parseCli() {
         rebuild: { type: 'boolean', default: false },
         out: { type: 'string' },
         'no-write': { type: 'boolean', default: false },
+        'allow-dirty': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -118,6 +122,7 @@ function parseCli() {
     decodeTrials: q ? 2 : 5,
     outDir: values.out ? resolve(values.out) : join(ROOT, 'bench', q ? '.work/results' : 'results'),
     write: !values['no-write'],
+    allowDirty: values['allow-dirty'],
   };
 }
 
@@ -477,6 +482,8 @@ async function benchEncode(opt, enc, corpus) {
 
 async function main() {
   const opt = parseCli();
+  // refuse before the run, not after it: results are written only from a clean commit
+  const tree = checkTree(ROOT, { allowDirty: opt.allowDirty, write: opt.write, dest: join(opt.outDir, 'x') });
   const t0 = performance.now();
   const startedAt = new Date();
   const { Encoder, cpuInfo } = require('../lib/index.js');
@@ -560,15 +567,16 @@ async function main() {
     mkdirSync(opt.outDir, { recursive: true });
     const base = `store-${result.meta.date}${opt.quick ? '-quick' : ''}`;
     const mdPath = join(opt.outDir, `${base}.md`);
-    const jsonPath = join(opt.outDir, `${base}.json`);
     if (existsSync(mdPath)) log(`overwriting ${mdPath}`);
-    writeFileSync(mdPath, md + '\n');
-    writeFileSync(jsonPath, JSON.stringify(result, null, 2) + '\n');
-    log(`wrote ${mdPath} and ${jsonPath}`);
+    writeResults(join(opt.outDir, base), md + '\n', result, 'store', { root: ROOT, allowDirty: opt.allowDirty, start: tree });
   }
 }
 
 main().catch((e) => {
+  if (e instanceof DirtyTreeError) {
+    console.error(`bench/store.mjs: ${e.message}`);
+    process.exit(3);
+  }
   if (e instanceof UsageError) {
     console.error(`bench/store.mjs: ${e.message}\n\n${USAGE}`);
     process.exit(2);

@@ -6,13 +6,14 @@
 // Shapes: MiniLM-L6-H384 and BERT-base (random weights, bench/.work/models), k = N/2,
 // batch 16 x 128 tokens. Writes bench/results/train-<date>.md and .json.
 //
-//   node bench/train.mjs [--quick] [--threads 2] [--models minilm-l6-h384,bert-base] [--no-torch]
+//   node bench/train.mjs [--quick] [--threads 2] [--models minilm-l6-h384,bert-base] [--no-torch] [--allow-dirty]
+// Results are written only from a clean committed tree unless --allow-dirty (then marked DIRTY TREE).
 import { createRequire } from 'module';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
-import { cpuText, flagReader, writeResults } from './lib/cli.mjs';
+import { checkTree, cpuText, DirtyTreeError, flagReader, writeResults } from './lib/cli.mjs';
 import { cpuDescription,  gitInfo, loadAverage, localDate, nproc } from './lib/system.mjs';
 import { makeBatch } from './lib/workload.mjs';
 import { median, sleep } from './lib/stats.mjs';
@@ -27,6 +28,7 @@ const { TaskModel } = require(path.join(root, 'lib', 'train', 'model.js'));
 const args = process.argv.slice(2);
 const flag = flagReader(args);
 const quick = args.includes('--quick');
+const allowDirty = args.includes('--allow-dirty');
 const threads = Number(flag('threads', '2'));
 const models = flag('models', quick ? 'minilm-l6-h384' : 'minilm-l6-h384,bert-base').split(',');
 const B = quick ? 4 : 16, T = quick ? 32 : 128;
@@ -61,6 +63,7 @@ async function timeOurs(enc, mode, k, reps, warmup, precision = 'fp32') {
 }
 
 async function main() {
+  const tree = checkTree(root, { allowDirty, write: !quick });
   ensureModels();
   const info = cpuInfo();
   const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, batch: B, seq: T, git: gitInfo(root), kernels: info.kernels, gemm: info.gemm, loadStart: loadAverage(), models: [] };
@@ -116,11 +119,15 @@ async function main() {
   process.stdout.write(md);
   if (!quick) {
     const out = path.join(root, 'bench', 'results', `train-${localDate()}`);
-    writeResults(out, md, results, 'train');
+    writeResults(out, md, results, 'train', { root, allowDirty, start: tree });
   }
 }
 
 main().catch((e) => {
+  if (e instanceof DirtyTreeError) {
+    console.error(`bench/train.mjs: ${e.message}`);
+    process.exit(3);
+  }
   console.error(e);
   process.exit(1);
 });
