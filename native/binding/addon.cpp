@@ -23,10 +23,8 @@ int default_threads() {
   return n == 0 ? 1 : (int)n;
 }
 
-int64_t get_int(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("config.") + key + " must be a number");
-  return v.As<Napi::Number>().Int64Value();
+int64_t get_int(const Napi::Object& o, const char* key, int64_t lo = 0, int64_t hi = er_binding::kMaxDim) {
+  return er_binding::get_int(o.Get(key), (std::string("config.") + key).c_str(), lo, hi);
 }
 
 
@@ -61,6 +59,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
     THROW_IF(info.Length() < 2 || !info[0].IsObject() || !info[1].IsArray(),
              "NativeEncoder(config, tensors) expects an object and an array");
+    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kEncoderTag);
     enc_ = std::make_shared<er::Encoder>();
     er::EncoderConfig& c = enc_->cfg;
     Napi::Object cfg = info[0].As<Napi::Object>();
@@ -71,7 +70,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     c.intermediate = get_int(cfg, "intermediate");
     c.max_positions = get_int(cfg, "maxPositions");
     c.type_vocab = get_int(cfg, "typeVocab");
-    c.eps = (float)cfg.Get("eps").As<Napi::Number>().DoubleValue();
+    c.eps = (float)er_binding::get_number(cfg.Get("eps"), "config.eps");
     THROW_IF(c.vocab <= 0 || c.hidden <= 0 || c.layers < 0 || c.heads <= 0 ||
                  c.hidden % c.heads != 0 || c.intermediate <= 0 || c.max_positions <= 0 ||
                  c.type_vocab < 0,
@@ -80,13 +79,18 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     Napi::Array tensors = info[1].As<Napi::Array>();
     try {
       for (uint32_t i = 0; i < tensors.Length(); i++) {
-        Napi::Object t = tensors.Get(i).As<Napi::Object>();
+        Napi::Value tv = tensors.Get(i);
+        THROW_IF(!tv.IsObject(), "tensors[" + std::to_string(i) + "] must be an object");
+        Napi::Object t = tv.As<Napi::Object>();
+        THROW_IF(!t.Get("slot").IsString() || !t.Get("file").IsString(),
+                 "tensors[" + std::to_string(i) + "]: slot and file must be strings");
         std::string slot = t.Get("slot").As<Napi::String>().Utf8Value();
         std::string file = t.Get("file").As<Napi::String>().Utf8Value();
-        uint64_t offset = (uint64_t)t.Get("offset").As<Napi::Number>().Int64Value();
-        uint64_t bytes = (uint64_t)t.Get("bytes").As<Napi::Number>().Int64Value();
-        int32_t dtype = t.Get("dtype").As<Napi::Number>().Int32Value();
-        uint64_t count = (uint64_t)t.Get("count").As<Napi::Number>().Int64Value();
+        const int64_t kMaxBytes = int64_t(1) << 50;
+        uint64_t offset = (uint64_t)er_binding::get_int(t.Get("offset"), "tensor offset", 0, kMaxBytes);
+        uint64_t bytes = (uint64_t)er_binding::get_int(t.Get("bytes"), "tensor bytes", 0, kMaxBytes);
+        int32_t dtype = (int32_t)er_binding::get_int(t.Get("dtype"), "tensor dtype", 0, 2);
+        uint64_t count = (uint64_t)er_binding::get_int(t.Get("count"), "tensor count", 0, kMaxBytes);
         THROW_IF(dtype < 0 || dtype > 2, "tensor " + slot + ": unknown dtype code");
         const float** dst = slot_pointer(slot, count);
         THROW_IF(dst == nullptr, "tensor " + slot + ": unknown slot or wrong element count");
@@ -175,12 +179,21 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     bool from_hidden = false;
 
     void Execute() override {
+      const uint64_t out_bytes = (uint64_t)B * T * enc_->cfg.hidden * sizeof(float);
       try {
         out_ = new std::vector<float>((size_t)B * T * enc_->cfg.hidden);
+      } catch (const std::bad_alloc&) {
+        SetError(er_binding::alloc_message("the forward pass's output", out_bytes, "the batch size or the sequence length"));
+        return;
+      }
+      try {
         std::string err = from_hidden
             ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
             : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
         if (!err.empty()) SetError(err);
+      } catch (const std::bad_alloc&) {
+        SetError("out of memory in the forward pass (" + std::to_string(B) + " x " + std::to_string(T) +
+                 " tokens); lower the batch size or the sequence length");
       } catch (const std::exception& e) {
         SetError(e.what());
       } catch (...) {
@@ -201,17 +214,26 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     std::vector<float>* out_ = nullptr;
   };
 
+  size_t checked_elements(const Napi::CallbackInfo& info, int64_t B, int64_t T) {
+    THROW_IF((uint64_t)B * (uint64_t)T * (uint64_t)enc_->cfg.hidden > er_binding::kMaxElements,
+             "batch of " + std::to_string(B) + " x " + std::to_string(T) + " tokens is too large");
+    return (size_t)(B * T);
+  }
+
   void Hold(ForwardWorker* w, const Napi::Value& v) {
     if (v.IsObject()) w->refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
 
   // forward(ids, positions, typeIds | null, mask, B, T, toLayer, threads)
   Napi::Value Forward(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     THROW_IF(!enc_, "encoder is closed");
     THROW_IF(info.Length() < 8, "forward expects 8 arguments");
-    int64_t B = info[4].As<Napi::Number>().Int64Value(), T = info[5].As<Napi::Number>().Int64Value();
-    THROW_IF(B <= 0 || T <= 0, "batch dimensions must be positive");
-    size_t n = (size_t)(B * T);
+    int64_t B = er_binding::get_int(info[4], "batch size", 1, er_binding::kMaxDim);
+    int64_t T = er_binding::get_int(info[5], "sequence length", 1, er_binding::kMaxDim);
+    size_t n = checked_elements(info, B, T);
+    const int64_t to = er_binding::get_int(info[6], "toLayer", 0, enc_->cfg.layers);
+    const int threads = (int)er_binding::get_int(info[7], "threads", 1, 4096);
     auto* w = new ForwardWorker(info.Env(), enc_);
     try {
       w->ids = er_binding::array_data<const int32_t>(info[0], napi_int32_array, n, "ids");
@@ -226,8 +248,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     for (int i = 0; i < 4; i++) Hold(w, info[i]);
     w->B = B;
     w->T = T;
-    w->to = info[6].As<Napi::Number>().Int64Value();
-    w->threads = std::max(1, info[7].As<Napi::Number>().Int32Value());
+    w->to = to;
+    w->threads = threads;
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
@@ -235,11 +257,15 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
 
   // forwardFrom(hidden, mask, B, T, fromLayer, toLayer, threads)
   Napi::Value ForwardFrom(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     THROW_IF(!enc_, "encoder is closed");
     THROW_IF(info.Length() < 7, "forwardFrom expects 7 arguments");
-    int64_t B = info[2].As<Napi::Number>().Int64Value(), T = info[3].As<Napi::Number>().Int64Value();
-    THROW_IF(B <= 0 || T <= 0, "batch dimensions must be positive");
-    size_t n = (size_t)(B * T);
+    int64_t B = er_binding::get_int(info[2], "batch size", 1, er_binding::kMaxDim);
+    int64_t T = er_binding::get_int(info[3], "sequence length", 1, er_binding::kMaxDim);
+    size_t n = checked_elements(info, B, T);
+    const int64_t from = er_binding::get_int(info[4], "fromLayer", 0, enc_->cfg.layers);
+    const int64_t to = er_binding::get_int(info[5], "toLayer", 0, enc_->cfg.layers);
+    const int threads = (int)er_binding::get_int(info[6], "threads", 1, 4096);
     auto* w = new ForwardWorker(info.Env(), enc_);
     try {
       w->hidden = er_binding::array_data<const float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
@@ -253,15 +279,16 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     w->from_hidden = true;
     w->B = B;
     w->T = T;
-    w->from = info[4].As<Napi::Number>().Int64Value();
-    w->to = info[5].As<Napi::Number>().Int64Value();
-    w->threads = std::max(1, info[6].As<Napi::Number>().Int32Value());
+    w->from = from;
+    w->to = to;
+    w->threads = threads;
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     Napi::Object o = Napi::Object::New(info.Env());
     if (enc_) {
       o.Set("mappedBytes", (double)enc_->weights.mapped_bytes());
@@ -273,6 +300,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
 
   // Drops this handle's reference; running jobs keep the encoder alive until they end.
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     enc_.reset();
     return info.Env().Undefined();
   }
@@ -298,24 +326,24 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 // `reps` times (for benchmarks and tools); copyF32(src, dst[, reps]): memcpy, the
 // baseline it is compared with. Both return the seconds spent.
 Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
-  THROW_IF(info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray(), "f16ToF32(Uint16Array, Float32Array[, reps])");
-  Napi::Uint16Array src = info[0].As<Napi::Uint16Array>();
-  Napi::Float32Array dst = info[1].As<Napi::Float32Array>();
-  THROW_IF(src.ElementLength() != dst.ElementLength(), "source and destination lengths differ");
-  int reps = info.Length() > 2 ? info[2].As<Napi::Number>().Int32Value() : 1;
+  THROW_IF(info.Length() < 2, "f16ToF32(Uint16Array, Float32Array[, reps])");
+  const uint16_t* src = er_binding::array_data<const uint16_t>(info[0], napi_uint16_array, (size_t)-1, "f16ToF32 source (a Uint16Array)");
+  size_t n = info[0].As<Napi::TypedArray>().ElementLength();
+  float* dst = er_binding::array_data<float>(info[1], napi_float32_array, n, "f16ToF32 destination (a Float32Array as long as the source)");
+  int reps = info.Length() > 2 && !info[2].IsUndefined() ? (int)er_binding::get_int(info[2], "reps", 0, 1 << 30) : 1;
   auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; r++) er::ops().f16_to_f32(dst.Data(), src.Data(), (int64_t)src.ElementLength());
+  for (int r = 0; r < reps; r++) er::ops().f16_to_f32(dst, src, (int64_t)n);
   return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 Napi::Value CopyF32(const Napi::CallbackInfo& info) {
-  THROW_IF(info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray(), "copyF32(Float32Array, Float32Array[, reps])");
-  Napi::Float32Array src = info[0].As<Napi::Float32Array>();
-  Napi::Float32Array dst = info[1].As<Napi::Float32Array>();
-  THROW_IF(src.ElementLength() != dst.ElementLength(), "source and destination lengths differ");
-  int reps = info.Length() > 2 ? info[2].As<Napi::Number>().Int32Value() : 1;
+  THROW_IF(info.Length() < 2, "copyF32(Float32Array, Float32Array[, reps])");
+  const float* src = er_binding::array_data<const float>(info[0], napi_float32_array, (size_t)-1, "copyF32 source (a Float32Array)");
+  size_t n = info[0].As<Napi::TypedArray>().ElementLength();
+  float* dst = er_binding::array_data<float>(info[1], napi_float32_array, n, "copyF32 destination (a Float32Array as long as the source)");
+  int reps = info.Length() > 2 && !info[2].IsUndefined() ? (int)er_binding::get_int(info[2], "reps", 0, 1 << 30) : 1;
   auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; r++) std::memcpy(dst.Data(), src.Data(), src.ElementLength() * sizeof(float));
+  for (int r = 0; r < reps; r++) std::memcpy(dst, src, n * sizeof(float));
   return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
@@ -334,9 +362,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace
 
 std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(EncoderHandle::ctor->Value()))
-    throw Napi::TypeError::New(v.Env(), "expected a NativeEncoder");
-  auto enc = Napi::ObjectWrap<EncoderHandle>::Unwrap(v.As<Napi::Object>())->encoder();
+  auto enc = er_binding::unwrap_tagged<EncoderHandle>(v, er_binding::kEncoderTag, "NativeEncoder")->encoder();
   if (!enc) throw Napi::Error::New(v.Env(), "the encoder is closed");
   return enc;
 }

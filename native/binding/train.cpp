@@ -1,6 +1,7 @@
 // N-API glue for training: the TaskModel object and its async step. No maths here.
 #include <napi.h>
 #include "binding/args.h"
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include "model/trainer.h"
@@ -12,7 +13,14 @@ namespace {
 
 double num(const Napi::Object& o, const char* key, double fallback) {
   Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  return er_binding::get_number(v, key);
+}
+
+int64_t integer(const Napi::Object& o, const char* key, int64_t fallback, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  return er_binding::get_int(v, key, lo, hi);
 }
 
 class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
@@ -31,30 +39,35 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   //   hiddenDropout, attentionDropout, headDropout, seed, classWeights})
   TaskModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskModelHandle>(info) {
     THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
+    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kTaskModelTag);
     std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
     hidden_ = enc->cfg.hidden;
     Napi::Object c = info[1].As<Napi::Object>();
     er::TrainConfig cfg;
-    cfg.mode = (er::TrainMode)(int)num(c, "mode", 2);
-    cfg.k = (int64_t)num(c, "k", 0);
-    cfg.head = (er::HeadKind)(int)num(c, "head", 0);
-    cfg.num_labels = (int64_t)num(c, "numLabels", 2);
-    cfg.adapter_size = (int64_t)num(c, "adapterSize", 64);
-    cfg.adapter_act = (er::AdapterAct)(int)num(c, "adapterAct", 0);
+    cfg.mode = (er::TrainMode)integer(c, "mode", 2, 0, 4);
+    cfg.k = integer(c, "k", 0, 0, enc->cfg.layers);
+    cfg.head = (er::HeadKind)integer(c, "head", 0, 0, 2);
+    cfg.num_labels = integer(c, "numLabels", 2, 1, 1 << 20);
+    cfg.adapter_size = integer(c, "adapterSize", 64, 0, 1 << 16);
+    cfg.adapter_act = (er::AdapterAct)integer(c, "adapterAct", 0, 0, 1);
     cfg.hidden_dropout = (float)num(c, "hiddenDropout", 0.1);
     cfg.attention_dropout = (float)num(c, "attentionDropout", 0.1);
     cfg.head_dropout = (float)num(c, "headDropout", 0.1);
-    cfg.seed = (uint64_t)num(c, "seed", 0);
+    cfg.seed = (uint64_t)integer(c, "seed", 0, 0, (int64_t(1) << 53));
     cfg.bf16 = c.Get("precision").IsString() && c.Get("precision").As<Napi::String>().Utf8Value() == "bf16";
     Napi::Value al = c.Get("adapterLayers");
     if (al.IsArray()) {
       Napi::Array a = al.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++) cfg.adapter_layers.push_back((int64_t)a.Get(i).As<Napi::Number>().Int64Value());
+      for (uint32_t i = 0; i < a.Length(); i++)
+        cfg.adapter_layers.push_back(er_binding::get_int(a.Get(i), "adapterLayers[i]", 0, enc->cfg.layers));
     }
     Napi::Value cw = c.Get("classWeights");
-    if (cw.IsTypedArray()) {
-      Napi::Float32Array w = cw.As<Napi::Float32Array>();
-      cfg.class_weights.assign(w.Data(), w.Data() + w.ElementLength());
+    if (!cw.IsUndefined() && !cw.IsNull()) {
+      const float* w = er_binding::array_data<const float>(cw, napi_float32_array, (size_t)cfg.num_labels,
+                                                           "classWeights (a Float32Array with one weight per label)");
+      cfg.class_weights.assign(w, w + cfg.num_labels);
+      for (float x : cfg.class_weights)
+        THROW_IF(!(x >= 0.0f) || !std::isfinite(x), "classWeights must be finite and non-negative");
     }
     try {
       model_ = std::make_shared<er::TaskModel>(enc, cfg);
@@ -113,12 +126,15 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   //      {train, backward, zeroGrad, update: {lr, beta1, beta2, eps, weightDecay, clip} | null,
   //       threads, logits}) -> Promise<{loss, gradNorm, logits?}>
   Napi::Value Step(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     THROW_IF(info.Length() < 3 || !info[0].IsObject() || !info[2].IsObject(), "step(inputs, labels, options)");
     Napi::Object in = info[0].As<Napi::Object>(), opt = info[2].As<Napi::Object>();
     auto* w = new StepWorker(info.Env(), model_);
     try {
-      int64_t B = (int64_t)num(in, "B", 0), T = (int64_t)num(in, "T", 0);
-      if (B <= 0 || T <= 0) throw Napi::RangeError::New(info.Env(), "batch dimensions must be positive");
+      int64_t B = er_binding::get_int(in.Get("B"), "B (batch size)", 1, er_binding::kMaxDim);
+      int64_t T = er_binding::get_int(in.Get("T"), "T (sequence length)", 1, er_binding::kMaxDim);
+      if ((uint64_t)B * (uint64_t)T * (uint64_t)hidden_size() > er_binding::kMaxElements)
+        throw Napi::RangeError::New(info.Env(), "batch of " + std::to_string(B) + " x " + std::to_string(T) + " tokens is too large");
       size_t n = (size_t)(B * T);
       w->in.B = B;
       w->in.T = T;
@@ -147,7 +163,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       w->backward = opt.Get("backward").ToBoolean().Value();
       w->zero = !opt.Get("zeroGrad").IsBoolean() || opt.Get("zeroGrad").ToBoolean().Value();
       w->want_logits = opt.Get("logits").ToBoolean().Value();
-      w->in.threads = std::max(1, (int)num(opt, "threads", 1));
+      w->in.threads = (int)integer(opt, "threads", 1, 1, 4096);
       if (opt.Get("update").IsObject()) {
         Napi::Object u = opt.Get("update").As<Napi::Object>();
         w->update = true;
@@ -178,6 +194,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   Napi::Value Parameters(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     Napi::Array a = Napi::Array::New(info.Env(), model_->params().size());
     uint32_t i = 0;
     for (const er::Param& p : model_->params()) {
@@ -191,6 +208,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   Napi::Value GetParameter(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     const er::Param* p = find(info);
     std::lock_guard<std::mutex> lock(model_->mu);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
@@ -199,6 +217,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   Napi::Value GetGradient(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     const er::Param* p = find(info);
     std::lock_guard<std::mutex> lock(model_->mu);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
@@ -207,6 +226,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   Napi::Value SetParameter(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     const er::Param* p = find(info);
     const float* src = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)p->n, "value");
     std::lock_guard<std::mutex> lock(model_->mu);
@@ -215,6 +235,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("paramBytes", (double)model_->param_bytes());
     o.Set("activationBytes", (double)model_->activation_bytes());

@@ -24,13 +24,25 @@ Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int dep
       slots_(depth > 0 ? depth + 1 : 1) {
   const uint64_t H = plan_.hidden;
   for (Slot& s : slots_) {
-    s.hidden.assign((uint64_t)max_rows_ * max_tokens_ * H, 0.f);
-    s.mask.assign((uint64_t)max_rows_ * max_tokens_, 0);
+    s.hidden.reset(new float[(uint64_t)max_rows_ * max_tokens_ * H]);
+    s.mask.reset(new int32_t[(uint64_t)max_rows_ * max_tokens_]);
   }
   if (threaded_) thread_ = std::thread([this] { run(); });
 }
 
+uint64_t Prefetcher::ring_bytes(int depth, uint32_t max_rows, uint32_t max_tokens, uint32_t hidden) {
+  return (uint64_t)(depth > 0 ? depth + 1 : 1) * max_rows * max_tokens * ((uint64_t)hidden + 1) * 4;
+}
+
 Prefetcher::~Prefetcher() { stop(); }
+
+void Prefetcher::free_buffers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Slot& s : slots_) {
+    s.hidden.reset();
+    s.mask.reset();
+  }
+}
 
 void Prefetcher::stop() {
   {
@@ -73,11 +85,13 @@ void Prefetcher::fill(Slot& s, uint64_t batch) {
   uint64_t bytes = 0;
   if (rows > max_rows_ || T > max_tokens_) {
     s.error = "batch " + std::to_string(batch) + " is larger than the prefetch buffers";
+  } else if (!s.hidden || !s.mask) {
+    s.error = "the prefetcher's buffers were freed";
   }
   for (uint32_t r = 0; r < rows && s.error.empty(); r++) {
     const PlanRecord& rec = plan_.records[first + r];
-    float* out = s.hidden.data() + (uint64_t)r * T * H;
-    int32_t* mask = s.mask.data() + (uint64_t)r * T;
+    float* out = s.hidden.get() + (uint64_t)r * T * H;
+    int32_t* mask = s.mask.get() + (uint64_t)r * T;
     try {
       auto m = reader_->map(rec.segment, rec.offset + rec.bytes);
       std::string err = record_decode(m->data + rec.offset, m->size - rec.offset, rec.key,

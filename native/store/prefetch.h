@@ -34,9 +34,12 @@ struct Plan {
   uint64_t batches() const { return batch_start.empty() ? 0 : batch_start.size() - 1; }
 };
 
+// A ring buffer. Its memory is allocated once, uninitialised (pages are touched only
+// when a batch is written into them, and fill() writes every byte a batch exposes:
+// values, zero padding and mask), and freed by free_buffers() or the destructor.
 struct Slot {
-  std::vector<float> hidden;    // (max_rows, max_tokens, H) capacity
-  std::vector<int32_t> mask;    // (max_rows, max_tokens) capacity
+  std::unique_ptr<float[]> hidden;   // (max_rows, max_tokens, H) capacity
+  std::unique_ptr<int32_t[]> mask;   // (max_rows, max_tokens) capacity
   uint32_t rows = 0, tokens = 0;
   int64_t batch = -1;
   std::string error;
@@ -52,15 +55,22 @@ struct PrefetchStats {
 
 class Prefetcher {
  public:
+  // Throws std::bad_alloc when the ring cannot be allocated (the binding reports the size).
   Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
              uint32_t max_rows, uint32_t max_tokens);
+  // Bytes of the ring: (depth + 1) slots (one without a thread) of max_rows x max_tokens x (H + 1) x 4.
+  static uint64_t ring_bytes(int depth, uint32_t max_rows, uint32_t max_tokens, uint32_t hidden);
   ~Prefetcher();
   // Waits for batch `index` (the next in schedule order) and returns its slot, or -1
   // with *err set (a corrupt record, a stopped prefetcher, out of order).
   int acquire(uint64_t index, std::string* err);
   void release(int slot);
   void stop();
+  // Frees the ring's memory. Only after stop() and once no acquire() is running and no
+  // view of a slot is left (the binding tracks both).
+  void free_buffers();
   Slot& slot(int i) { return slots_[i]; }
+  uint32_t hidden() const { return plan_.hidden; }
   size_t slot_count() const { return slots_.size(); }
   uint64_t batches() const { return plan_.batches(); }
   PrefetchStats stats();

@@ -77,6 +77,7 @@ SegmentWriter::SegmentWriter(std::string dir, const uint8_t* identity, uint64_t 
     : dir_(std::move(dir)), max_bytes_(max_segment_bytes) {
   std::memcpy(identity_, identity, kIdentityBytes);
   if (const char* lim = std::getenv("ER_FAULT_WRITE_LIMIT")) fault_limit_ = std::strtoull(lim, nullptr, 10);
+  if (const char* n = std::getenv("ER_FAULT_SYNC_FAIL")) fault_sync_ = std::strtoull(n, nullptr, 10);
 }
 
 SegmentWriter::~SegmentWriter() {
@@ -203,11 +204,17 @@ Location SegmentWriter::append(const uint8_t* key, uint32_t tokens, uint32_t hid
 }
 
 void SegmentWriter::sync() {
-  for (int fd : unsynced_) {
-    if (::fdatasync(fd) != 0) throw sys_error(dir_ + ": fdatasync of a finished segment failed", errno);
+  // Each descriptor leaves unsynced_ as soon as it is closed, so a failure part way
+  // through never leaves a closed number behind to be closed again later (by then it
+  // may belong to SQLite or a socket). A file that failed stays listed, still open.
+  while (!unsynced_.empty()) {
+    int fd = unsynced_.front();
+    const bool fault = fault_sync_ != 0 && ++syncs_ == fault_sync_;
+    if (fault || ::fdatasync(fd) != 0)
+      throw sys_error(dir_ + ": fdatasync of a finished segment failed", fault ? EIO : errno);
     ::close(fd);
+    unsynced_.erase(unsynced_.begin());
   }
-  unsynced_.clear();
   if (fd_ >= 0 && ::fdatasync(fd_) != 0) throw sys_error(segment_path(dir_, segment_) + ": fdatasync failed", errno);
 }
 
@@ -220,6 +227,13 @@ void SegmentWriter::rollback(uint64_t end) {
 
 Mapping::~Mapping() {
   if (data && size) ::munmap(const_cast<uint8_t*>(data), size);
+  if (fd >= 0) ::close(fd);
+}
+
+static std::runtime_error truncated(const std::string& path, uint64_t end, uint64_t size) {
+  return std::runtime_error(path + ": the index points to byte " + std::to_string(end) + " but the file has " +
+                            std::to_string(size) +
+                            " bytes (it was truncated or replaced; committed data is missing: run er inspect --verify)");
 }
 
 SegmentReader::SegmentReader(std::string dir, const uint8_t* identity) : dir_(std::move(dir)) {
@@ -229,7 +243,12 @@ SegmentReader::SegmentReader(std::string dir, const uint8_t* identity) : dir_(st
 std::shared_ptr<const Mapping> SegmentReader::map(uint32_t segment, uint64_t end) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = maps_.find(segment);
-  if (it != maps_.end() && it->second->size >= end) return it->second;
+  if (it != maps_.end() && it->second->size >= end) {
+    struct stat st;
+    if (::fstat(it->second->fd, &st) != 0) throw sys_error(segment_path(dir_, segment) + ": cannot stat", errno);
+    if ((uint64_t)st.st_size < end) throw truncated(segment_path(dir_, segment), end, (uint64_t)st.st_size);
+    return it->second;
+  }
   std::string path = segment_path(dir_, segment);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw sys_error(path + ": cannot open", errno);
@@ -240,15 +259,14 @@ std::shared_ptr<const Mapping> SegmentReader::map(uint32_t segment, uint64_t end
     throw sys_error(path + ": cannot stat", e);
   }
   uint64_t size = (uint64_t)st.st_size;
-  if (size < end) {
+  if (size < end || size < kSegmentHeaderBytes) {
     ::close(fd);
-    throw std::runtime_error(path + ": the index points to byte " + std::to_string(end) +
-                             " but the file has " + std::to_string(size) + " bytes");
+    throw truncated(path, end < kSegmentHeaderBytes ? kSegmentHeaderBytes : end, size);
   }
   auto m = std::make_shared<Mapping>();
+  m->fd = fd;
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   int e = errno;
-  ::close(fd);
   if (p == MAP_FAILED) throw sys_error(path + ": cannot map", e);
   m->data = static_cast<const uint8_t*>(p);
   m->size = size;

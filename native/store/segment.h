@@ -67,13 +67,22 @@ class SegmentWriter {
   std::vector<uint16_t> f16_;
   std::vector<uint8_t> buf_;
   uint64_t fault_limit_ = 0;  // ER_FAULT_WRITE_LIMIT: simulated ENOSPC past this many bytes
+  uint64_t fault_sync_ = 0;   // ER_FAULT_SYNC_FAIL=N: the Nth fdatasync of a finished segment fails (EIO)
+  uint64_t syncs_ = 0;
   static std::atomic<uint64_t> written_;
 };
 
-// A read-only mapping of a prefix of a segment file.
+// A read-only mapping of a prefix of a segment file. The file stays open so that every
+// read can check, with one fstat, that the file still holds the bytes it is about to
+// touch: a segment truncated under a live mapping (by another process or a disk tool)
+// is then an error naming the file, not a SIGBUS. What remains: a truncation that lands
+// between that check and the read itself still raises SIGBUS, as with any mmap-based
+// store (LMDB documents the same); segment files are append-only and no part of this
+// library truncates committed bytes, so only an outside tool can do that.
 struct Mapping {
   const uint8_t* data = nullptr;
   uint64_t size = 0;
+  int fd = -1;
   ~Mapping();
 };
 
@@ -81,6 +90,8 @@ class SegmentReader {
  public:
   SegmentReader(std::string dir, const uint8_t* identity);
   // A mapping covering [0, end) of the segment (re-mapped when the file has grown).
+  // Throws std::runtime_error naming the file when it is missing, is not this store's,
+  // or is shorter than `end` (checked on every call, mapped or not).
   std::shared_ptr<const Mapping> map(uint32_t segment, uint64_t end);
   const std::string& dir() const { return dir_; }
 

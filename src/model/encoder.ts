@@ -3,6 +3,7 @@
  * and run the encoder layer by layer, off the event loop.
  */
 import { native, NativeEncoder } from '../native/binding';
+import { whileReading } from '../tensor/lease';
 import { Tensor, tensor } from '../tensor/tensor';
 import { Checkpoint, readCheckpoint } from './checkpoint';
 import type { EncoderShape } from './families';
@@ -167,7 +168,8 @@ export class Encoder {
    * refuses rows of different lengths.
    */
   batchFromEncodings(encodings: Encoded[], padTo?: number, strict = false): Batch {
-    const longest = Math.max(1, ...encodings.map((e) => e.ids.length));
+    let longest = 1;
+    for (const e of encodings) longest = Math.max(longest, e.ids.length);
     if (strict && encodings.some((e) => e.ids.length !== longest)) {
       throw new RangeError('padding is false but the rows have different lengths; use padding: "longest"');
     }
@@ -314,7 +316,8 @@ export class Encoder {
     }
     const err = new Error();
     try {
-      const out = await this.live().forwardFrom(hidden.data, attentionMask, B, T, fromLayer, toLayer, this.threads);
+      const h = this.live();
+      const out = await whileReading([hidden.data, attentionMask], () => h.forwardFrom(hidden.data, attentionMask, B, T, fromLayer, toLayer, this.threads));
       return tensor(out, [B, T, this.hidden]);
     } catch (e) {
       err.message = `forwardFrom failed: ${(e as Error).message}`;

@@ -1,8 +1,12 @@
 /**
  * Reader for the safetensors format: an 8-byte little-endian header length n, a
  * JSON header of n bytes, then the tensor data. Every header is validated before
- * any byte of data is trusted: known dtypes, integer shapes, offsets inside the
- * data region, byte counts that match the shapes, no overlapping tensors.
+ * any byte of data is trusted, against all of the format's invariants: the header is
+ * UTF-8 JSON of exactly n bytes, beginning with `{` (trailing spaces allowed); known
+ * dtypes and integer shapes; byte counts that match dtype x shape; and the tensors'
+ * `data_offsets` tile the data section exactly, from byte 0 to the end of the file,
+ * with no overlap and no gap. A header length that is off by even one byte therefore
+ * never passes (the tensors would no longer end where the file does).
  * The data itself is memory-mapped by the native side, never copied here.
  */
 import * as fs from 'fs';
@@ -54,6 +58,9 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
     fail(file, `header is not valid UTF-8 JSON (${(err as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(file, 'header is not a JSON object');
+  if (headerBytes.length === 0 || headerBytes[0] !== 0x7b) {
+    fail(file, `the header (${headerBytes.length} bytes) does not begin with "{"; the header length may be wrong or this is not a safetensors file`);
+  }
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
@@ -95,11 +102,21 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
     }
     tensors.set(name, { name, dtype, shape: [...(shape as number[])], begin, end });
   }
-  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].begin < sorted[i - 1].end) {
-      fail(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap`);
+  // the tensors tile the data section: sorted by offset, each begins where the previous
+  // one ended, the first at 0 and the last at the end of the file
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  let prev: TensorInfo | null = null;
+  for (const t of sorted) {
+    if (t.begin < pos) fail(file, `tensors "${prev!.name}" and "${t.name}" overlap`);
+    if (t.begin > pos) {
+      fail(file, `bytes [${pos}, ${t.begin}) of the data belong to no tensor (before "${t.name}"); the data_offsets must cover the data section without gaps`);
     }
+    pos = t.end;
+    prev = t;
+  }
+  if (pos !== dataSize) {
+    fail(file, `the tensors cover ${pos} bytes but the data section after the ${headerBytes.length}-byte header has ${dataSize}; the header length is wrong or the file has trailing bytes`);
   }
   return { file, fileSize, dataStart, tensors, metadata };
 }

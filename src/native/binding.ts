@@ -123,7 +123,7 @@ export interface NativeAddon {
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */
   copyF32(src: Float32Array, dst: Float32Array, reps?: number): number;
   StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
-  StoreReader: new (dir: string, identity: Uint8Array) => NativeStoreReader;
+  StoreReader: new (dir: string, identity: Uint8Array, hidden: number) => NativeStoreReader;
   Prefetcher: new (
     reader: NativeStoreReader, plan: NativePlan,
     opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number },

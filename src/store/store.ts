@@ -20,6 +20,7 @@ import { Encoder } from '../model/encoder';
 import { weightFingerprint } from '../model/checkpoint';
 import type { Encoded } from '../model/tokenizer';
 import { Tensor, tensor } from '../tensor/tensor';
+import { lend } from '../tensor/lease';
 import {
   CODECS, contentHash, DEFAULT_MAX_SEGMENT_BYTES, FORMAT_VERSION, identityHash, INDEX_SCHEMA, Manifest,
   segmentIdentity, StoreDtype, StoreIdentity, windowKey,
@@ -103,7 +104,13 @@ export interface WindowRef {
   tokens: number;
 }
 
-/** A batch from {@link ActivationStore.batches}. Its arrays are valid until the next batch is requested. */
+/**
+ * A batch from {@link ActivationStore.batches}. Its arrays are views of a prefetch ring
+ * slot, valid until the next batch is requested (or `release()`), and for as long as a
+ * native call that reads them (a forward pass, a training step) is still running, awaited
+ * or not. After that they are detached (length 0). `hold()` keeps them longer; `copy: true`
+ * gives owned copies instead.
+ */
 export interface StoreBatch {
   index: number;
   /** window keys, one per row */
@@ -114,6 +121,10 @@ export interface StoreBatch {
   hidden: Tensor;
   /** [rows * T], 1 on stored tokens */
   attentionMask: Int32Array;
+  /** Keeps the arrays valid past the next batch; call the returned function when done with them. */
+  hold(): () => void;
+  /** Gives the slot back early (the arrays stay valid while a native call still reads them). */
+  release(): void;
 }
 
 /** Options of {@link ActivationStore.batches}. */
@@ -286,7 +297,7 @@ export class ActivationStore {
     readonly readOnly: boolean,
   ) {
     this.identityBytes = segmentIdentity(manifest.identityHash);
-    this.reader = new (native().StoreReader)(dir, this.identityBytes);
+    this.reader = new (native().StoreReader)(dir, this.identityBytes, manifest.identity.hidden);
     this.stmts = {
       record: db.prepare('SELECT segment, offset, bytes, tokens FROM records WHERE key = ?'),
       doc: db.prepare('SELECT content, windows, tokens FROM docs WHERE id = ?'),
@@ -494,7 +505,15 @@ export class ActivationStore {
     const ref = Buffer.isBuffer(keyOrRef) ? this.lookup(keyOrRef) : keyOrRef;
     if (!ref) throw new StoreError(`${this.dir}: no record for key ${(keyOrRef as Buffer).toString('hex').slice(0, 16)}…`);
     const H = this.identity.hidden;
-    const data = this.reader.read(ref.segment, ref.offset, ref.bytes, ref.tokens, H, ref.key, verify);
+    if (typeof ref !== 'object' || ref === null || !Buffer.isBuffer(ref.key) || ref.key.length !== 32) {
+      throw new TypeError('read() takes a 32-byte key or a WindowRef from lookup() / document()');
+    }
+    let data: Float32Array;
+    try {
+      data = this.reader.read(ref.segment, ref.offset, ref.bytes, ref.tokens, H, ref.key, verify);
+    } catch (e) {
+      throw new StoreError(`${this.dir}: cannot read window ${ref.key.toString('hex').slice(0, 16)}…: ${(e as Error).message}`);
+    }
     return tensor(data, [ref.tokens, H]);
   }
 
@@ -641,7 +660,8 @@ export class ActivationStore {
       keys: new Uint8Array(n * 32),
     };
     rows.forEach((r, i) => plan.keys.set(r.ref.key, i * 32));
-    const maxTokens = Math.max(1, ...rows.map((r) => r.ref.tokens));
+    let maxTokens = 1;
+    for (const r of rows) maxTokens = Math.max(maxTokens, r.ref.tokens);
     const maxRows = Math.min(batchSize, n);
     const slotBytes = maxRows * maxTokens * (H + 1) * 4;
     let d = depth;
@@ -652,20 +672,23 @@ export class ActivationStore {
     }
     const pf: NativePrefetcher = new (native().Prefetcher)(this.reader, plan, { depth: d, verify: opts.verify ?? true, maxRows, maxTokens });
     this.lastPrefetcher = pf;
+    this.active.add(pf);
     try {
       for (let i = 0; i < nb; i++) {
-        const err = new Error();
         let b;
         try {
           b = await pf.next(i);
         } catch (e) {
-          err.message = (e as Error).message;
-          throw new StoreError(err.message);
+          if (this.closed) throw new StoreError(`${this.dir}: the store was closed while batches() was reading it`);
+          throw new StoreError((e as Error).message);
         }
         const first = i * batchSize;
         const slice = rows.slice(first, first + b.rows);
+        const slot = b.slot;
+        const lease = opts.copy ? null : lend([b.hidden, b.mask], () => pf.release(slot));
         const hiddenData = opts.copy ? Float32Array.from(b.hidden) : b.hidden;
         const mask = opts.copy ? Int32Array.from(b.mask) : b.mask;
+        if (opts.copy) pf.release(slot);
         try {
           yield {
             index: i,
@@ -673,18 +696,23 @@ export class ActivationStore {
             entries: slice.map((r) => r.entry),
             hidden: tensor(hiddenData, [b.rows, b.tokens, H]),
             attentionMask: mask,
+            hold: lease ? () => lease.hold() : () => () => {},
+            release: lease ? () => lease.done() : () => {},
           };
         } finally {
-          pf.release(b.slot);
+          lease?.done();
         }
       }
     } finally {
+      this.active.delete(pf);
       pf.stop();
     }
   }
 
   /** The prefetcher of the latest {@link batches} call: consumer wait and decode times. */
   lastPrefetcher: NativePrefetcher | null = null;
+  /** Prefetchers of batches() loops still running (close() stops them). */
+  private readonly active = new Set<NativePrefetcher>();
 
   /**
    * Checks everything: every segment's layout and checksums up to its committed
@@ -729,10 +757,16 @@ export class ActivationStore {
     return result;
   }
 
-  /** Releases the writer lock and the index. */
+  /**
+   * Releases the writer lock and the index. A batches() loop still running is stopped:
+   * its pending batch is rejected with a StoreError, and the batches it already handed
+   * out are detached once no native call reads them any more.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const pf of this.active) pf.stop();
+    this.active.clear();
     this.writer?.close();
     this.writer = null;
     this.db.close();

@@ -83,17 +83,72 @@ export interface EvalResult {
   logits: Float32Array[];
 }
 
+/** One batch of rows with the model's inputs for it. */
+export interface RowBatch {
+  rows: readonly Row[];
+  input: TrainInput;
+  T: number;
+  /** rows whose activations came from the store */
+  fromStore: number;
+}
+
+/** Time spent waiting for inputs, for the epoch log and the benchmarks. */
+export interface InputWait {
+  /** time the loop spent awaiting its next batch (reading, decoding, the prefix pass when not recycled) */
+  waitMs: number;
+  /** of which the store's prefetch thread made the consumer wait (its own count), when the store was read */
+  prefetchWaitMs: number;
+}
+
+/**
+ * The batches of `rows`, in that order, with the model's inputs. When the model recycles
+ * and every row is in the store, the whole schedule is read through the store's native
+ * prefetch thread and its ring: a batch's hidden states are decoded ahead of the consumer
+ * and handed to the native step in place (no copy; the ring slot stays pinned until the
+ * step that reads it has finished). Otherwise each batch is prepared on demand (the prefix
+ * pass, written through to the store when asked: the SR setting's first epoch).
+ */
+export async function* rowBatches(
+  model: TaskModel, rows: readonly Row[], batchSize: number,
+  opts: { store?: ActivationStore; writeThrough?: boolean; prefetch?: number; wait?: InputWait } = {},
+): AsyncGenerator<RowBatch> {
+  const { store } = opts;
+  const wait = opts.wait ?? { waitMs: 0, prefetchWaitMs: 0 };
+  if (model.recycled && store && rows.length > 0) {
+    const keys = rows.map((r) => store.keyOf(r.encoding));
+    if (keys.every((k) => store.lookup(k) !== undefined)) {
+      let first = 0;
+      let t = performance.now();
+      for await (const b of store.batches(keys, { batchSize, prefetch: opts.prefetch ?? 2 })) {
+        wait.waitMs += performance.now() - t;
+        const part = rows.slice(first, first + b.keys.length);
+        first += b.keys.length;
+        yield { rows: part, input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: part.length };
+        t = performance.now();
+      }
+      wait.prefetchWaitMs += store.lastPrefetcher?.stats().consumerWaitMs ?? 0;
+      return;
+    }
+  }
+  for (let i = 0; i < rows.length; i += batchSize) {
+    const part = rows.slice(i, i + batchSize);
+    const t = performance.now();
+    const { input, T, fromStore } = await inputsFor(model, part, store, opts.writeThrough ?? false);
+    wait.waitMs += performance.now() - t;
+    yield { rows: part, input, T, fromStore };
+  }
+}
+
 /** Runs the model without dropout over rows (in batches) and collects logits and the loss. */
 export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { batchSize?: number; store?: ActivationStore; writeThrough?: boolean } = {}): Promise<EvalResult> {
   const bs = opts.batchSize ?? 32;
   const L = model.head.numLabels;
   let lossSum = 0, count = 0;
   const logits: Float32Array[] = [];
-  for (let i = 0; i < rows.length; i += bs) {
-    const part = rows.slice(i, i + bs);
-    const { input, T } = await inputsFor(model, part, opts.store, opts.writeThrough);
+  for await (const { rows: part, input, T } of rowBatches(model, rows, bs, { store: opts.store, writeThrough: opts.writeThrough })) {
     const y = labelsFor(model, part, T);
-    const scored = y.filter((v) => v >= 0).length;
+    let scored = 0;
+    for (let i = 0; i < y.length; i++) if (y[i] >= 0) scored++;
     const canScore = model.head.kind === 'sequence' ? scored === part.length : scored > 0;
     const r = await model.evalStep(input, canScore ? y : undefined);
     if (canScore && r.loss !== undefined) {
@@ -117,6 +172,11 @@ export interface EpochRecord {
   examplesPerSecond: number;
   /** rows whose activations came from the store this epoch */
   rowsFromStore: number;
+  /** training batches only: time awaiting inputs, and the part the prefetch thread's own count attributes to it */
+  inputWaitSeconds: number;
+  prefetchWaitSeconds: number;
+  /** training batches only: time in training steps */
+  stepSeconds: number;
   best: boolean;
 }
 
@@ -164,16 +224,19 @@ export async function fit(o: FitOptions): Promise<{ log: EpochRecord[]; best: Ep
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
     const t0 = performance.now();
     const order = shuffle(o.train, rand);
-    let lossSum = 0, fromStore = 0;
-    for (let b = 0; b < perEpoch; b++) {
-      const rows = order.slice(b * bs, (b + 1) * bs);
-      // epoch 1 of an empty store writes it (SR); afterwards every row is in it
-      const { input, T, fromStore: fs_ } = await inputsFor(model, rows, o.store, true);
+    let lossSum = 0, fromStore = 0, b = 0, stepMs = 0;
+    const wait: InputWait = { waitMs: 0, prefetchWaitMs: 0 };
+    // epoch 1 of an empty store writes it (SR); afterwards every row is in it and the
+    // epoch's shuffled schedule runs through the store's prefetch thread
+    for await (const { rows, input, T, fromStore: fs_ } of rowBatches(model, order, bs, { store: o.store, writeThrough: true, wait })) {
       fromStore += fs_;
+      const ts = performance.now();
       const r = await model.trainStep(input, labelsFor(model, rows, T), schedule(step));
+      stepMs += performance.now() - ts;
       lossSum += r.loss;
       step++;
-      o.onStep?.({ epoch, step: b + 1, steps: perEpoch, loss: lossSum / (b + 1), rowsPerSecond: ((b + 1) * bs) / ((performance.now() - t0) / 1000) });
+      b++;
+      o.onStep?.({ epoch, step: b, steps: perEpoch, loss: lossSum / b, rowsPerSecond: (b * bs) / ((performance.now() - t0) / 1000) });
     }
     let devLoss: number | null = null, devMetrics: Record<string, unknown> | null = null;
     if (o.dev && o.dev.length > 0) {
@@ -184,7 +247,8 @@ export async function fit(o: FitOptions): Promise<{ log: EpochRecord[]; best: Ep
     const seconds = (performance.now() - t0) / 1000;
     const rec: EpochRecord = {
       epoch, trainLoss: lossSum / perEpoch, devLoss, devMetrics, seconds, examplesPerSecond: o.train.length / seconds,
-      rowsFromStore: fromStore, best: false,
+      rowsFromStore: fromStore, inputWaitSeconds: wait.waitMs / 1000, prefetchWaitSeconds: wait.prefetchWaitMs / 1000,
+      stepSeconds: stepMs / 1000, best: false,
     };
     const score = devLoss ?? rec.trainLoss;
     const bestScore = best ? (best.devLoss ?? best.trainLoss) : Infinity;

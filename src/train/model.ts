@@ -3,6 +3,7 @@
  * trained natively with AdamW. Built from an {@link Encoder}; the encoder's own weights
  * are never changed (trained layers get their own copies).
  */
+import { whileReading } from '../tensor/lease';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { native, NativeTaskModel } from '../native/binding';
@@ -207,7 +208,8 @@ export class TaskModel {
     const u = o.update;
     const err = new Error();
     try {
-      return await this.handle.step(inp, labels, {
+      const handle = this.handle;
+      return await whileReading([inp.hidden, inp.mask], () => handle.step(inp, labels, {
         train: o.train,
         backward: o.backward,
         logits: o.logits,
@@ -218,7 +220,7 @@ export class TaskModel {
               weightDecay: u.weightDecay ?? TRAIN_DEFAULTS.weightDecay, clip: u.clip ?? TRAIN_DEFAULTS.clip,
             }
           : undefined,
-      });
+      }));
     } catch (e) {
       err.message = `training step failed: ${(e as Error).message}`;
       throw err;

@@ -125,3 +125,31 @@ describe('readSafetensorsHeader on files', () => {
     expect(() => readSafetensorsHeader(path.join(tmp, 'nope.safetensors'))).toThrow(/nope\.safetensors: cannot open/);
   });
 });
+
+describe('safetensors: the header length must be exact', () => {
+  it('a header length one byte short (or long) of the real header is refused, naming the invariant', () => {
+    const buf = fs.readFileSync(path.join(FIXTURES, 'tiny-bert', 'model.safetensors'));
+    const n = Number(buf.readBigUInt64LE(0));
+    // give the header trailing spaces (the format allows them) so that a one-byte-short
+    // header is still valid JSON: only the data-coverage invariant can catch it
+    const json = buf.subarray(8, 8 + n).toString('utf8').trimEnd() + '        ';
+    const data = buf.subarray(8 + n);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'er-st-len-'));
+    const write = (len: number) => {
+      const head = Buffer.alloc(8);
+      head.writeBigUInt64LE(BigInt(len));
+      const f = path.join(dir, `len-${len}.safetensors`);
+      fs.writeFileSync(f, Buffer.concat([head, Buffer.from(json), data]));
+      return f;
+    };
+    const real = Buffer.byteLength(json);
+    expect(() => readSafetensorsHeader(write(real))).not.toThrow();
+    expect(() => readSafetensorsHeader(write(real - 1))).toThrow(/the tensors cover \d+ bytes but the data section after the \d+-byte header has \d+; the header length is wrong/);
+    expect(() => readSafetensorsHeader(write(real + 1))).toThrow(CheckpointError);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  it('a gap between tensors is refused', () => {
+    const header = Buffer.from(JSON.stringify({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }));
+    expect(() => parseSafetensorsHeader('g.safetensors', header, 8 + header.length + 12)).toThrow(/bytes \[4, 8\) of the data belong to no tensor/);
+  });
+});
