@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One-time setup on a fresh Debian/Ubuntu machine: system packages (cmake, g++,
-# oneDNN), npm dependencies (which builds the native addon), and the real
+# oneDNN; clang 14 with its sanitizer and libFuzzer runtimes for `npm run fuzz` and
+# the fuzz smoke test), npm dependencies (which builds the native addon), and the real
 # all-MiniLM-L6-v2 model into models/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in cmake g++ libdnnl-dev; do
+for pkg in cmake g++ libdnnl-dev clang-14 libclang-rt-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
@@ -19,4 +20,6 @@ if ((${#need[@]})); then
 fi
 
 npm ci --no-audit --no-fund
+# jazzer.js (devDependency, the JS fuzzer) ships only a prebuilt addon linked against glibc 2.38
+python3 fuzz/patch-jazzer-glibc.py
 python3 scripts/fetch-model.py
