@@ -113,15 +113,24 @@ export class TextTokenizer {
     }
     const tokens = fs.readFileSync(vocab, 'utf8').split(/\r?\n/);
     if (tokens.length > 0 && tokens[tokens.length - 1] === '') tokens.pop();
-    const map: Record<string, number> = {};
-    tokens.forEach((t, i) => { map[t] = i; });
+    const map: Record<string, number> = Object.create(null); // a token "__proto__" is a token
+    tokens.forEach((t, i) => {
+      // the binding passes tokens to Rust as C strings: a NUL would throw a bare Error there (found by fuzzing)
+      if (t.includes('\0')) throw new CheckpointError(`${vocab}: line ${i + 1} holds a NUL character; not a vocabulary file`);
+      map[t] = i;
+    });
     for (const special of ['[UNK]', '[CLS]', '[SEP]']) {
       if (!(special in map)) throw new CheckpointError(`${vocab}: has no ${special} token; cannot build a BERT tokenizer from it`);
     }
-    const inner = new tk.Tokenizer(tk.WordPiece.init(map, { unkToken: '[UNK]' }));
-    inner.setNormalizer(tk.bertNormalizer({ lowercase, cleanText: true, handleChineseChars: true }));
-    inner.setPreTokenizer(tk.bertPreTokenizer());
-    inner.setPostProcessor(tk.bertProcessing(['[SEP]', map['[SEP]']], ['[CLS]', map['[CLS]']]));
+    let inner: tk.Tokenizer;
+    try {
+      inner = new tk.Tokenizer(tk.WordPiece.init(map, { unkToken: '[UNK]' }));
+      inner.setNormalizer(tk.bertNormalizer({ lowercase, cleanText: true, handleChineseChars: true }));
+      inner.setPreTokenizer(tk.bertPreTokenizer());
+      inner.setPostProcessor(tk.bertProcessing(['[SEP]', map['[SEP]']], ['[CLS]', map['[CLS]']]));
+    } catch (err) {
+      throw new CheckpointError(`${vocab}: cannot build a BERT tokenizer from it: ${(err as Error).message}`);
+    }
     return new TextTokenizer(inner, vocab, padTokenId);
   }
 
