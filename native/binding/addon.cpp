@@ -347,6 +347,12 @@ Napi::Value CopyF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
+// externalMemory(): the external memory V8 has been told about (napi_adjust_external_memory
+// by 0), for tests and tools that check the addon's accounting.
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function enc = EncoderHandle::Init(env);
   EncoderHandle::ctor = new Napi::FunctionReference(Napi::Persistent(enc));
@@ -354,6 +360,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));
+  exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory));
   init_store(env, exports);
   init_train(env, exports);
   return exports;

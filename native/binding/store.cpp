@@ -298,7 +298,8 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
                        {InstanceMethod("next", &PrefetchHandle::Next),
                         InstanceMethod("release", &PrefetchHandle::Release),
                         InstanceMethod("stats", &PrefetchHandle::Stats),
-                        InstanceMethod("stop", &PrefetchHandle::Stop)});
+                        InstanceMethod("stop", &PrefetchHandle::Stop),
+                        InstanceMethod("free", &PrefetchHandle::Free)});
   }
 
   // new Prefetcher(reader, {hidden, batchStart: Uint32Array, segments: Uint32Array,
@@ -454,9 +455,10 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     }
   }
 
-  // After stop(), the ring's memory goes as soon as no batch is on its way to JavaScript.
+  // After stop() and free(), the ring's memory goes as soon as no batch is on its way to
+  // JavaScript. (The caller asks for free() only once no native call reads a slot.)
   void maybe_free(Napi::Env env) {
-    if (!stopped_ || in_flight_ > 0 || freed_ || !pf_) return;
+    if (!stopped_ || !free_wanted_ || in_flight_ > 0 || freed_ || !pf_) return;
     pf_->free_buffers();
     freed_ = true;
     if (external_) {
@@ -499,16 +501,25 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     return o;
   }
 
-  // Stops the thread; batches already handed out are detached; a next() still on its
-  // way is rejected; the ring's memory is freed once nothing is in flight.
+  // Stops the thread; batches already handed out are detached (their memory stays: a
+  // native call may still be reading it); a next() still on its way is rejected.
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kPrefetcherTag, "Prefetcher");
     if (pf_ && !stopped_) {
       pf_->stop();
       stopped_ = true;
       for (size_t i = 0; i < views_.size(); i++) detach((int)i);
-      maybe_free(info.Env());
     }
+    return info.Env().Undefined();
+  }
+
+  // Frees the ring's memory after stop(), once no next() is in flight. The caller
+  // (src/store/store.ts) calls it when no native call reads a slot any more.
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kPrefetcherTag, "Prefetcher");
+    THROW_IF(!stopped_, "free() needs stop() first");
+    free_wanted_ = true;
+    maybe_free(info.Env());
     return info.Env().Undefined();
   }
 
@@ -520,7 +531,7 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
   int64_t external_ = 0;  // bytes the GC has been told about, until the ring is freed
   uint64_t ring_ = 0;
   int in_flight_ = 0;
-  bool stopped_ = false, freed_ = false;
+  bool stopped_ = false, free_wanted_ = false, freed_ = false;
 };
 
 }  // namespace

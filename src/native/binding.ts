@@ -93,7 +93,10 @@ export interface NativePrefetcher {
   next(index: number): Promise<NativePrefetchedBatch>;
   release(slot: number): void;
   stats(): { consumerWaitMs: number; decodeMs: number; bytesRead: number; batches: number; bufferBytes: number };
+  /** Stops the thread and detaches the views handed out; the ring's memory stays. */
   stop(): void;
+  /** Frees the ring's memory (after stop(), once no native call reads a slot). */
+  free(): void;
 }
 
 export interface NativeTaskModel {
@@ -122,6 +125,8 @@ export interface NativeAddon {
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */
   copyF32(src: Float32Array, dst: Float32Array, reps?: number): number;
+  /** External memory V8 has been told about (the addon's accounting), in bytes. */
+  externalMemory(): number;
   StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
   StoreReader: new (dir: string, identity: Uint8Array, hidden: number) => NativeStoreReader;
   Prefetcher: new (

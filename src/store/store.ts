@@ -672,7 +672,16 @@ export class ActivationStore {
     }
     const pf: NativePrefetcher = new (native().Prefetcher)(this.reader, plan, { depth: d, verify: opts.verify ?? true, maxRows, maxTokens });
     this.lastPrefetcher = pf;
-    this.active.add(pf);
+    // the ring's memory is freed once the loop is over and no lent batch is still read
+    let lent = 0, over = false;
+    const stopAndFree = () => {
+      pf.stop();
+      if (lent === 0) pf.free();
+    };
+    this.active.set(pf, () => {
+      over = true;
+      stopAndFree();
+    });
     try {
       for (let i = 0; i < nb; i++) {
         let b;
@@ -685,7 +694,14 @@ export class ActivationStore {
         const first = i * batchSize;
         const slice = rows.slice(first, first + b.rows);
         const slot = b.slot;
-        const lease = opts.copy ? null : lend([b.hidden, b.mask], () => pf.release(slot));
+        let lease = null;
+        if (!opts.copy) {
+          lent++;
+          lease = lend([b.hidden, b.mask], () => {
+            pf.release(slot);
+            if (--lent === 0 && over) pf.free();
+          });
+        }
         const hiddenData = opts.copy ? Float32Array.from(b.hidden) : b.hidden;
         const mask = opts.copy ? Int32Array.from(b.mask) : b.mask;
         if (opts.copy) pf.release(slot);
@@ -705,14 +721,15 @@ export class ActivationStore {
       }
     } finally {
       this.active.delete(pf);
-      pf.stop();
+      over = true;
+      stopAndFree();
     }
   }
 
   /** The prefetcher of the latest {@link batches} call: consumer wait and decode times. */
   lastPrefetcher: NativePrefetcher | null = null;
-  /** Prefetchers of batches() loops still running (close() stops them). */
-  private readonly active = new Set<NativePrefetcher>();
+  /** Prefetchers of batches() loops still running, with what stops them (close() calls it). */
+  private readonly active = new Map<NativePrefetcher, () => void>();
 
   /**
    * Checks everything: every segment's layout and checksums up to its committed
@@ -765,7 +782,7 @@ export class ActivationStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const pf of this.active) pf.stop();
+    for (const stop of this.active.values()) stop();
     this.active.clear();
     this.writer?.close();
     this.writer = null;
