@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
 # Builds the addon and the native tests with AddressSanitizer + UndefinedBehaviorSanitizer
-# (into build-asan/) and runs the native kernel tests and the whole vitest suite against it.
-#   npm run test:asan
+# (gcc's runtimes; LeakSanitizer is part of ASan) into build-asan/ and runs the native
+# kernel tests and the whole vitest suite against it, leak checking included.
+#   npm run test:asan [-- vitest args]
+# Every sanitizer report (ASan, UBSan, LSan; from vitest, its test workers and any
+# process a test starts) is written to a file under build-asan/sanitizer-logs/; the run
+# fails if any is there at the end. Leaks that are Node's own (V8's heap metadata, which
+# Node never frees at exit) are suppressed by test/asan/lsan.supp; see its comments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx cmake-js compile --debug --CDER_SANITIZE=ON --out build-asan
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-./build-asan/er_native_tests
-# Node itself is not instrumented: preload the runtime so the addon's checks work
+logs="$PWD/build-asan/sanitizer-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:log_path=$logs/asan"
+export LSAN_OPTIONS="suppressions=$PWD/test/asan/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
+status=0
+./build-asan/er_native_tests || status=$?
+# Node itself is not instrumented: preload the runtime so the addon's checks work.
+# vitest.asan.config.ts makes the test workers exit normally on SIGTERM and gives them
+# time to finish LeakSanitizer's end-of-process check before vitest's SIGKILL.
 LD_PRELOAD="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=libubsan.so)" \
   ER_ADDON_PATH="$PWD/build-asan/Debug/embedding_recycler.node" \
-  npx vitest run --exclude test/unit/native-kernels.test.ts "$@"
+  npx vitest run --config vitest.asan.config.ts --exclude test/unit/native-kernels.test.ts "$@" || status=$?
+reports=("$logs"/*)
+if [ -e "${reports[0]}" ]; then
+  echo "sanitizer reports (${#reports[@]} files in $logs):" >&2
+  for f in "${reports[@]}"; do echo "== $f" >&2; head -60 "$f" >&2; done
+  status=1
+else
+  echo "sanitizers: no ASan, UBSan or LSan report"
+fi
+exit $status
