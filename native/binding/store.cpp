@@ -164,7 +164,8 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "StoreReader",
                                    {InstanceMethod("read", &ReaderHandle::Read),
-                                    InstanceMethod("verifySegment", &ReaderHandle::VerifySegment)});
+                                    InstanceMethod("verifySegment", &ReaderHandle::VerifySegment),
+                                    InstanceMethod("close", &ReaderHandle::Close)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
@@ -237,6 +238,13 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
       throw Napi::Error::New(info.Env(), e.what());
     }
     return out;
+  }
+
+  // close(): unmaps the segment files (reads after it map them again).
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    er_binding::check_this(info, er_binding::kReaderTag, "StoreReader");
+    reader->unmap_all();
+    return info.Env().Undefined();
   }
 
   class VerifyWorker : public Napi::AsyncWorker {

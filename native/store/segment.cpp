@@ -278,6 +278,11 @@ std::shared_ptr<const Mapping> SegmentReader::map(uint32_t segment, uint64_t end
   return m;
 }
 
+void SegmentReader::unmap_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  maps_.clear();
+}
+
 std::string record_decode(const uint8_t* rec, uint64_t avail, const uint8_t* key,
                           uint32_t tokens, uint32_t hidden, bool verify, float* out,
                           uint64_t row_stride) {

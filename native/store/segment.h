@@ -94,6 +94,9 @@ class SegmentReader {
   // or is shorter than `end` (checked on every call, mapped or not).
   std::shared_ptr<const Mapping> map(uint32_t segment, uint64_t end);
   const std::string& dir() const { return dir_; }
+  // Drops the cached mappings (a mapping still used by a prefetch in flight lives on
+  // until that read ends); later reads map again.
+  void unmap_all();
 
  private:
   std::string dir_;

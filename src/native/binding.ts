@@ -68,6 +68,8 @@ export interface NativeStoreWriter {
 export interface NativeStoreReader {
   read(segment: number, offset: number, bytes: number, tokens: number, hidden: number, key: Uint8Array, verify: boolean): Float32Array;
   verifySegment(segment: number, committed: number): Promise<{ records: number; bytes: number; problems: string[] }>;
+  /** Unmaps the segment files. */
+  close(): void;
 }
 
 export interface NativePlan {

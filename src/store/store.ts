@@ -784,6 +784,7 @@ export class ActivationStore {
     this.closed = true;
     for (const stop of this.active.values()) stop();
     this.active.clear();
+    this.reader.close();
     this.writer?.close();
     this.writer = null;
     this.db.close();
