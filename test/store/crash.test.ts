@@ -2,6 +2,7 @@
 // time, ends identical to an uninterrupted run; readers in other processes never
 // see a torn or corrupt record while a writer appends.
 import { spawn, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -36,6 +37,22 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
     });
     out.set(id, parts.join('|'));
   }
+  store.close();
+  return out;
+}
+
+/** sha1 of every record's values, by key (hex), as the reader processes compute them. */
+async function recordHashes(dir: string): Promise<Map<string, string>> {
+  const store = await ActivationStore.open(dir);
+  const out = new Map<string, string>();
+  const ids = (store as unknown as { db: { prepare(s: string): { pluck(): { all(): string[] } } } }).db.prepare('SELECT id FROM docs').pluck().all();
+  for (const id of ids) {
+    for (const r of store.document(id)!) {
+      const d = store.read(r).data;
+      out.set(r.key.toString('hex'), crypto.createHash('sha1').update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)).digest('hex'));
+    }
+  }
+  expect(out.size).toBe(store.stats().records);
   store.close();
   return out;
 }
@@ -108,12 +125,29 @@ describe('crash safety', () => {
     writer.stderr.on('data', (d) => { werr += d; });
     const code = await new Promise<number | null>((res) => writer.on('exit', (c) => res(c)));
     fs.writeFileSync(stop, '');
-    const results = (await Promise.all(outputs)).map((o) => JSON.parse(o.trim().split('\n').pop()!));
+    const results = (await Promise.all(outputs)).map((o) => JSON.parse(o.trim().split('\n').pop()!)) as
+      { passes: number; reads: number; batches: number; errors: string[]; seen: number[]; hashes: Record<string, string> }[];
     expect(code, werr).toBe(0);
-    console.log(`concurrency test: readers made ${results.map((r) => `${r.passes} passes / ${r.reads} record reads / ${r.batches} batches`).join('; ')} while the writer appended`);
+    const final = await recordHashes(dir);
+    const partial = (r: { seen: number[] }) => r.seen.filter((n) => n > 0 && n < final.size);
+    console.log(`concurrency test: ${final.size} records in the end; readers made ${results.map((r) => `${r.passes} passes / ${r.reads} record reads / ${r.batches} batches, ${partial(r).length} passes over a partial store${partial(r).length ? ` (${Math.min(...partial(r))}..${Math.max(...partial(r))} records)` : ''}`).join('; ')}`);
+    let overlapped = 0;
     for (const r of results) {
       expect(r.errors).toEqual([]);
-      expect(r.reads).toBeGreaterThan(0);
+      expect(r.passes).toBe(r.seen.length);
+      // what a reader saw only grows, and never past the end
+      r.seen.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(i ? r.seen[i - 1] : 0));
+      expect(Math.max(...r.seen)).toBeLessThanOrEqual(final.size);
+      // every record a reader read, at whatever moment, holds the values it holds in the end
+      const keys = Object.keys(r.hashes);
+      expect(keys.length).toBeGreaterThan(0);
+      let wrong = 0;
+      for (const k of keys) if (final.get(k) !== r.hashes[k]) wrong++;
+      expect(wrong, 'records read with other values than the finished store holds').toBe(0);
+      // reads overlapped the writer: a pass over a partial store, then a later one over more
+      const first = r.seen.findIndex((n) => n > 0 && n < final.size);
+      if (first >= 0 && r.seen.slice(first + 1).some((n) => n > r.seen[first])) overlapped++;
     }
+    expect(overlapped, 'no reader saw the store grow while it read').toBeGreaterThan(0);
   });
 });
