@@ -182,6 +182,8 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
   }
 
   std::shared_ptr<er::store::SegmentReader> reader;
+  // ring memory shared by this store's prefetchers (kept between batches() loops)
+  std::shared_ptr<er::store::RingPool> pool = std::make_shared<er::store::RingPool>(uint64_t(512) << 20);
   uint32_t hidden = 0;
 
   // A record's place as the index gives it, checked before any byte is touched: an
@@ -244,6 +246,7 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kReaderTag, "StoreReader");
     reader->unmap_all();
+    pool->clear();
     return info.Env().Undefined();
   }
 
@@ -362,7 +365,7 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
           info.Env(), er_binding::alloc_message("the prefetch ring", ring, "batchSize, prefetch or maxBytes") +
                           " (this machine has " + std::to_string(phys) + " bytes of memory)");
     try {
-      pf_ = std::make_shared<er::store::Prefetcher>(r->reader, std::move(p), depth, verify, max_rows, max_tokens);
+      pf_ = std::make_shared<er::store::Prefetcher>(r->reader, std::move(p), depth, verify, max_rows, max_tokens, r->pool);
     } catch (const std::bad_alloc&) {
       throw Napi::RangeError::New(info.Env(), er_binding::alloc_message("the prefetch ring", ring, "batchSize, prefetch or maxBytes"));
     }
@@ -431,11 +434,11 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     const size_t nh = (size_t)s.rows * s.tokens * H, nm = (size_t)s.rows * s.tokens;
     auto* keep = new std::shared_ptr<er::store::Prefetcher>(pf_);
     Napi::ArrayBuffer hb = Napi::ArrayBuffer::New(
-        env, s.hidden.get(), nh * sizeof(float),
+        env, s.hidden, nh * sizeof(float),
         [](Napi::Env, void*, std::shared_ptr<er::store::Prefetcher>* k) { delete k; }, keep);
     auto* keep2 = new std::shared_ptr<er::store::Prefetcher>(pf_);
     Napi::ArrayBuffer mb = Napi::ArrayBuffer::New(
-        env, s.mask.get(), nm * sizeof(int32_t),
+        env, s.mask, nm * sizeof(int32_t),
         [](Napi::Env, void*, std::shared_ptr<er::store::Prefetcher>* k) { delete k; }, keep2);
     views_[slot].hidden = Napi::Persistent(hb);
     views_[slot].mask = Napi::Persistent(mb);

@@ -13,9 +13,51 @@ static uint64_t now_ns() {
       .count();
 }
 
+std::unique_ptr<uint8_t[]> RingPool::take(uint64_t bytes, uint64_t* capacity) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); i++)
+      if (free_[i].first >= bytes && (best == free_.size() || free_[i].first < free_[best].first)) best = i;
+    // a block much larger than asked for stays for a loop that needs it
+    if (best < free_.size() && free_[best].first <= 2 * bytes + (1 << 20)) {
+      *capacity = free_[best].first;
+      std::unique_ptr<uint8_t[]> b = std::move(free_[best].second);
+      held_ -= free_[best].first;
+      free_.erase(free_.begin() + (long)best);
+      return b;
+    }
+  }
+  *capacity = bytes;
+  return std::unique_ptr<uint8_t[]>(new uint8_t[bytes]);
+}
+
+void RingPool::give(std::unique_ptr<uint8_t[]> block, uint64_t capacity) {
+  if (!block) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  // make room by dropping the smallest blocks first; a block larger than the pool is freed
+  while (held_ + capacity > max_bytes_ && !free_.empty()) {
+    size_t small = 0;
+    for (size_t i = 1; i < free_.size(); i++)
+      if (free_[i].first < free_[small].first) small = i;
+    held_ -= free_[small].first;
+    free_.erase(free_.begin() + (long)small);
+  }
+  if (held_ + capacity > max_bytes_) return;
+  held_ += capacity;
+  free_.emplace_back(capacity, std::move(block));
+}
+
+void RingPool::clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.clear();
+  held_ = 0;
+}
+
 Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
-                       uint32_t max_rows, uint32_t max_tokens)
+                       uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool)
     : reader_(std::move(reader)),
+      pool_(std::move(pool)),
       plan_(std::move(plan)),
       verify_(verify),
       threaded_(depth > 0),
@@ -23,9 +65,18 @@ Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int dep
       max_tokens_(max_tokens),
       slots_(depth > 0 ? depth + 1 : 1) {
   const uint64_t H = plan_.hidden;
-  for (Slot& s : slots_) {
-    s.hidden.reset(new float[(uint64_t)max_rows_ * max_tokens_ * H]);
-    s.mask.reset(new int32_t[(uint64_t)max_rows_ * max_tokens_]);
+  const uint64_t cells = (uint64_t)max_rows_ * max_tokens_;
+  const uint64_t bytes = cells * (H + 1) * 4;
+  try {
+    for (Slot& s : slots_) {
+      s.block = pool_ ? pool_->take(bytes, &s.capacity) : std::unique_ptr<uint8_t[]>(new uint8_t[bytes]);
+      if (!pool_) s.capacity = bytes;
+      s.hidden = reinterpret_cast<float*>(s.block.get());
+      s.mask = reinterpret_cast<int32_t*>(s.block.get() + cells * H * 4);
+    }
+  } catch (...) {
+    free_buffers();
+    throw;
   }
   if (threaded_) thread_ = std::thread([this] { run(); });
 }
@@ -34,13 +85,18 @@ uint64_t Prefetcher::ring_bytes(int depth, uint32_t max_rows, uint32_t max_token
   return (uint64_t)(depth > 0 ? depth + 1 : 1) * max_rows * max_tokens * ((uint64_t)hidden + 1) * 4;
 }
 
-Prefetcher::~Prefetcher() { stop(); }
+Prefetcher::~Prefetcher() {
+  stop();
+  free_buffers();
+}
 
 void Prefetcher::free_buffers() {
   std::lock_guard<std::mutex> lock(mu_);
   for (Slot& s : slots_) {
-    s.hidden.reset();
-    s.mask.reset();
+    if (pool_) pool_->give(std::move(s.block), s.capacity);
+    s.block.reset();
+    s.hidden = nullptr;
+    s.mask = nullptr;
   }
 }
 
@@ -58,16 +114,35 @@ void Prefetcher::stop() {
 void Prefetcher::advise(uint64_t batch) {
   if (batch >= plan_.batches()) return;
   static const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  // one request per run of records that follow each other in a segment (a sequential
+  // schedule is one request per batch), not one per record
+  uint32_t seg = 0;
+  uint64_t lo = 0, hi = 0;
+  std::shared_ptr<const Mapping> m;
+  auto flush = [&] {
+    if (m && hi > lo) {
+      uint64_t start = lo / page * page;
+      madvise(const_cast<uint8_t*>(m->data) + start, hi - start, MADV_WILLNEED);
+    }
+  };
   for (uint32_t r = plan_.batch_start[batch]; r < plan_.batch_start[batch + 1]; r++) {
     const PlanRecord& rec = plan_.records[r];
+    const uint64_t end = rec.offset + rec.bytes;
+    if (m && rec.segment == seg && rec.offset >= lo && rec.offset <= hi + page && end <= m->size) {
+      if (end > hi) hi = end;
+      continue;
+    }
+    flush();
     try {
-      auto m = reader_->map(rec.segment, rec.offset + rec.bytes);
-      uint64_t start = rec.offset / page * page;
-      madvise(const_cast<uint8_t*>(m->data) + start, rec.offset + rec.bytes - start, MADV_WILLNEED);
+      m = reader_->map(rec.segment, end);
     } catch (const std::exception&) {
       return;  // the read itself reports the problem
     }
+    seg = rec.segment;
+    lo = rec.offset;
+    hi = end;
   }
+  flush();
 }
 
 void Prefetcher::fill(Slot& s, uint64_t batch) {
@@ -90,8 +165,8 @@ void Prefetcher::fill(Slot& s, uint64_t batch) {
   }
   for (uint32_t r = 0; r < rows && s.error.empty(); r++) {
     const PlanRecord& rec = plan_.records[first + r];
-    float* out = s.hidden.get() + (uint64_t)r * T * H;
-    int32_t* mask = s.mask.get() + (uint64_t)r * T;
+    float* out = s.hidden + (uint64_t)r * T * H;
+    int32_t* mask = s.mask + (uint64_t)r * T;
     try {
       auto m = reader_->map(rec.segment, rec.offset + rec.bytes);
       std::string err = record_decode(m->data + rec.offset, m->size - rec.offset, rec.key,

@@ -34,12 +34,35 @@ struct Plan {
   uint64_t batches() const { return batch_start.empty() ? 0 : batch_start.size() - 1; }
 };
 
-// A ring buffer. Its memory is allocated once, uninitialised (pages are touched only
-// when a batch is written into them, and fill() writes every byte a batch exposes:
-// values, zero padding and mask), and freed by free_buffers() or the destructor.
+// Ring memory reused across the prefetchers of one store: each batches() loop (one per
+// epoch, per evaluation) would otherwise get fresh pages that the kernel must fault in and
+// zero while the loop runs. Blocks are uninitialised; the pool keeps at most max_bytes.
+class RingPool {
+ public:
+  explicit RingPool(uint64_t max_bytes) : max_bytes_(max_bytes) {}
+  // A block of at least `bytes` (the smallest free one that fits, else a new one: may
+  // throw std::bad_alloc); its capacity in *capacity.
+  std::unique_ptr<uint8_t[]> take(uint64_t bytes, uint64_t* capacity);
+  // Keeps a block for later, or frees it when the pool is full.
+  void give(std::unique_ptr<uint8_t[]> block, uint64_t capacity);
+  void clear();
+  uint64_t held() const { return held_; }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, std::unique_ptr<uint8_t[]>>> free_;
+  uint64_t held_ = 0, max_bytes_;
+};
+
+// A ring buffer: one block holding the hidden states (max_rows, max_tokens, H) and then
+// the mask (max_rows, max_tokens). fill() writes every byte a batch exposes (values, zero
+// padding and mask), so the block needs no initialisation. Given back to the pool by
+// free_buffers() or the destructor.
 struct Slot {
-  std::unique_ptr<float[]> hidden;   // (max_rows, max_tokens, H) capacity
-  std::unique_ptr<int32_t[]> mask;   // (max_rows, max_tokens) capacity
+  std::unique_ptr<uint8_t[]> block;
+  uint64_t capacity = 0;
+  float* hidden = nullptr;
+  int32_t* mask = nullptr;
   uint32_t rows = 0, tokens = 0;
   int64_t batch = -1;
   std::string error;
@@ -57,7 +80,7 @@ class Prefetcher {
  public:
   // Throws std::bad_alloc when the ring cannot be allocated (the binding reports the size).
   Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
-             uint32_t max_rows, uint32_t max_tokens);
+             uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool = nullptr);
   // Bytes of the ring: (depth + 1) slots (one without a thread) of max_rows x max_tokens x (H + 1) x 4.
   static uint64_t ring_bytes(int depth, uint32_t max_rows, uint32_t max_tokens, uint32_t hidden);
   ~Prefetcher();
@@ -80,6 +103,7 @@ class Prefetcher {
   void advise(uint64_t batch);
   void run();
   std::shared_ptr<SegmentReader> reader_;
+  std::shared_ptr<RingPool> pool_;
   Plan plan_;
   bool verify_;
   bool threaded_;
