@@ -119,7 +119,9 @@ export async function* rowBatches(
     if (keys.every((k) => store.lookup(k) !== undefined)) {
       let first = 0;
       let t = performance.now();
-      for await (const b of store.batches(keys, { batchSize, prefetch: opts.prefetch ?? 2 })) {
+      // one batch (a request being served) has nothing to read ahead: no thread then
+      const prefetch = opts.prefetch ?? (rows.length > batchSize ? 2 : 0);
+      for await (const b of store.batches(keys, { batchSize, prefetch })) {
         wait.waitMs += performance.now() - t;
         const part = rows.slice(first, first + b.keys.length);
         first += b.keys.length;
