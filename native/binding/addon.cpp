@@ -96,6 +96,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
         THROW_IF(dst == nullptr, "tensor " + slot + ": unknown slot or wrong element count");
         *dst = enc_->weights.tensor(file, offset, bytes, (er::WeightDtype)dtype, count);
       }
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(info.Env(), "cannot allocate memory to widen the F16/BF16 weights to F32; free memory or use an F32 checkpoint");
     } catch (const std::runtime_error& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
@@ -104,7 +106,14 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     Napi::Value prec = cfg.Get("precision");
     std::string p = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "fp32";
     THROW_IF(p != "fp32" && p != "bf16", "precision must be 'fp32' or 'bf16'");
-    std::string err = er::encoder_set_precision(*enc_, p == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
+    std::string err;
+    try {
+      err = er::encoder_set_precision(*enc_, p == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(info.Env(), "cannot allocate the prepacked " + p + " weights; use precision 'fp32' or free memory");
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), std::string("cannot prepare the encoder's weights: ") + e.what());
+    }
     THROW_IF(!err.empty(), err);
   }
 

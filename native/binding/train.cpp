@@ -71,6 +71,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     }
     try {
       model_ = std::make_shared<er::TaskModel>(enc, cfg);
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(info.Env(), "cannot allocate the task model's parameters and optimizer state; "
+                                         "lower adapterSize or train fewer layers (a larger k)");
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
@@ -97,6 +100,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
           return;
         }
         if (update) norm_ = model_->adamw(adam);
+      } catch (const std::bad_alloc&) {
+        SetError("out of memory in a training step (" + std::to_string(in.B) + " x " + std::to_string(in.T) +
+                 " tokens); lower the batch size or the sequence length");
       } catch (const std::exception& e) {
         SetError(e.what());
       } catch (...) {
