@@ -34,6 +34,8 @@ const USAGE = `usage: node bench/encoder.mjs [options]
   --gemm-reps N           reps per GEMM shape (default 10)
   --gap-ms N              pause between two timed runs, so spinning thread pools go idle (default 100)
   --torch-grad-mode M     inference_mode (default) or no_grad
+  --torch-mkldnn          PyTorch's linear layers on its oneDNN path (torch.utils.mkldnn.to_mkldnn)
+                          instead of MKL's sgemm (see bench/peers/torch_encoder.py)
   --out DIR               where to write the .md and .json (default bench/results)
   --no-write              print only
   --allow-dirty           write results from a tree with uncommitted changes, marked DIRTY TREE
@@ -57,6 +59,7 @@ function parseCli() {
         'gemm-reps': { type: 'string' },
         'gap-ms': { type: 'string', default: '100' },
         'torch-grad-mode': { type: 'string', default: 'inference_mode' },
+        'torch-mkldnn': { type: 'boolean', default: false },
         out: { type: 'string' },
         'no-write': { type: 'boolean', default: false },
         'allow-dirty': { type: 'boolean', default: false },
@@ -98,6 +101,7 @@ function parseCli() {
     gemmReps: values['gemm-reps'] !== undefined ? int('gemm-reps', values['gemm-reps'], 1) : quick ? 2 : 10,
     gapMs: int('gap-ms', values['gap-ms'], 0),
     torchGradMode: values['torch-grad-mode'],
+    torchMkldnn: values['torch-mkldnn'],
     outDir: values.out ? resolve(values.out) : join(ROOT, 'bench', quick ? '.work/results' : 'results'),
     write: !values['no-write'],
     allowDirty: values['allow-dirty'],
@@ -174,7 +178,7 @@ async function main() {
       engines: opt.engines,
       precision: { requested: opt.precision, reported: null },
       gapMs: opt.gapMs,
-      torch: { gradMode: opt.torchGradMode, attn: null },
+      torch: { gradMode: opt.torchGradMode, attn: null, mkldnn: opt.torchMkldnn },
       ort: { intraOpNumThreads: opt.threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' },
       versions: {
         package: pkg.version,
@@ -254,7 +258,7 @@ async function main() {
         };
       }
       if (useTorch) {
-        const r = await timeLoad('torch', () => worker.request({ cmd: 'load', model: dir, threads: opt.threads, gradMode: opt.torchGradMode }));
+        const r = await timeLoad('torch', () => worker.request({ cmd: 'load', model: dir, threads: opt.threads, gradMode: opt.torchGradMode, mkldnn: opt.torchMkldnn }));
         torchAttn = r.attn;
         engines.torch = {
           run: async (batch) => {

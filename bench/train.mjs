@@ -93,6 +93,7 @@ async function main() {
         const r = await runPythonJson(path.join(here, 'peers', 'torch_train.py'), ['--model', dir, '--mode', mode, '--k', String(k), '--batch', String(B), '--seq', String(T), '--threads', String(threads), '--reps', String(reps), '--warmup', '1'], { threads });
         row.torch[mode] = { ms: r.ms, median: median(r.ms) };
         results.torchVersion = r.torch;
+        results.torchAttn = r.attn ?? null;
         process.stderr.write(`[train] ${name} PyTorch ${mode}: ${row.torch[mode].median.toFixed(0)} ms/step\n`);
       }
     }
@@ -113,7 +114,7 @@ async function main() {
   const lines = [
     `# Training benchmark, ${localDate()}`, '',
     `- **CPU**: ${cpuText(results.cpu)}; ${results.nproc} logical CPUs; ${threads} threads per engine; load average at start ${results.loadStart.join(' / ')}, at end ${results.loadEnd.join(' / ')}`,
-    `- **Versions**: embedding-recycler (git ${results.git?.commit ?? '?'}), oneDNN ${info.gemm}, kernels ${info.kernels}; PyTorch ${results.torchVersion ?? 'not run'}`,
+    `- **Versions**: embedding-recycler (git ${results.git?.commit ?? '?'}), oneDNN ${info.gemm}, kernels ${info.kernels}; PyTorch ${results.torchVersion ?? 'not run'}${results.torchAttn ? ` (attention \`${results.torchAttn}\`, as in the encoder benchmark)` : ''}`,
     `- **Workload**: sequence classification, batch ${B} x ${T} tokens (no padding), k = N/2, dropout 0.1, AdamW with clipping; median ms per step (${quick ? 1 : '3-5'} steps after 1 warm-up). Recycled modes read layer-k activations already in memory (what the store's prefetcher hands over).`,
     '',
     '| Model | mode | ours fp32 ms/step | ours bf16 ms/step | trained params | memory MiB | PyTorch fp32 ms/step | PyTorch / ours fp32 | PyTorch / ours bf16 |',

@@ -29,7 +29,7 @@ export function renderMarkdown(res) {
   L.push(`- **Versions**: embedding-recycler ${v.package} (git ${v.git.commit ?? 'n/a'}${v.git.dirty ? ', with uncommitted changes' : ''}), GEMM ${v.cpuInfo?.gemm ?? 'n/a'}, kernels ${v.cpuInfo?.kernels ?? 'n/a'}; PyTorch ${v.torch} (transformers ${v.transformers}, CPU capability ${v.torchCpuCapability}); onnxruntime-node ${v.onnxruntimeNode}; Node ${v.node}; Python ${v.python}`);
   const p = m.precision;
   L.push(`- **Precision**: requested \`${p.requested}\` for ours (passed as \`Encoder.load(dir, { threads, precision })\`); the encoder reports: ${p.reported ?? '(nothing: the option may not be implemented yet, in which case ours ran fp32)'}. Peers run fp32.`);
-  L.push(`- **Method**: median of the timed forwards per engine and workload (${m.repsText}), engines interleaved rep by rep (order rotated each rep, ${m.gapMs} ms pause between runs); PyTorch: \`${m.torch.gradMode}\`, attention \`${m.torch.attn ?? 'n/a'}\`; ORT: intraOpNumThreads ${m.threads}, interOpNumThreads 1, graphOptimizationLevel 'all'. Inputs: no padding, token types 0.`);
+  L.push(`- **Method**: median of the timed forwards per engine and workload (${m.repsText}), engines interleaved rep by rep (order rotated each rep, ${m.gapMs} ms pause between runs); PyTorch: \`${m.torch.gradMode}\`, attention \`${m.torch.attn ?? 'n/a'}\`, linear layers on ${m.torch.mkldnn ? 'oneDNN (`torch.utils.mkldnn.to_mkldnn`, --torch-mkldnn)' : 'MKL sgemm (the default)'}; ORT: intraOpNumThreads ${m.threads}, interOpNumThreads 1, graphOptimizationLevel 'all'. Inputs: no padding, token types 0.`);
   L.push(`- **Run time**: ${fmtNum(m.durationS, 0)} s`);
   const noisy = [];
   for (const mod of res.models) {

@@ -4,15 +4,22 @@
 Modes
   run    time full-encoder forwards of a Hugging Face model directory:
            torch_encoder.py run --model DIR --batch 32 --seq 128 --threads 2 --reps 5 [--warmup 1]
-                                [--grad-mode inference_mode|no_grad] [--attn sdpa|eager]
+                                [--grad-mode inference_mode|no_grad] [--attn sdpa|eager] [--mkldnn]
          prints {"ms": [...], ...} (one wall time per forward, in milliseconds)
+         --mkldnn: PyTorch's oneDNN path for the linear layers. By default an fp32 nn.Linear is
+         aten::addmm, which PyTorch's x86 wheels hand to MKL's sgemm (on AMD CPUs MKL takes its
+         AVX2 code path); torch.backends.mkldnn being enabled (the default) does not change that
+         for fp32. --mkldnn converts the model with torch.utils.mkldnn.to_mkldnn: every nn.Linear
+         becomes MkldnnLinear (weights held as oneDNN tensors, aten::mkldnn_linear = a oneDNN
+         inner product, with a reorder of its input and output each call); attention (sdpa),
+         LayerNorm, GELU and embeddings are unchanged.
   gemm   time the encoder's GEMM shapes with torch.matmul, fp32 and (where the CPU has bf16 dot
          products) bf16:
            torch_encoder.py gemm --m 4096 --hidden 768 --intermediate 3072 --threads 2 --reps 10
          prints {"fp32": {...}, "bf16": {...} | null}, each shape with ms and GFLOP/s
   serve  a long-lived worker for bench/encoder.mjs: one JSON request per stdin line, one JSON reply
          per stdout line, so the harness can interleave PyTorch with the other engines rep by rep:
-           {"cmd": "load", "model": DIR, "threads": 2, "gradMode": "inference_mode"}
+           {"cmd": "load", "model": DIR, "threads": 2, "gradMode": "inference_mode", "mkldnn": false}
            {"cmd": "run", "batch": 32, "seq": 128, "reps": 1}        -> {"ms": [...]}
            {"cmd": "gemm", "m": 4096, "hidden": 768, "intermediate": 3072, "reps": 10}
            {"cmd": "info"} / {"cmd": "quit"}
@@ -77,6 +84,7 @@ class Peer:
         self.model_dir = None
         self.grad_mode = 'inference_mode'
         self.attn = None
+        self.mkldnn = False
 
     def set_threads(self, n):
         torch.set_num_threads(int(n))
@@ -84,19 +92,23 @@ class Peer:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
 
-    def load(self, model, threads, gradMode='inference_mode', attn=None):
+    def load(self, model, threads, gradMode='inference_mode', attn=None, mkldnn=False):
         from transformers import AutoModel
         self.set_threads(threads)
-        kw = {}
-        if attn:
-            kw['attn_implementation'] = attn
-        self.model = AutoModel.from_pretrained(model, **kw).eval()
+        # sdpa: transformers' default, named so the training peer (torch_train.py) can match it
+        self.model = AutoModel.from_pretrained(model, attn_implementation=attn or 'sdpa').eval()
+        if mkldnn:
+            if not torch.backends.mkldnn.is_available():
+                raise RuntimeError('--mkldnn: this PyTorch build has no oneDNN (torch.backends.mkldnn.is_available() is False)')
+            from torch.utils import mkldnn as torch_mkldnn
+            self.model = torch_mkldnn.to_mkldnn(self.model)
+        self.mkldnn = bool(mkldnn)
         self.model_dir = model
         self.grad_mode = gradMode
         grad_ctx(gradMode)  # validate
         cfg = self.model.config
         self.attn = getattr(cfg, '_attn_implementation', None)
-        return {'ok': True, 'attn': self.attn, 'gradMode': gradMode, 'threads': torch.get_num_threads(),
+        return {'ok': True, 'attn': self.attn, 'mkldnn': self.mkldnn, 'gradMode': gradMode, 'threads': torch.get_num_threads(),
                 'layers': cfg.num_hidden_layers, 'hidden': cfg.hidden_size}
 
     def run(self, batch, seq, reps=1, warmup=0):
@@ -198,7 +210,7 @@ def serve():
                 break
             elif cmd == 'load':
                 rep = peer.load(req['model'], req.get('threads', 1), req.get('gradMode', 'inference_mode'),
-                                req.get('attn'))
+                                req.get('attn'), req.get('mkldnn', False))
             elif cmd == 'run':
                 rep = peer.run(req['batch'], req['seq'], req.get('reps', 1), req.get('warmup', 0))
             elif cmd == 'unload':
@@ -227,7 +239,8 @@ def main():
     r.add_argument('--reps', type=int, default=5)
     r.add_argument('--warmup', type=int, default=1)
     r.add_argument('--grad-mode', default='inference_mode', choices=['inference_mode', 'no_grad'])
-    r.add_argument('--attn', default=None, choices=['sdpa', 'eager'])
+    r.add_argument('--attn', default='sdpa', choices=['sdpa', 'eager'])
+    r.add_argument('--mkldnn', action='store_true', help="linear layers on PyTorch's oneDNN path (torch.utils.mkldnn.to_mkldnn)")
     g = sub.add_parser('gemm')
     g.add_argument('--m', type=int, default=4096)
     g.add_argument('--hidden', type=int, default=768)
@@ -246,7 +259,7 @@ def main():
         return
     if a.mode == 'run':
         p = Peer()
-        meta = p.load(a.model, a.threads, a.grad_mode, a.attn)
+        meta = p.load(a.model, a.threads, a.grad_mode, a.attn, a.mkldnn)
         res = p.run(a.batch, a.seq, a.reps, a.warmup)
         res.update({'medianMs': statistics.median(res['ms']), 'batch': a.batch, 'seq': a.seq, **meta})
         print(json.dumps(res))

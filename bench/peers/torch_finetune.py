@@ -197,7 +197,8 @@ class TaskModel(torch.nn.Module):
     def __init__(self, model_dir, task, num_labels, dropout):
         super().__init__()
         self.task = task
-        self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
+        # the same attention implementation as the other PyTorch peers (torch_encoder.py, torch_train.py)
+        self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='sdpa')
         hidden = self.encoder.config.hidden_size
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(hidden, num_labels)

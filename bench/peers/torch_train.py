@@ -3,6 +3,9 @@
 AdamW, with gradient clipping) of a sequence-classification model on a BERT directory.
 
     torch_train.py --model DIR --mode full|reduced --k 6 --batch 16 --seq 128 --threads 2 --reps 3 [--warmup 1]
+                   [--attn sdpa|eager]
+
+Attention: sdpa (default), the implementation the encoder peer (torch_encoder.py) runs.
 
 full:             embeddings + all layers run and train (model.train(), dropout 0.1).
 frozen-prefix:    layers 1..k run every step under no_grad, k+1..N and the head train.
@@ -10,7 +13,7 @@ reduced:          the layer-k hidden states are computed once beforehand (as a c
                   hold them); each step runs layers k+1..N and the head, and trains them.
 reduced-adapters: as reduced, with layers k+1..N frozen and Houlsby adapters (size 64,
                   GELU) after their attention output and FFN output training, with the head.
-Prints {"ms": [...]} on the last line. Inputs: the benchmark's fixed batch (bench/lib/workload.mjs).
+Prints {"ms": [...], "attn": ...} on the last line. Inputs: the benchmark's fixed batch (bench/lib/workload.mjs).
 """
 import argparse
 import json
@@ -43,10 +46,12 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--warmup', type=int, default=1)
+    # the same attention implementation as the encoder peer (torch_encoder.py: transformers' default, sdpa)
+    ap.add_argument('--attn', default='sdpa', choices=['sdpa', 'eager'])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = AutoModel.from_pretrained(a.model, add_pooling_layer=False, attn_implementation='eager')
+    model = AutoModel.from_pretrained(a.model, add_pooling_layer=False, attn_implementation=a.attn)
     head = torch.nn.Linear(model.config.hidden_size, 2)
     ids, mask = make_inputs(a.batch, a.seq)
     labels = torch.arange(a.batch) % 2
@@ -107,7 +112,8 @@ def main():
         t0 = time.perf_counter()
         step()
         ms.append((time.perf_counter() - t0) * 1000)
-    print(json.dumps({'ms': ms, 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
+    print(json.dumps({'ms': ms, 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+                      'attn': getattr(model.config, '_attn_implementation', None)}))
 
 
 if __name__ == '__main__':
