@@ -144,6 +144,7 @@ describe('AdamW parity with torch.optim.AdamW', () => {
       console.log(`${c.prefix}: AdamW max abs difference ${worst.toExponential(2)} over ${compared} values; left out: ${keyBias} key-bias and ${noise} noise-level-gradient values (max difference ${worstLeftOut.toExponential(2)})`);
       expect(keyBias).toBe(keyBiasTotal);
       expect(noise).toBeLessThanOrEqual(NOISE_MAX);
+      expect(keyBias + noise, 'values left out').toBeLessThanOrEqual(0.005 * (compared + keyBias + noise));
       expect(worstLeftOut).toBeLessThan(2 * lrSum);
       expect(worst, `worst: ${worstName}`).toBeLessThan(ADAM_TOL);
     });
