@@ -17,7 +17,7 @@ afterAll(() => {
 
 let repo: string;
 let n = 0;
-const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: repo, encoding: 'utf8' }).trim();
+const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', '-c', 'init.defaultBranch=main', ...args], { cwd: repo, encoding: 'utf8' }).trim();
 const head = () => git('rev-parse', 'HEAD');
 const out = (name: string) => path.join(repo, 'bench', 'results', name);
 const read = (base: string) => ({ md: fs.readFileSync(`${base}.md`, 'utf8'), json: JSON.parse(fs.readFileSync(`${base}.json`, 'utf8')) });
