@@ -29,7 +29,9 @@ export type { TaskModelOptions, TrainInput, StepOptions, TaskManifest, TrainMode
 export { fit, evaluate } from './train/loop';
 export { trainTask, evalTask } from './tasks/runner';
 export { InferenceSession } from './infer/session';
-export type { PredictInput, SessionOptions } from './infer/session';
+export { QueueFullError } from './infer/session';
+export type { PredictInput, PredictOptions, SessionOptions, SessionMetrics } from './infer/session';
+export type { HistogramSnapshot } from './infer/histogram';
 export { readJsonlExamples, readConll } from './tasks/data';
 export { classificationMetrics, entityMetrics, tokenMetrics } from './tasks/metrics';
 export { LabelMap } from './tasks/features';

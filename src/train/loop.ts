@@ -11,6 +11,7 @@ import * as path from 'path';
 import type { Encoder } from '../model/encoder';
 import type { ActivationStore } from '../store/store';
 import type { Tensor } from '../tensor/tensor';
+import { native } from '../native/binding';
 import { IGNORE, Row } from '../tasks/features';
 import { linearSchedule, TaskModel, TrainInput } from './model';
 
@@ -58,13 +59,21 @@ export async function inputsFor(model: TaskModel, rows: readonly Row[], store?: 
       await store.encode(items, { batchSize: items.length });
     }
     if (keys.every((k) => store.lookup(k))) {
+      // rows written through just now count as computed, not as found in the store
+      let found = 0;
+      for (const k of keys) if (!missing.has(k.toString('hex'))) found++;
       for await (const b of store.batches(keys, { batchSize: keys.length, prefetch: false, copy: true })) {
-        return { input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: rows.length };
+        return { input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: found };
       }
     }
   }
   const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
   const hidden: Tensor = await enc.forward(batch, { toLayer: model.k });
+  // A text that is not in an fp16 store gets the values the store would have given it:
+  // its layer-k activations rounded to fp16, as the writer rounds them. So a cache miss
+  // and a later hit of the same text see the same activations (and the same logits), and
+  // both match what the task was trained on when it was trained from the store.
+  if (store && store.identity.dtype === 'fp16') native().roundF16(hidden.data);
   return { input: { hidden, attentionMask: batch.attentionMask }, T: batch.seqLen, fromStore: 0 };
 }
 
@@ -81,6 +90,8 @@ export interface EvalResult {
   loss: number;
   /** per row: logits (sequence: [L]; token: [T_row, L]) */
   logits: Float32Array[];
+  /** rows whose activations came from the store */
+  fromStore: number;
 }
 
 /** One batch of rows with the model's inputs for it. */
@@ -145,9 +156,10 @@ export async function* rowBatches(
 export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { batchSize?: number; store?: ActivationStore; writeThrough?: boolean } = {}): Promise<EvalResult> {
   const bs = opts.batchSize ?? 32;
   const L = model.head.numLabels;
-  let lossSum = 0, count = 0;
+  let lossSum = 0, count = 0, fromStore = 0;
   const logits: Float32Array[] = [];
-  for await (const { rows: part, input, T } of rowBatches(model, rows, bs, { store: opts.store, writeThrough: opts.writeThrough })) {
+  for await (const { rows: part, input, T, fromStore: f } of rowBatches(model, rows, bs, { store: opts.store, writeThrough: opts.writeThrough })) {
+    fromStore += f;
     const y = labelsFor(model, part, T);
     let scored = 0;
     for (let i = 0; i < y.length; i++) if (y[i] >= 0) scored++;
@@ -162,7 +174,7 @@ export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { b
       else logits.push(r.logits.slice(j * T * L, (j * T + row.encoding.ids.length) * L));
     });
   }
-  return { loss: count > 0 ? lossSum / count : NaN, logits };
+  return { loss: count > 0 ? lossSum / count : NaN, logits, fromStore };
 }
 
 export interface EpochRecord {

@@ -1,0 +1,123 @@
+// The batching scheduler of InferenceSession: concurrent calls equal one-by-one calls,
+// abort and a full queue touch only their own request, a cache hit equals a miss, and
+// close() answers everything it accepted.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InferenceSession, QueueFullError } from '../../src/infer/session';
+import { trainTask } from '../../src/tasks/runner';
+import { FIXTURES } from '../helpers/fixtures';
+import { writeClassification } from '../helpers/taskdata';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'er-session-'));
+const taskDir = path.join(tmp, 'task');
+const storeDir = path.join(tmp, 'store');
+let texts: string[] = [];
+
+beforeAll(async () => {
+  const train = writeClassification(tmp, 60, 3, 'train');
+  await trainTask({
+    task: 'classification', train, mode: 'reduced', model: path.join(FIXTURES, 'tiny-bert'), store: storeDir, layer: 1,
+    lr: 1e-3, epochs: 1, seed: 1, batchSize: 16, maxLength: 32, out: taskDir,
+  });
+  const fresh = writeClassification(tmp, 40, 11, 'fresh');
+  texts = fs.readFileSync(fresh, 'utf8').trim().split('\n').map((l) => JSON.parse(l).text as string);
+}, 120_000);
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+type Cls = { label: string; probabilities: Record<string, number> };
+
+function expectSame(a: Cls[], b: Cls[]): void {
+  expect(a.map((x) => x.label)).toEqual(b.map((x) => x.label));
+  for (let i = 0; i < a.length; i++) {
+    for (const k of Object.keys(a[i].probabilities)) expect(Math.abs(a[i].probabilities[k] - b[i].probabilities[k])).toBeLessThan(1e-6);
+  }
+}
+
+describe('InferenceSession batching', () => {
+  it('concurrent predict() calls are batched together and return exactly what one-by-one calls return', async () => {
+    const s = await InferenceSession.open(taskDir, { maxDelayMs: 5, maxBatchTokens: 4096 });
+    const one: Cls[] = [];
+    for (const t of texts) one.push(...((await s.predict([{ text: t }])) as Cls[]));
+    const before = s.metrics().batches;
+    const together = (await Promise.all(texts.map((t) => s.predict([{ text: t }])))).flat() as Cls[];
+    expectSame(together, one);
+    const m = s.metrics();
+    // 40 concurrent single-text requests ran in far fewer than 40 batches
+    expect(m.batches - before).toBeLessThan(texts.length / 4);
+    expect(m.requests).toBe(2 * texts.length);
+    expect(m.batchRows.count).toBe(m.batches);
+    expect(m.queueMs.count).toBe(2 * texts.length);
+    await s.close();
+  });
+
+  it('an aborted request rejects with an AbortError and leaves the others alone', async () => {
+    const s = await InferenceSession.open(taskDir, { maxDelayMs: 50 });
+    const ctl = new AbortController();
+    const keep = s.predict([{ text: texts[0] }]);
+    const gone = s.predict([{ text: texts[1] }], { signal: ctl.signal });
+    const keep2 = s.predict([{ text: texts[2] }]);
+    await new Promise((r) => setTimeout(r, 5));
+    ctl.abort();
+    await expect(gone).rejects.toMatchObject({ name: 'AbortError' });
+    const [a, b] = await Promise.all([keep, keep2]);
+    expect(a).toHaveLength(1);
+    expect(b).toHaveLength(1);
+    await expect(s.predict([{ text: texts[0] }], { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    const m = s.metrics();
+    expect(m.aborted).toBe(2);
+    expect(m.queued).toBe(0);
+    await s.close();
+  });
+
+  it('a full queue refuses at once with QueueFullError (code ER_QUEUE_FULL), and accepts again once drained', async () => {
+    const s = await InferenceSession.open(taskDir, { maxQueue: 4, maxDelayMs: 20 });
+    const first = s.predict(texts.slice(0, 4).map((text) => ({ text })));
+    const refused = s.predict([{ text: texts[5] }]);
+    await expect(refused).rejects.toBeInstanceOf(QueueFullError);
+    await expect(refused).rejects.toMatchObject({ code: 'ER_QUEUE_FULL' });
+    expect(await first).toHaveLength(4);
+    expect(await s.predict([{ text: texts[5] }])).toHaveLength(1);
+    expect(s.metrics().rejected).toBe(1);
+    await s.close();
+  });
+
+  it('a cache miss gives the same answer as a later hit of the same text', async () => {
+    const t = `${texts[7]} once more`;
+    // a miss: the text is not in the store, the prefix runs (its activations rounded as the fp16 store would)
+    const s1 = await InferenceSession.open(taskDir);
+    const miss = (await s1.predict([{ text: t }])) as Cls[];
+    expect(s1.metrics().cacheMisses).toBe(1);
+    await s1.close();
+    // the text is written to the store
+    const s2 = await InferenceSession.open(taskDir, { readThrough: true });
+    await s2.predict([{ text: t }]);
+    await s2.close();
+    // a hit: its activations come from the store
+    const s3 = await InferenceSession.open(taskDir);
+    const hit = (await s3.predict([{ text: t }])) as Cls[];
+    expect(s3.metrics().cacheHits).toBe(1);
+    expect(s3.metrics().cacheMisses).toBe(0);
+    expectSame(hit, miss);
+    await s3.close();
+  });
+
+  it('close() answers every accepted request, then refuses new ones', async () => {
+    const s = await InferenceSession.open(taskDir, { maxDelayMs: 20 });
+    const pending = texts.slice(0, 10).map((text) => s.predict([{ text }]));
+    const closed = s.close();
+    await expect(s.predict([{ text: texts[0] }])).rejects.toThrow(/closed/);
+    const out = await Promise.all(pending);
+    expect(out.every((o) => o.length === 1)).toBe(true);
+    await closed;
+  });
+
+  it('bad inputs are refused before anything is queued, naming the input', async () => {
+    const s = await InferenceSession.open(taskDir);
+    await expect(s.predict([{ text: 'fine' }, { words: ['x'] } as never])).rejects.toThrow(/input 1: a classification task takes \{ text, pair\? \}/);
+    await expect(s.predict('text' as never)).rejects.toThrow(TypeError);
+    expect(s.metrics().queued).toBe(0);
+    await s.close();
+  });
+});
