@@ -10,6 +10,7 @@ import { registerEncode } from './encode';
 import { registerInspect } from './inspect';
 import { registerTask } from './task';
 import { registerInfo } from './info';
+import { registerServe } from './serve';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerEncode(program);
   registerInspect(program);
   registerTask(program);
+  registerServe(program);
   return program;
 }
 
