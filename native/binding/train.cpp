@@ -35,14 +35,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
                         InstanceMethod("memory", &TaskModelHandle::Memory)});
   }
 
-  // new TaskModel(encoder, {mode, k, head, numLabels, adapterSize, adapterLayers, adapterAct,
-  //   hiddenDropout, attentionDropout, headDropout, seed, classWeights})
-  TaskModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskModelHandle>(info) {
-    THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
-    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kTaskModelTag);
-    std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
-    hidden_ = enc->cfg.hidden;
-    Napi::Object c = info[1].As<Napi::Object>();
+  static Napi::FunctionReference* ctor;
+
+  // The training configuration from its JavaScript object (checked; throws a JS error).
+  static er::TrainConfig parse_config(const Napi::CallbackInfo& info, const Napi::Object& c, const er::Encoder& enc_ref) {
+    const er::Encoder* enc = &enc_ref;
     er::TrainConfig cfg;
     cfg.mode = (er::TrainMode)integer(c, "mode", 2, 0, 4);
     cfg.k = integer(c, "k", 0, 0, enc->cfg.layers);
@@ -69,14 +66,76 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       for (float x : cfg.class_weights)
         THROW_IF(!(x >= 0.0f) || !std::isfinite(x), "classWeights must be finite and non-negative");
     }
+    return cfg;
+  }
+
+  static std::string build_error(const std::bad_alloc&) {
+    return "cannot allocate the task model's parameters and optimizer state; lower adapterSize or train fewer layers (a larger k)";
+  }
+
+  // new TaskModel(encoder, {mode, k, head, numLabels, adapterSize, adapterLayers, adapterAct,
+  //   hiddenDropout, attentionDropout, headDropout, seed, classWeights}); or, from
+  // buildTaskModel(), new TaskModel(External<model>)
+  TaskModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskModelHandle>(info) {
+    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kTaskModelTag);
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      auto* built = info[0].As<Napi::External<std::shared_ptr<er::TaskModel>>>().Data();
+      THROW_IF(!built || !*built, "TaskModel: nothing was built");
+      model_ = std::move(*built);
+      hidden_ = model_->encoder_hidden();
+      return;
+    }
+    THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
+    std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
+    hidden_ = enc->cfg.hidden;
+    er::TrainConfig cfg = parse_config(info, info[1].As<Napi::Object>(), *enc);
     try {
       model_ = std::make_shared<er::TaskModel>(enc, cfg);
-    } catch (const std::bad_alloc&) {
-      throw Napi::Error::New(info.Env(), "cannot allocate the task model's parameters and optimizer state; "
-                                         "lower adapterSize or train fewer layers (a larger k)");
+    } catch (const std::bad_alloc& e) {
+      throw Napi::Error::New(info.Env(), build_error(e));
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
+  }
+
+  // Builds the model (allocating and copying its parameters) on a worker thread.
+  class BuildWorker : public Napi::AsyncWorker {
+   public:
+    BuildWorker(Napi::Env env, std::shared_ptr<er::Encoder> enc, er::TrainConfig cfg)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), enc_(std::move(enc)), cfg_(std::move(cfg)) {}
+    Napi::Promise::Deferred deferred;
+    void Execute() override {
+      try {
+        model_ = std::make_shared<er::TaskModel>(enc_, cfg_);
+      } catch (const std::bad_alloc& e) {
+        SetError(build_error(e));
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      } catch (...) {
+        SetError("unknown native error while building a task model");
+      }
+    }
+    void OnOK() override {
+      Napi::External<std::shared_ptr<er::TaskModel>> ext = Napi::External<std::shared_ptr<er::TaskModel>>::New(Env(), &model_);
+      deferred.Resolve(ctor->New({ext}));
+    }
+    void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
+
+   private:
+    std::shared_ptr<er::Encoder> enc_;
+    er::TrainConfig cfg_;
+    std::shared_ptr<er::TaskModel> model_;
+  };
+
+  // buildTaskModel(encoder, config) -> Promise<TaskModel>
+  static Napi::Value Build(const Napi::CallbackInfo& info) {
+    THROW_IF(info.Length() < 2 || !info[1].IsObject(), "buildTaskModel(encoder, config)");
+    std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
+    er::TrainConfig cfg = parse_config(info, info[1].As<Napi::Object>(), *enc);
+    auto* w = new BuildWorker(info.Env(), enc, std::move(cfg));
+    Napi::Promise p = w->deferred.Promise();
+    w->Queue();
+    return p;
   }
 
  private:
@@ -256,4 +315,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
 }  // namespace
 
-void init_train(Napi::Env env, Napi::Object exports) { exports.Set("TaskModel", TaskModelHandle::Init(env)); }
+Napi::FunctionReference* TaskModelHandle::ctor = nullptr;
+
+void init_train(Napi::Env env, Napi::Object exports) {
+  Napi::Function f = TaskModelHandle::Init(env);
+  TaskModelHandle::ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  exports.Set("TaskModel", f);
+  exports.Set("buildTaskModel", Napi::Function::New(env, TaskModelHandle::Build));
+}

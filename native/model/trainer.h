@@ -83,6 +83,7 @@ class TaskModel {
   double adamw(const AdamWOptions& o);
   std::vector<Param>& params() { return params_; }
   const TrainConfig& config() const { return cfg_; }
+  int64_t encoder_hidden() const { return enc_->cfg.hidden; }
   int64_t steps() const { return adam_t_; }
   // Bytes held: parameters + gradients + moments, and the activation buffers.
   uint64_t param_bytes() const;

@@ -14,7 +14,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Encoder } from '../model/encoder';
-import { weightFingerprint } from '../model/checkpoint';
+import { weightFingerprintAsync } from '../model/checkpoint';
 import { ActivationStore } from '../store/store';
 import { TaskModel } from '../train/model';
 import { evaluate } from '../train/loop';
@@ -158,15 +158,15 @@ export class InferenceSession {
     if (!fs.existsSync(modelDir)) throw new Error(`${path.join(taskDir, 'task.json')}: its base model ${modelDir} does not exist; pass the model directory (--model)`);
     const encoder = await Encoder.load(modelDir, { threads: opts.threads });
     try {
-      const fp = weightFingerprint(encoder.checkpoint, encoder.numLayers);
+      const fp = await weightFingerprintAsync(encoder.checkpoint, encoder.numLayers);
       if (fp !== spec.modelFingerprint) {
         throw new Error(`${modelDir}: these are not the weights the task was trained on (fingerprint ${fp.slice(0, 12)}…, the task expects ${spec.modelFingerprint.slice(0, 12)}…)`);
       }
-      const model = TaskModel.create(encoder, {
+      const model = await TaskModel.createAsync(encoder, {
         mode: spec.mode, k: spec.k || undefined, head: { kind: spec.head, numLabels: spec.head === 'qa' ? undefined : spec.labels.length },
         adapter: spec.adapter ?? undefined, threads: opts.threads, dropout: { hidden: 0, attention: 0, head: 0 },
       });
-      model.importSafetensors(path.join(taskDir, 'model.safetensors'));
+      await model.importSafetensorsAsync(path.join(taskDir, 'model.safetensors'));
       let store: ActivationStore | undefined;
       const storeDir = opts.store ?? spec.storeDir ?? undefined;
       if (model.recycled && storeDir && fs.existsSync(path.join(storeDir, 'manifest.json'))) {

@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { createHash } from 'crypto';
+import { Worker } from 'worker_threads';
 import { CheckpointError } from '../errors';
 import type { NativeTensorSpec } from '../native/binding';
 import { canonicalSlots, EncoderShape, Family, FAMILIES, slotShape, SUPPORTED_MODEL_TYPES } from './families';
@@ -158,12 +159,102 @@ export function readCheckpoint(dir: string): Checkpoint {
  * shape, and the bytes of the embeddings and of layers 1..k. Stores are bound to it.
  */
 export function weightFingerprint(ckpt: Checkpoint, k: number): string {
+  const key = fingerprintKey(ckpt, k);
+  const known = key ? fingerprints.get(key) : undefined;
+  if (known?.value) return known.value;
+  const fp = hashWeights(ckpt, k);
+  if (key) fingerprints.set(key, { value: fp, promise: Promise.resolve(fp) });
+  return fp;
+}
+
+/**
+ * The same fingerprint, computed on a worker thread so the event loop stays free while
+ * hundreds of megabytes are hashed (about 0.2 s for MiniLM, 1 s for BERT-base here).
+ * Results are kept for the process, keyed by the weight files' sizes and mtimes, so a
+ * store, a task and a session opened on one model hash it once.
+ */
+export function weightFingerprintAsync(ckpt: Checkpoint, k: number): Promise<string> {
+  const key = fingerprintKey(ckpt, k);
+  const known = key ? fingerprints.get(key) : undefined;
+  if (known) return known.promise;
+  const wanted = tensorsUpTo(ckpt, k).map((t) => ({ slot: t.slot, file: t.file, offset: t.offset, bytes: t.bytes }));
+  const promise = new Promise<string>((resolve, reject) => {
+    const w = new Worker(HASH_WORKER, { eval: true, workerData: { shape: JSON.stringify(ckpt.shape), tensors: wanted } });
+    w.once('message', (m: { hex?: string; error?: string }) => {
+      if (m.hex) resolve(m.hex);
+      else reject(new CheckpointError(m.error ?? 'hashing the weights failed'));
+    });
+    w.once('error', (e) => reject(new CheckpointError(`hashing the weights failed: ${e.message}`)));
+  });
+  const entry: { value?: string; promise: Promise<string> } = { promise };
+  promise.then((v) => (entry.value = v), () => key && fingerprints.delete(key));
+  if (key) fingerprints.set(key, entry);
+  return promise;
+}
+
+// The hashing loop of hashWeights, for a worker thread (plain JavaScript: it runs from source).
+const HASH_WORKER = `
+const { parentPort, workerData } = require('worker_threads');
+const fs = require('fs');
+const { createHash } = require('crypto');
+try {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify(ckpt.shape));
-  const wanted = ckpt.tensors.filter((t) => {
+  hash.update(workerData.shape);
+  const fds = new Map();
+  const buf = Buffer.alloc(1 << 20);
+  try {
+    for (const t of workerData.tensors) {
+      let fd = fds.get(t.file);
+      if (fd === undefined) { fd = fs.openSync(t.file, 'r'); fds.set(t.file, fd); }
+      hash.update(t.slot);
+      for (let done = 0; done < t.bytes;) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, t.bytes - done), t.offset + done);
+        if (n <= 0) throw new Error(t.file + ': unexpected end of file while hashing ' + t.slot);
+        hash.update(buf.subarray(0, n));
+        done += n;
+      }
+    }
+  } finally {
+    for (const fd of fds.values()) fs.closeSync(fd);
+  }
+  parentPort.postMessage({ hex: hash.digest('hex') });
+} catch (e) {
+  parentPort.postMessage({ error: String(e && e.message) });
+}
+`;
+
+const fingerprints = new Map<string, { value?: string; promise: Promise<string> }>();
+
+/** @internal Forgets the fingerprints computed so far (tests: to time a first open). */
+export function forgetFingerprints(): void {
+  fingerprints.clear();
+}
+
+/** The cache key: the model, k, and every weight file's size and mtime (null when a file cannot be stat'ed). */
+function fingerprintKey(ckpt: Checkpoint, k: number): string | null {
+  try {
+    const files = [...new Set(ckpt.tensors.map((t) => t.file))].sort();
+    const stats = files.map((f) => {
+      const st = fs.statSync(f);
+      return `${f}:${st.size}:${st.mtimeMs}:${st.ino}`;
+    });
+    return `${k}|${JSON.stringify(ckpt.shape)}|${stats.join('|')}`;
+  } catch {
+    return null;
+  }
+}
+
+function tensorsUpTo(ckpt: Checkpoint, k: number) {
+  return ckpt.tensors.filter((t) => {
     const m = /^layer\.(\d+)\./.exec(t.slot);
     return !m || Number(m[1]) < k;
   });
+}
+
+function hashWeights(ckpt: Checkpoint, k: number): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(ckpt.shape));
+  const wanted = tensorsUpTo(ckpt, k);
   const fds = new Map<string, number>();
   try {
     const buf = Buffer.alloc(1 << 20);

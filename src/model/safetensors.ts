@@ -154,9 +154,10 @@ export interface LoadedTensor {
 }
 
 /** Reads every tensor of a small safetensors file into typed arrays (F32, F64, I32, I64, U8). */
-export function readSafetensors(file: string): Map<string, LoadedTensor> {
+export function readSafetensors(file: string, contents?: Buffer): Map<string, LoadedTensor> {
   const header = readSafetensorsHeader(file);
-  const buf = fs.readFileSync(file);
+  const buf = contents ?? fs.readFileSync(file);
+  if (buf.length !== header.fileSize) throw new CheckpointError(`${file}: changed while it was read (${buf.length} bytes, the header was read from ${header.fileSize})`);
   const out = new Map<string, LoadedTensor>();
   for (const t of header.tensors.values()) {
     const bytes = buf.subarray(header.dataStart + t.begin, header.dataStart + t.end);

@@ -117,12 +117,16 @@ export interface NativeTaskModel {
   memory(): { paramBytes: number; activationBytes: number; steps: number };
 }
 
+export interface NativeTaskConfig {
+  mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
+  adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
+  classWeights: Float32Array | null; precision: 'fp32' | 'bf16';
+}
+
 export interface NativeAddon {
-  TaskModel: new (encoder: NativeEncoder, config: {
-    mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
-    adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
-    classWeights: Float32Array | null; precision: 'fp32' | 'bf16';
-  }) => NativeTaskModel;
+  TaskModel: new (encoder: NativeEncoder, config: NativeTaskConfig) => NativeTaskModel;
+  /** Builds a TaskModel on a worker thread. */
+  buildTaskModel(encoder: NativeEncoder, config: NativeTaskConfig): Promise<NativeTaskModel>;
   /** The store's fp16 -> fp32 decode kernel run `reps` times; returns seconds. */
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */

@@ -17,7 +17,7 @@ import { createHash } from 'crypto';
 import Database from 'better-sqlite3';
 import { native, NativePrefetcher, NativeStoreReader, NativeStoreWriter } from '../native/binding';
 import { Encoder } from '../model/encoder';
-import { weightFingerprint } from '../model/checkpoint';
+import { weightFingerprint, weightFingerprintAsync } from '../model/checkpoint';
 import type { Encoded } from '../model/tokenizer';
 import { Tensor, tensor } from '../tensor/tensor';
 import { lend } from '../tensor/lease';
@@ -317,6 +317,8 @@ export class ActivationStore {
     const maxLength = checkInt('maxLength', opts.maxLength ?? encoder.maxLength, 8, encoder.maxLength);
     const stride = checkInt('stride', opts.stride ?? Math.min(128, Math.floor(maxLength / 4)), 0, maxLength - 8);
     const abs = path.resolve(dir);
+    // the fingerprint is hashed on a worker thread (and kept), so storeIdentity() finds it ready
+    await weightFingerprintAsync(encoder.checkpoint, layer);
     const identity = storeIdentity(encoder, layer, dtype, maxLength, stride);
     if (fs.existsSync(path.join(abs, 'manifest.json'))) {
       const m = readManifest(abs);
@@ -363,7 +365,7 @@ export class ActivationStore {
       Object.assign(wanted, {
         family: opts.encoder.shape.family,
         hidden: opts.encoder.hidden,
-        modelFingerprint: weightFingerprint(opts.encoder.checkpoint, layer),
+        modelFingerprint: await weightFingerprintAsync(opts.encoder.checkpoint, layer),
         tokenizerFingerprint: sha256File(opts.encoder.tokenizer.source),
       });
     }

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Encoder } from '../model/encoder';
-import { weightFingerprint } from '../model/checkpoint';
+import { weightFingerprintAsync } from '../model/checkpoint';
 import { ActivationStore } from '../store/store';
 import type { StoreDtype } from '../store/format';
 import type { BadLine } from '../store/input';
@@ -177,9 +177,10 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
         o.onEpoch?.(r);
       },
     });
+    const modelFingerprint = await weightFingerprintAsync(encoder.checkpoint, encoder.numLayers);
     const spec: TaskSpec = {
       format: 'embedding-recycler-task-dir', version: 1, task: o.task, labels: [...labels.labels], mode: o.mode, k: model.k,
-      head: model.head.kind, modelDir: encoder.checkpoint.dir, modelFingerprint: weightFingerprint(encoder.checkpoint, encoder.numLayers),
+      head: model.head.kind, modelDir: encoder.checkpoint.dir, modelFingerprint,
       storeDir: store ? store.dir : null, storeIdentity: store ? store.manifest.identityHash : null, maxLength, adapter: model.adapter,
       fields: { ...(o.fields ?? {}), ...(o.tagColumn !== undefined ? { tagColumn: o.tagColumn } : {}) }, hyperparameters: hyper,
       bestEpoch: best.epoch, devMetrics: best.devMetrics, createdAt: new Date().toISOString(),

@@ -112,18 +112,21 @@ export class TaskModel {
   private fingerprint: string | undefined;
 
   private constructor(readonly encoder: Encoder, readonly mode: TrainMode, readonly k: number, readonly head: { kind: HeadKind; numLabels: number },
-    readonly adapter: TaskManifest['adapter'], opts: TaskModelOptions) {
-    const H = HEAD_KINDS.indexOf(head.kind);
-    const adapterLayers = adapter ? adapter.layers.map((l) => l - 1) : [];
+    readonly adapter: TaskManifest['adapter'], handle: NativeTaskModel, threads: number) {
+    this.handle = handle;
+    this.threads = threads;
+  }
+
+  /** The native configuration of a checked model description. */
+  private static nativeConfig(mode: TrainMode, k: number, head: { kind: HeadKind; numLabels: number }, adapter: TaskManifest['adapter'], opts: TaskModelOptions) {
     const d = opts.dropout ?? {};
-    this.threads = opts.threads ?? native().cpuInfo().defaultThreads;
-    this.handle = new (native().TaskModel)(encoder.nativeHandle(), {
+    return {
       mode: TRAIN_MODES.indexOf(mode),
       k,
-      head: H,
+      head: HEAD_KINDS.indexOf(head.kind),
       numLabels: head.numLabels,
       adapterSize: adapter?.size ?? 0,
-      adapterLayers,
+      adapterLayers: adapter ? adapter.layers.map((l) => l - 1) : [],
       adapterAct: adapter?.act === 'relu' ? 1 : 0,
       hiddenDropout: checkProb('dropout.hidden', d.hidden ?? TRAIN_DEFAULTS.dropout),
       attentionDropout: checkProb('dropout.attention', d.attention ?? TRAIN_DEFAULTS.dropout),
@@ -131,11 +134,28 @@ export class TaskModel {
       seed: opts.seed ?? 0,
       classWeights: opts.classWeights ? Float32Array.from(opts.classWeights) : null,
       precision: opts.precision ?? 'fp32',
-    });
+    };
   }
 
   /** Builds a task model; new weights (head, adapters) are initialised from the seed. */
   static create(encoder: Encoder, opts: TaskModelOptions): TaskModel {
+    const { mode, k, head, adapter } = TaskModel.describe(encoder, opts);
+    const handle = new (native().TaskModel)(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts));
+    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads);
+  }
+
+  /**
+   * {@link create}, with the parameters allocated and copied on a worker thread: what a
+   * server uses, so that opening a task never blocks the event loop.
+   */
+  static async createAsync(encoder: Encoder, opts: TaskModelOptions): Promise<TaskModel> {
+    const { mode, k, head, adapter } = TaskModel.describe(encoder, opts);
+    const handle = await native().buildTaskModel(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts));
+    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads);
+  }
+
+  /** Checks the options and resolves the model's shape (k, head, adapters). */
+  private static describe(encoder: Encoder, opts: TaskModelOptions): { mode: TrainMode; k: number; head: { kind: HeadKind; numLabels: number }; adapter: TaskManifest['adapter'] } {
     if (!(encoder instanceof Encoder)) throw new TypeError('TaskModel.create(encoder, options) needs an Encoder');
     if (typeof opts !== 'object' || opts === null) throw new TypeError('TaskModel.create needs options { mode, head }');
     if (!TRAIN_MODES.includes(opts.mode)) throw new TypeError(`mode must be one of ${TRAIN_MODES.join(', ')}, got ${String(opts.mode)}`);
@@ -166,7 +186,7 @@ export class TaskModel {
         throw new RangeError(`classWeights must be ${numLabels} non-negative numbers (one per label)`);
       }
     }
-    return new TaskModel(encoder, opts.mode, k, { kind: opts.head.kind, numLabels }, adapter, opts);
+    return { mode: opts.mode, k, head: { kind: opts.head.kind, numLabels }, adapter };
   }
 
   /** Whether this mode reads layer-k activations instead of token ids. */
@@ -306,6 +326,16 @@ export class TaskModel {
    * another base model, mode, k, head or adapter configuration, naming the difference.
    */
   importSafetensors(file: string): void {
+    this.importTensors(file, readSafetensors(file));
+  }
+
+  /** {@link importSafetensors} with the file read asynchronously (for servers). */
+  async importSafetensorsAsync(file: string): Promise<void> {
+    const bytes = await fs.promises.readFile(file);
+    this.importTensors(file, readSafetensors(file, bytes));
+  }
+
+  private importTensors(file: string, tensors: ReturnType<typeof readSafetensors>): void {
     const header = readSafetensorsHeader(file);
     let m: TaskManifest;
     try {
@@ -319,7 +349,6 @@ export class TaskModel {
         throw new Error(`${file}: was trained with ${key} ${JSON.stringify(m[key])?.slice(0, 80)}, this model has ${JSON.stringify(mine[key])?.slice(0, 80)}`);
       }
     }
-    const tensors = readSafetensors(file);
     const names = this.parameterNames();
     for (const name of names) {
       const t = tensors.get(name);
