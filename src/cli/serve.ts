@@ -47,7 +47,7 @@ export function registerServe(program: Command): void {
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--max-batch-tokens <n>', 'token budget of one batch', '8192')
     .option('--max-delay-ms <ms>', 'longest a request waits for others to batch with', '2')
-    .option('--max-queue <n>', 'requests waiting per task before new ones get 429', '1024')
+    .option('--max-queue <n>', 'inputs waiting per task; a request that would exceed it gets 429', '1024')
     .option('--max-inputs <n>', 'inputs per request', String(SERVE_DEFAULTS.maxInputs))
     .option('--max-text-chars <n>', 'characters per text', String(SERVE_DEFAULTS.maxTextChars))
     .option('--timeout-ms <ms>', 'answer 504 to a request not done within this time (default: no limit)')

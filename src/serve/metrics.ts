@@ -3,32 +3,13 @@
  * HTTP layer's own counters and a writer that turns the sessions' `metrics()` into
  * metric families. Nothing here measures inference; those numbers come from `src/infer`.
  */
+import type { HistogramSnapshot } from '../infer/histogram';
+import type { SessionMetrics } from '../infer/session';
 
-/** A histogram as the sessions report it: `counts[i]` observations <= `bounds[i]` (and > the bound before); the last count is +Inf. */
-export interface Hist {
-  bounds: number[];
-  counts: number[];
-  sum: number;
-  count: number;
-}
+export type { SessionMetrics };
 
-/** A fixed-bucket histogram with the same shape as a session's `Hist`. */
-export class Histogram implements Hist {
-  readonly counts: number[];
-  sum = 0;
-  count = 0;
-  constructor(readonly bounds: number[]) {
-    for (let i = 1; i < bounds.length; i++) if (!(bounds[i] > bounds[i - 1])) throw new RangeError('histogram bounds must be ascending');
-    this.counts = new Array<number>(bounds.length + 1).fill(0);
-  }
-  observe(v: number): void {
-    let i = 0;
-    while (i < this.bounds.length && v > this.bounds[i]) i++;
-    this.counts[i]++;
-    this.sum += v;
-    this.count++;
-  }
-}
+/** A histogram as the sessions report it (src/infer/histogram.ts). */
+export type Hist = HistogramSnapshot;
 
 /** Latency buckets of the HTTP layer, in milliseconds (0.5 ms .. 10 s). */
 export const LATENCY_BOUNDS_MS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
@@ -95,22 +76,6 @@ export class PromWriter {
   }
 }
 
-/** What `session.metrics()` returns (see src/infer/session.ts). */
-export interface SessionMetrics {
-  requests: number;
-  inputs: number;
-  rejected: number;
-  aborted: number;
-  failed: number;
-  batches: number;
-  cacheHits: number;
-  cacheMisses: number;
-  queueMs: Hist;
-  computeMs: Hist;
-  batchRows: Hist;
-  batchTokens: Hist;
-}
-
 /** The metric families of the sessions, one `task` label each; fields a session does not report are left out. */
 export function writeSessionMetrics(w: PromWriter, perTask: readonly { task: string; m: Partial<SessionMetrics> }[]): void {
   const counters: [keyof SessionMetrics, string, string][] = [
@@ -137,6 +102,8 @@ export function writeSessionMetrics(w: PromWriter, perTask: readonly { task: str
     const samples = perTask.filter((t) => isHist(t.m[field])).map((t) => ({ labels: { task: t.task }, hist: t.m[field] as Hist, scale }));
     if (samples.length) w.histogram(name, help, samples);
   }
+  const queued = perTask.filter((t) => typeof t.m.queued === 'number').map((t) => ({ labels: { task: t.task }, value: t.m.queued as number }));
+  if (queued.length) w.gauge('er_session_queued_inputs', 'inputs waiting in the queue now (--max-queue bounds it)', queued);
 }
 
 function isHist(h: unknown): h is Hist {

@@ -11,7 +11,8 @@
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'net';
 import type { PredictInput } from '../infer/session';
-import { Histogram, LATENCY_BOUNDS_MS, PromWriter, SessionMetrics, writeSessionMetrics } from './metrics';
+import { Histogram } from '../infer/histogram';
+import { LATENCY_BOUNDS_MS, PromWriter, SessionMetrics, writeSessionMetrics } from './metrics';
 
 /** Per-request timings a session may report through `onTiming` (optional; logged as null when absent). */
 export interface RequestTiming {
@@ -269,7 +270,7 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
   app.get('/metrics', async (_request, reply) => {
     const w = new PromWriter();
     w.counter('er_http_requests_total', 'HTTP requests answered, by route, task and status (499: the client went away first)', [...httpCounts.values()]);
-    w.histogram('er_http_request_duration_seconds', 'HTTP request latency, from the request\'s arrival to its response', [...httpLatency].map(([route, hist]) => ({ labels: { route }, hist, scale: 1e-3 })));
+    w.histogram('er_http_request_duration_seconds', 'HTTP request latency, from the request\'s arrival to its response', [...httpLatency].map(([route, h]) => ({ labels: { route }, hist: h.snapshot(), scale: 1e-3 })));
     w.gauge('er_http_requests_in_flight', 'HTTP requests being handled', [{ labels: {}, value: inFlight }]);
     const perTask: { task: string; m: Partial<SessionMetrics> }[] = [];
     for (const [task, s] of sessions) {
