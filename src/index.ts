@@ -3,7 +3,7 @@
  * their activations, and run the layers above k for every task after that.
  */
 export { Encoder } from './model/encoder';
-export type { Batch, LoadOptions, ForwardOptions, ForwardFromOptions, Precision } from './model/encoder';
+export type { Batch, LoadOptions, ForwardOptions, ForwardFromOptions, Precision, EmbedOptions } from './model/encoder';
 export type { TokenizeOptions, Encoded } from './model/tokenizer';
 export { TextTokenizer } from './model/tokenizer';
 export { readCheckpoint, readModelConfig, weightFingerprint } from './model/checkpoint';

@@ -2,6 +2,8 @@
  * The public face of the native encoder: load a Hugging Face checkpoint, tokenize,
  * and run the encoder layer by layer, off the event loop.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { native, NativeEncoder } from '../native/binding';
 import { whileReading } from '../tensor/lease';
 import { Tensor, tensor } from '../tensor/tensor';
@@ -58,6 +60,52 @@ function checkInt(name: string, v: unknown, lo: number, hi: number): number {
     throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
   }
   return v;
+}
+
+/** Options of {@link Encoder.embed}. */
+export interface EmbedOptions {
+  /** 'mean' over real tokens (sentence-transformers' default for MiniLM, MPNet) or 'cls' (the first token) */
+  pooling?: 'mean' | 'cls';
+  /** L2-normalise each embedding; default true */
+  normalize?: boolean;
+  maxLength?: number;
+  batchSize?: number;
+}
+
+/**
+ * Pools hidden states [B, T, H] over each row's real tokens (mask 1): their mean, or the
+ * first token; then L2-normalises when asked. Sums run in float64.
+ */
+export function poolHidden(hidden: Float32Array, mask: Int32Array, B: number, T: number, H: number, pooling: 'mean' | 'cls', normalize: boolean): Float32Array[] {
+  const out: Float32Array[] = [];
+  const acc = new Float64Array(H);
+  for (let b = 0; b < B; b++) {
+    acc.fill(0);
+    let n = 0;
+    if (pooling === 'cls') {
+      for (let j = 0; j < H; j++) acc[j] = hidden[b * T * H + j];
+      n = 1;
+    } else {
+      for (let t = 0; t < T; t++) {
+        if (!mask[b * T + t]) continue;
+        n++;
+        const base = (b * T + t) * H;
+        for (let j = 0; j < H; j++) acc[j] += hidden[base + j];
+      }
+      if (n === 0) n = 1;
+    }
+    let norm = 0;
+    for (let j = 0; j < H; j++) {
+      acc[j] /= n;
+      norm += acc[j] * acc[j];
+    }
+    // sentence-transformers' Normalize: x / max(||x||, 1e-12)
+    const scale = normalize ? 1 / Math.max(Math.sqrt(norm), 1e-12) : 1;
+    const e = new Float32Array(H);
+    for (let j = 0; j < H; j++) e[j] = acc[j] * scale;
+    out.push(e);
+  }
+  return out;
 }
 
 /** A BERT-family encoder (BERT, RoBERTa, DistilBERT and their derivatives) running natively on the CPU. */
@@ -197,6 +245,45 @@ export class Encoder {
     const out = new Int32Array(B * T);
     this.fillPositions(ids, out, B, T);
     return out;
+  }
+
+  /**
+   * Sentence embeddings, by sentence-transformers' convention: the last layer's hidden
+   * states pooled over each text's real tokens (`mean`, the default; or `cls`, the first
+   * token), then L2-normalised unless `normalize: false`. Texts are truncated to
+   * `maxLength` (default: the model directory's sentence_bert_config.json
+   * `max_seq_length` when present, else the model's limit) and run in batches of
+   * `batchSize` (default 32). Returns one Float32Array of the hidden size per text.
+   */
+  async embed(texts: readonly string[], opts: EmbedOptions = {}): Promise<Float32Array[]> {
+    const pooling = opts.pooling ?? 'mean';
+    if (pooling !== 'mean' && pooling !== 'cls') throw new TypeError(`pooling must be 'mean' or 'cls', got ${String(pooling)}`);
+    const normalize = opts.normalize ?? true;
+    if (typeof normalize !== 'boolean') throw new TypeError('normalize must be a boolean');
+    const maxLength = checkInt('maxLength', opts.maxLength ?? this.sentenceMaxLength(), 1, this.maxLength);
+    const batchSize = checkInt('batchSize', opts.batchSize ?? 32, 1, 4096);
+    if (!Array.isArray(texts)) throw new TypeError('texts must be an array of strings');
+    if (texts.length === 0) return [];
+    const H = this.hidden;
+    const out: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i += batchSize) {
+      const batch = await this.tokenize(texts.slice(i, i + batchSize), { maxLength });
+      const h = await this.forward(batch);
+      out.push(...poolHidden(h.data, batch.attentionMask, batch.batchSize, batch.seqLen, H, pooling, normalize));
+    }
+    return out;
+  }
+
+  /** sentence-transformers' max_seq_length for this model directory, else the model's limit. */
+  private sentenceMaxLength(): number {
+    try {
+      const cfg = JSON.parse(fs.readFileSync(path.join(this.checkpoint.dir, 'sentence_bert_config.json'), 'utf8')) as { max_seq_length?: unknown };
+      const n = cfg.max_seq_length;
+      if (typeof n === 'number' && Number.isInteger(n) && n >= 1) return Math.min(n, this.maxLength);
+    } catch {
+      // no sentence-transformers configuration: the model's own limit
+    }
+    return this.maxLength;
   }
 
   /** @internal the native handle, for the training engine */
