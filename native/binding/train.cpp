@@ -23,6 +23,9 @@ int64_t integer(const Napi::Object& o, const char* key, int64_t fallback, int64_
   return er_binding::get_int(v, key, lo, hi);
 }
 
+// Activation memory an inference model keeps between steps (more is freed after the step).
+constexpr uint64_t kInferenceKeepBytes = uint64_t(256) << 20;
+
 class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -52,6 +55,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     cfg.head_dropout = (float)num(c, "headDropout", 0.1);
     cfg.seed = (uint64_t)integer(c, "seed", 0, 0, (int64_t(1) << 53));
     cfg.bf16 = c.Get("precision").IsString() && c.Get("precision").As<Napi::String>().Utf8Value() == "bf16";
+    cfg.inference = c.Get("inference").ToBoolean().Value();
     Napi::Value al = c.Get("adapterLayers");
     if (al.IsArray()) {
       Napi::Array a = al.As<Napi::Array>();
@@ -159,6 +163,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
           return;
         }
         if (update) norm_ = model_->adamw(adam);
+        // an inference model does not keep a far larger batch's buffers for the life of
+        // the process: past the bound they are freed and regrow for the next step
+        if (model_->config().inference && model_->activation_bytes() > kInferenceKeepBytes) model_->release_activations();
       } catch (const std::bad_alloc&) {
         SetError("out of memory in a training step (" + std::to_string(in.B) + " x " + std::to_string(in.T) +
                  " tokens); lower the batch size or the sequence length");
@@ -284,6 +291,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   Napi::Value GetGradient(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     const er::Param* p = find(info);
+    THROW_IF(!p->grad, "this task model was opened for inference only; it has no gradients");
     std::lock_guard<std::mutex> lock(model_->mu);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
     std::memcpy(a.Data(), p->grad, p->n * sizeof(float));

@@ -53,7 +53,9 @@ bool linear_bwd(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, c
 
 struct Block {
   std::vector<float> data, grad, m, v;
-  explicit Block(int64_t n) : data(n), grad(n), m(n), v(n) {}
+  // an inference-only model keeps the values alone
+  Block(int64_t n, bool inference) : data(n), grad(inference ? 0 : n), m(inference ? 0 : n), v(inference ? 0 : n) {}
+  float* g(int64_t off) { return grad.empty() ? nullptr : grad.data() + off; }
 };
 
 struct Adapter {
@@ -122,21 +124,21 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
   };
   // allocates a block and registers views of it as named parameters
   auto block = [&](int64_t n) -> Block& {
-    m.blocks.emplace_back(new Block(n));
+    m.blocks.emplace_back(new Block(n, cfg_.inference));
     return *m.blocks.back();
   };
   auto reg = [&](const std::string& name, Block& b, int64_t off, int64_t n) {
     bool decay = !(name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) &&
                  name.find(".ln.") == std::string::npos;
-    params_.push_back(Param{name, b.data.data() + off, b.grad.data() + off, b.m.data() + off,
-                            b.v.data() + off, n, decay});
+    params_.push_back(Param{name, b.data.data() + off, b.g(off), b.m.empty() ? nullptr : b.m.data() + off,
+                            b.v.empty() ? nullptr : b.v.data() + off, n, decay});
   };
   auto own = [&](const std::string& name, const float* init, int64_t n, float** data, float** grad) {
     Block& b = block(n);
     if (init) std::memcpy(b.data.data(), init, n * sizeof(float));
     reg(name, b, 0, n);
     *data = b.data.data();
-    *grad = b.grad.data();
+    *grad = b.g(0);
   };
 
   m.first = recycled || cfg_.mode == TrainMode::FrozenPrefix ? cfg_.k : 0;
@@ -185,8 +187,8 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
       }
       L.qkv_w = qw.data.data();
       L.qkv_b = qb.data.data();
-      L.g_qkv_w = qw.grad.data();
-      L.g_qkv_b = qb.grad.data();
+      L.g_qkv_w = qw.g(0);
+      L.g_qkv_b = qb.g(0);
       float* d;
       own(layer_name(l, "attn.out.weight"), w.o_w, H * H, &d, &L.g_o_w); L.o_w = d;
       own(layer_name(l, "attn.out.bias"), w.o_b, H, &d, &L.g_o_b); L.o_b = d;
@@ -235,8 +237,28 @@ void TaskModel::zero_grad() {
 
 uint64_t TaskModel::param_bytes() const {
   uint64_t n = 0;
-  for (auto& b : impl_->blocks) n += b->data.size() * 4 * 4;
+  for (auto& b : impl_->blocks) n += (b->data.size() + b->grad.size() + b->m.size() + b->v.size()) * 4;
   return n;
+}
+
+void TaskModel::release_activations() {
+  Impl& m = *impl_;
+  auto drop = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
+  for (TLayer& L : m.layers) {
+    for (std::vector<float>* v : {&L.x, &L.qkv, &L.probs, &L.ctx, &L.a, &L.s1, &L.mean1, &L.rstd1, &L.y1,
+                                   &L.ffpre, &L.ffact, &L.f, &L.s2, &L.mean2, &L.rstd2,
+                                   &L.ad[0].pre, &L.ad[0].act, &L.ad[1].pre, &L.ad[1].act})
+      drop(*v);
+    drop(L.mask_p);
+    drop(L.mask_a);
+    drop(L.mask_f);
+  }
+  for (std::vector<float>* v : {&m.emb_s, &m.emb_mean, &m.emb_rstd, &m.final_h, &m.head_in, &m.logits,
+                                 &m.dlogits, &m.dhead_in, &m.dA, &m.dB, &m.dC, &m.dff, &m.dqkv, &m.dad,
+                                 &m.dscores, &m.pdrop})
+    drop(*v);
+  drop(m.emb_mask);
+  drop(m.head_mask);
 }
 
 uint64_t TaskModel::activation_bytes() const {
@@ -258,6 +280,7 @@ uint64_t TaskModel::activation_bytes() const {
 }
 
 double TaskModel::adamw(const AdamWOptions& o) {
+  if (cfg_.inference) return 0.0;  // refused by step(); nothing to update
   double ss = 0;
   for (const Param& p : params_) ss += sum_squares(p.grad, p.n);
   double norm = std::sqrt(ss);
@@ -280,6 +303,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   const bool recycled = cfg_.mode == TrainMode::Reduced || cfg_.mode == TrainMode::ReducedAdapters;
   if (recycled && !in.hidden) return "this mode takes layer-" + std::to_string(cfg_.k) + " hidden states as input";
   if (!recycled && !in.ids) return "this mode takes token ids as input";
+  if (backward && cfg_.inference) return "this task model was opened for inference only; it has no gradients (create it without inference to train)";
   const uint64_t step_no = m.step_counter++;
   if (!recycled) {
     for (int64_t i = 0; i < N; i++)

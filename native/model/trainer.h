@@ -38,6 +38,9 @@ struct TrainConfig {
   // bf16 mixed precision: the linear layers' GEMMs take bf16 inputs (fp32 accumulation);
   // master weights, gradients, optimizer state, loss and every other op stay fp32
   bool bf16 = false;
+  // inference only: parameters without gradients or Adam moments (a quarter of the
+  // memory); backward passes and updates are refused
+  bool inference = false;
 };
 
 // A trainable tensor: a view into owned storage, with its gradient and Adam moments.
@@ -88,6 +91,8 @@ class TaskModel {
   // Bytes held: parameters + gradients + moments, and the activation buffers.
   uint64_t param_bytes() const;
   uint64_t activation_bytes() const;
+  // Frees every activation and scratch buffer (they grow again with the next step).
+  void release_activations();
   std::mutex mu;  // one step at a time
 
   struct Impl;

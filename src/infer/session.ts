@@ -164,7 +164,7 @@ export class InferenceSession {
       }
       const model = await TaskModel.createAsync(encoder, {
         mode: spec.mode, k: spec.k || undefined, head: { kind: spec.head, numLabels: spec.head === 'qa' ? undefined : spec.labels.length },
-        adapter: spec.adapter ?? undefined, threads: opts.threads, dropout: { hidden: 0, attention: 0, head: 0 },
+        adapter: spec.adapter ?? undefined, threads: opts.threads, dropout: { hidden: 0, attention: 0, head: 0 }, inference: true,
       });
       await model.importSafetensorsAsync(path.join(taskDir, 'model.safetensors'));
       let store: ActivationStore | undefined;

@@ -120,7 +120,7 @@ export interface NativeTaskModel {
 export interface NativeTaskConfig {
   mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
   adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
-  classWeights: Float32Array | null; precision: 'fp32' | 'bf16';
+  classWeights: Float32Array | null; precision: 'fp32' | 'bf16'; inference?: boolean;
 }
 
 export interface NativeAddon {

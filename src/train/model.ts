@@ -48,6 +48,12 @@ export interface TaskModelOptions {
   /** Native threads; default: the encoder's. */
   threads?: number;
   /**
+   * Inference only: parameters without gradients or Adam moments (a quarter of the
+   * memory), and activation buffers freed after a step that grew them past 256 MiB.
+   * Training steps are refused. What inference sessions use.
+   */
+  inference?: boolean;
+  /**
    * 'fp32' (default, the reference) or 'bf16' mixed precision: the linear layers' GEMMs
    * take bfloat16 inputs with fp32 accumulation; master weights, gradients, AdamW state,
    * the loss and every other operation stay fp32.
@@ -134,6 +140,7 @@ export class TaskModel {
       seed: opts.seed ?? 0,
       classWeights: opts.classWeights ? Float32Array.from(opts.classWeights) : null,
       precision: opts.precision ?? 'fp32',
+      inference: opts.inference === true,
     };
   }
 

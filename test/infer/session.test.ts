@@ -121,3 +121,26 @@ describe('InferenceSession batching', () => {
     await s.close();
   });
 });
+
+describe('the inference-only task model', () => {
+  it('holds no gradients or optimizer state, refuses training, and gives the logits evalStep gives on a training model', async () => {
+    const { Encoder } = await import('../../src/model/encoder');
+    const { TaskModel } = await import('../../src/train/model');
+    const enc = await Encoder.load(path.join(FIXTURES, 'tiny-bert'));
+    const opts = { mode: 'reduced' as const, k: 1, head: { kind: 'sequence' as const, numLabels: 3 }, seed: 4, dropout: { hidden: 0, attention: 0, head: 0 } };
+    const train = TaskModel.create(enc, opts);
+    const infer = await TaskModel.createAsync(enc, { ...opts, inference: true });
+    for (const name of train.parameterNames()) infer.setParameter(name, train.parameter(name));
+    expect(infer.memory().paramBytes * 4).toBe(train.memory().paramBytes);
+    const batch = await enc.tokenize(texts.slice(0, 6));
+    const hidden = await enc.forward(batch, { toLayer: 1 });
+    const input = { hidden, attentionMask: batch.attentionMask };
+    const a = (await train.evalStep(input)).logits;
+    const b = (await infer.evalStep(input)).logits;
+    let d = 0;
+    for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+    expect(d).toBeLessThan(1e-5);
+    await expect(infer.trainStep(input, Int32Array.from([0, 1, 2, 0, 1, 2]), 1e-3)).rejects.toThrow(/opened for inference only/);
+    enc.close();
+  });
+});
