@@ -238,8 +238,9 @@ class FakeSession implements ServedSession {
     this.answered++;
     return r;
   }
+  closes = 0;
   close(): void {
-    this.closedAfter = this.answered;
+    if (this.closes++ === 0) this.closedAfter = this.answered;
   }
 }
 
@@ -306,7 +307,10 @@ describe('er serve: the HTTP layer over a stand-in session', () => {
     const rs = await Promise.all(inflight);
     expect(rs.map((r) => r.status)).toEqual(new Array(N).fill(200));
     await closed;
+    expect(fake.closes).toBe(1);
     expect(fake.closedAfter).toBe(N);
+    await s.close(); // idempotent
+    expect(fake.closes).toBe(1);
   });
 });
 
@@ -379,7 +383,8 @@ describe('er serve as the CLI (child process)', () => {
       const c = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
       let e = '';
       c.stderr!.on('data', (d) => { e += d; });
-      c.once('exit', (code) => resolve({ code, err: e }));
+      const t = setTimeout(() => c.kill('SIGKILL'), 20_000); // one that starts serving instead of refusing
+      c.once('exit', (code) => { clearTimeout(t); resolve({ code, err: e }); });
     });
     const dup = await run('--task', TOPICS, '--task', `topics=${ENTS}`, '--port', '0');
     expect(dup.code).toBe(1);
