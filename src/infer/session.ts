@@ -19,6 +19,7 @@ import { ActivationStore } from '../store/store';
 import { TaskModel } from '../train/model';
 import { evaluate } from '../train/loop';
 import { Histogram, HistogramSnapshot } from './histogram';
+import type { Tensor } from '../tensor/tensor';
 import type { TextExample, WordsExample } from '../tasks/data';
 import { classificationRows, LabelMap, nerRows, Row } from '../tasks/features';
 import { ClassPrediction, decodeClassification, decodeNer, NerPrediction, splitWords } from '../tasks/predict';
@@ -96,6 +97,9 @@ export interface SessionMetrics {
   batchTokens: HistogramSnapshot;
   /** inputs waiting now */
   queued: number;
+  /** read-through writes queued behind responses, and writes that failed */
+  writesPending: number;
+  writeErrors: number;
 }
 
 interface Pending {
@@ -125,7 +129,12 @@ export class InferenceSession {
   private closing = false;
   private closed: Promise<void> | null = null;
   private readonly idle: (() => void)[] = [];
-  private readonly counters = { requests: 0, inputs: 0, rejected: 0, aborted: 0, failed: 0, batches: 0, cacheHits: 0, cacheMisses: 0 };
+  private readonly counters = {
+    requests: 0, inputs: 0, rejected: 0, aborted: 0, failed: 0, batches: 0, cacheHits: 0, cacheMisses: 0, writesPending: 0, writeErrors: 0,
+  };
+  private writes: Promise<void> = Promise.resolve();
+  /** the message of the latest failed read-through write */
+  lastWriteError: string | null = null;
   private readonly hist = {
     queueMs: new Histogram(MS_BOUNDS),
     computeMs: new Histogram(MS_BOUNDS),
@@ -368,7 +377,12 @@ export class InferenceSession {
       if (chunk.length === 0) continue;
       const rows = chunk.map((t) => t.p.rows[t.i]);
       try {
-        const ev = await evaluate(this.model, rows, { batchSize: rows.length, store: this.store, writeThrough: this.readThrough });
+        // read-through: misses are answered from the activations just computed, and
+        // written to the store behind the response (never before it)
+        const ev = await evaluate(this.model, rows, {
+          batchSize: rows.length, store: this.store,
+          onComputed: this.readThrough ? (r, h) => this.writeBehind(r, h) : undefined,
+        });
         this.counters.batches++;
         this.counters.cacheHits += ev.fromStore;
         this.counters.cacheMisses += rows.length - ev.fromStore;
@@ -404,9 +418,41 @@ export class InferenceSession {
     }
   }
 
+  /**
+   * Appends the layer-k activations of texts that missed the store, after the response,
+   * one write at a time, with the activations already computed (the prefix does not run
+   * again). A failed write is counted (metrics().writeErrors) and does not fail a request.
+   */
+  private writeBehind(rows: readonly Row[], hidden: Tensor): void {
+    const store = this.store;
+    if (!store) return;
+    const items = rows.map((r) => {
+      const hex = store.keyOf(r.encoding).toString('hex');
+      return { id: `window:${hex}`, text: hex, encodings: [r.encoding] };
+    });
+    // the same window twice in a batch: store the distinct ones (their prefix runs again)
+    const distinct = new Set(items.map((i) => i.id)).size === items.length;
+    const unique = distinct ? items : [...new Map(items.map((i) => [i.id, i])).values()];
+    this.counters.writesPending++;
+    this.writes = this.writes
+      .then(() => store.encode(unique, { batchSize: unique.length, activations: distinct ? hidden : undefined }))
+      .then(() => undefined, (e: Error) => {
+        this.counters.writeErrors++;
+        this.lastWriteError = e.message;
+      })
+      .finally(() => {
+        this.counters.writesPending--;
+      });
+  }
+
   private maybeIdle(): void {
     if (this.running || this.queue.length > 0 || this.preparing > 0) return;
     for (const f of this.idle.splice(0)) f();
+  }
+
+  /** Resolves once every read-through write queued so far is committed to the store. */
+  async flush(): Promise<void> {
+    await this.writes;
   }
 
   /** Counters and histograms since the session opened. */
@@ -433,6 +479,7 @@ export class InferenceSession {
         });
       }
       if (this.timer) clearTimeout(this.timer);
+      await this.writes;
       this.store?.close();
       this.encoder.close();
     })();

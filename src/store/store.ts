@@ -93,6 +93,13 @@ export interface EncodeOptions {
   onProgress?: (p: EncodeProgress) => void;
   /** Called for a text longer than maxLength that had to be truncated (text pairs cannot be windowed). */
   onWarning?: (message: string) => void;
+  /**
+   * The layer-k activations of the items' windows, already computed ([windows, T, H], the
+   * windows in input order, padded to the longest): stored as they are instead of running
+   * the prefix again. The items must fit one batch (batchSize at least their windows).
+   * What an inference session's read-through uses for the texts it has just computed.
+   */
+  activations?: Tensor;
 }
 
 /** Where a window's record lives. */
@@ -548,7 +555,9 @@ export class ActivationStore {
     const insDoc = this.db.prepare('INSERT OR IGNORE INTO docs (id, content, windows, tokens) VALUES (?, ?, ?, ?)');
     const hasRecord = this.db.prepare('SELECT 1 FROM records WHERE key = ?').pluck();
 
+    let flushes = 0;
     const flush = async (batchWins: Win[]) => {
+      if (opts.activations && ++flushes > 1) throw new RangeError('activations cover one batch, but the items make more than one (raise batchSize)');
       // rows whose key is new (first occurrence in this batch and not yet committed)
       const select = new Uint8Array(batchWins.length);
       const fresh = new Set<string>();
@@ -562,7 +571,11 @@ export class ActivationStore {
       let locs: Float64Array | null = null;
       if (fresh.size > 0) {
         const batch = enc.batchFromEncodings(batchWins.map((w) => w.enc));
-        const hidden = await enc.forward(batch, { toLayer: layer });
+        const given = opts.activations;
+        if (given && (given.shape[0] !== batch.batchSize || given.shape[1] !== batch.seqLen || given.shape[2] !== enc.hidden)) {
+          throw new RangeError(`activations have shape [${given.shape.join(', ')}] but the batch is [${batch.batchSize}, ${batch.seqLen}, ${enc.hidden}]`);
+        }
+        const hidden = given ?? await enc.forward(batch, { toLayer: layer });
         const lengths = Int32Array.from(batchWins.map((w) => w.enc.ids.length));
         const keys = new Uint8Array(batchWins.length * 32);
         batchWins.forEach((w, i) => keys.set(w.key, i * 32));

@@ -41,7 +41,10 @@ export function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
  * from the store (rows not in it run the encoder's prefix; with `writeThrough` they
  * are appended to the store as well).
  */
-export async function inputsFor(model: TaskModel, rows: readonly Row[], store?: ActivationStore, writeThrough = false): Promise<{ input: TrainInput; T: number; fromStore: number }> {
+export async function inputsFor(
+  model: TaskModel, rows: readonly Row[], store?: ActivationStore, writeThrough = false,
+  onComputed?: (rows: readonly Row[], hidden: Tensor) => void,
+): Promise<{ input: TrainInput; T: number; fromStore: number }> {
   const enc = model.encoder;
   if (!model.recycled) {
     const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
@@ -74,6 +77,7 @@ export async function inputsFor(model: TaskModel, rows: readonly Row[], store?: 
   // and a later hit of the same text see the same activations (and the same logits), and
   // both match what the task was trained on when it was trained from the store.
   if (store && store.identity.dtype === 'fp16') native().roundF16(hidden.data);
+  onComputed?.(rows, hidden);
   return { input: { hidden, attentionMask: batch.attentionMask }, T: batch.seqLen, fromStore: 0 };
 }
 
@@ -121,7 +125,11 @@ export interface InputWait {
  */
 export async function* rowBatches(
   model: TaskModel, rows: readonly Row[], batchSize: number,
-  opts: { store?: ActivationStore; writeThrough?: boolean; prefetch?: number; wait?: InputWait } = {},
+  opts: {
+    store?: ActivationStore; writeThrough?: boolean; prefetch?: number; wait?: InputWait;
+    /** rows whose layer-k activations were computed (not found in the store), with them */
+    onComputed?: (rows: readonly Row[], hidden: Tensor) => void;
+  } = {},
 ): AsyncGenerator<RowBatch> {
   const { store } = opts;
   const wait = opts.wait ?? { waitMs: 0, prefetchWaitMs: 0 };
@@ -146,19 +154,22 @@ export async function* rowBatches(
   for (let i = 0; i < rows.length; i += batchSize) {
     const part = rows.slice(i, i + batchSize);
     const t = performance.now();
-    const { input, T, fromStore } = await inputsFor(model, part, store, opts.writeThrough ?? false);
+    const { input, T, fromStore } = await inputsFor(model, part, store, opts.writeThrough ?? false, opts.onComputed);
     wait.waitMs += performance.now() - t;
     yield { rows: part, input, T, fromStore };
   }
 }
 
 /** Runs the model without dropout over rows (in batches) and collects logits and the loss. */
-export async function evaluate(model: TaskModel, rows: readonly Row[], opts: { batchSize?: number; store?: ActivationStore; writeThrough?: boolean } = {}): Promise<EvalResult> {
+export async function evaluate(
+  model: TaskModel, rows: readonly Row[],
+  opts: { batchSize?: number; store?: ActivationStore; writeThrough?: boolean; onComputed?: (rows: readonly Row[], hidden: Tensor) => void } = {},
+): Promise<EvalResult> {
   const bs = opts.batchSize ?? 32;
   const L = model.head.numLabels;
   let lossSum = 0, count = 0, fromStore = 0;
   const logits: Float32Array[] = [];
-  for await (const { rows: part, input, T, fromStore: f } of rowBatches(model, rows, bs, { store: opts.store, writeThrough: opts.writeThrough })) {
+  for await (const { rows: part, input, T, fromStore: f } of rowBatches(model, rows, bs, { store: opts.store, writeThrough: opts.writeThrough, onComputed: opts.onComputed })) {
     fromStore += f;
     const y = labelsFor(model, part, T);
     let scored = 0;

@@ -96,6 +96,7 @@ describe('tasks end to end (real MiniLM, k = 3)', () => {
     const a = await s.predict([...known, { text: 'dialysis for the kidney patients in the group' }]);
     expect(a).toHaveLength(4);
     expect((a[3] as { label: string }).label).toBe('renal');
+    await s.flush(); // read-through writes go behind the response
     expect(s.store!.stats().records).toBe(before + 1); // only the new text was written
     expect(await s.predict([])).toEqual([]);
     // Event-loop liveness: a 1 ms interval keeps firing while a larger read-through
@@ -109,6 +110,7 @@ describe('tasks end to end (real MiniLM, k = 3)', () => {
     const stamps: number[] = [performance.now()];
     const timer = setInterval(() => stamps.push(performance.now()), 1);
     const b = await s.predict(fresh);
+    await s.flush();
     stamps.push(performance.now());
     clearInterval(timer);
     expect(b).toHaveLength(fresh.length);

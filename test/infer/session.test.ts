@@ -90,9 +90,14 @@ describe('InferenceSession batching', () => {
     const miss = (await s1.predict([{ text: t }])) as Cls[];
     expect(s1.metrics().cacheMisses).toBe(1);
     await s1.close();
-    // the text is written to the store
+    // the text is written to the store, behind the response, from the activations the miss computed
     const s2 = await InferenceSession.open(taskDir, { readThrough: true });
-    await s2.predict([{ text: t }]);
+    const records = s2.store!.stats().records;
+    const readThrough = (await s2.predict([{ text: t }])) as Cls[];
+    expectSame(readThrough, miss);
+    await s2.flush();
+    expect(s2.store!.stats().records).toBe(records + 1);
+    expect(s2.metrics()).toMatchObject({ writesPending: 0, writeErrors: 0, cacheMisses: 1 });
     await s2.close();
     // a hit: its activations come from the store
     const s3 = await InferenceSession.open(taskDir);
