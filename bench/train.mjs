@@ -115,18 +115,22 @@ async function main() {
     `# Training benchmark, ${localDate()}`, '',
     `- **CPU**: ${cpuText(results.cpu)}; ${results.nproc} logical CPUs; ${threads} threads per engine; load average at start ${results.loadStart.join(' / ')}, at end ${results.loadEnd.join(' / ')}`,
     `- **Versions**: embedding-recycler (git ${results.git?.commit ?? '?'}), oneDNN ${info.gemm}, kernels ${info.kernels}; PyTorch ${results.torchVersion ?? 'not run'}${results.torchAttn ? ` (attention \`${results.torchAttn}\`, as in the encoder benchmark)` : ''}`,
-    `- **Workload**: sequence classification, batch ${B} x ${T} tokens (no padding), k = N/2, dropout 0.1, AdamW with clipping; median ms per step (${quick ? 1 : '3-5'} steps after 1 warm-up). Recycled modes read layer-k activations already in memory (what the store's prefetcher hands over).`,
-    '',
-    '| Model | mode | ours fp32 ms/step | ours bf16 ms/step | trained params | memory MiB | PyTorch fp32 ms/step | PyTorch / ours fp32 | PyTorch / ours bf16 |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
+  if (results.models.length > 0) {
+    lines.push(
+      `- **Workload**: sequence classification, batch ${B} x ${T} tokens (no padding), k = N/2, dropout 0.1, AdamW with clipping; median ms per step (${quick ? 1 : '3-5'} steps after 1 warm-up). Recycled modes read layer-k activations already in memory (what the store's prefetcher hands over).`,
+      '',
+      '| Model | mode | ours fp32 ms/step | ours bf16 ms/step | trained params | memory MiB | PyTorch fp32 ms/step | PyTorch / ours fp32 | PyTorch / ours bf16 |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+  }
   for (const m of results.models) {
     for (const mode of MODES) {
       const o = m.ours[mode], h = m.bf16[mode], t = m.torch[mode];
       lines.push(`| ${m.name} | ${mode} | ${o.median.toFixed(0)} | ${h.median.toFixed(0)} | ${o.params.toLocaleString('en-US')} | ${o.memoryMiB.toFixed(0)} | ${t ? t.median.toFixed(0) : '-'} | ${t ? (t.median / o.median).toFixed(2) + 'x' : '-'} | ${t ? (t.median / h.median).toFixed(2) + 'x' : '-'} |`);
     }
   }
-  lines.push('', '## Speed-ups like the original study', '', '| Model | engine | NR vs R (full / reduced) | F vs R (frozen-prefix / reduced) | NR vs R-adapters |', '| --- | --- | ---: | ---: | ---: |');
+  if (results.models.length > 0) lines.push('', '## Speed-ups like the original study', '', '| Model | engine | NR vs R (full / reduced) | F vs R (frozen-prefix / reduced) | NR vs R-adapters |', '| --- | --- | ---: | ---: | ---: |');
   for (const m of results.models) {
     for (const [label, o] of [['ours fp32', m.ours], ['ours bf16', m.bf16], ['PyTorch fp32', m.torch]]) {
       if (!o.full) continue;
@@ -144,7 +148,7 @@ async function main() {
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);
   if (!quick) {
-    const out = path.join(root, 'bench', 'results', `train-${localDate()}`);
+    const out = path.join(root, 'bench', 'results', `train-${localDate()}${sections.includes('steps') ? '' : '-fit'}`);
     writeResults(out, md, results, 'train', { root, allowDirty, start: tree });
   }
 }
