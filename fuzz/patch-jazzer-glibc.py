@@ -14,6 +14,7 @@ place. Idempotent; does nothing when the addon already loads or is not there.
 
   python3 fuzz/patch-jazzer-glibc.py [node_modules/@jazzer.js/fuzzer/prebuilds/fuzzer-linux-x64.node]
 """
+import os
 import struct
 import sys
 
@@ -97,8 +98,16 @@ def patch(path: str) -> int:
         a = vers[by_ver[v]][1]
         flags, = struct.unpack_from("<H", b, a + 4)
         struct.pack_into("<H", b, a + 4, flags | VER_FLG_WEAK)
-    with open(path, "wb") as f:
+    with open(path, "rb") as f:
+        if f.read() == bytes(b):
+            print(f"{path}: already patched")
+            return 0
+    # never rewrite in place: a running fuzzer has the addon mapped (a truncate under it is SIGBUS)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
         f.write(b)
+    os.chmod(tmp, os.stat(path).st_mode)
+    os.replace(tmp, path)
     print(f"{path}: {changed} imports moved to older versions; {b', '.join(sorted(too_new)).decode()} made weak")
     return 0
 
