@@ -11,8 +11,10 @@
 //   flags bit 1: also write that hash into the index (so the store opens with it)
 //   flags bit 2: ask for layer (flags >> 4) & 3;  bit 3: ask for dtype fp32 (else none)
 // Invariants: no crash or hang; every rejection is a StoreError with a message.
-// (What an accepted manifest holds is reported by scripts/fuzz.sh as a count only; see
-// bench/results/fuzz-2026-12-01.md.)
+// Not an invariant (readManifest is not ours to change here), only recorded: when a
+// store opens although its identity has a field of the wrong kind (a dtype that is not
+// CODECS' own key, a non-integer or negative hidden/layer/maxLength/stride), the field
+// and value are appended to $ER_FUZZ_NOTES, when set.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -32,6 +34,16 @@ db.exec(INDEX_SCHEMA);
 const setHash = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('identityHash', ?)");
 setHash.run(seed.identityHash);
 let indexHash = seed.identityHash;
+
+const { CODECS } = lib('store/format');
+function note(id) {
+  const bad = [];
+  if (!Object.prototype.hasOwnProperty.call(CODECS, id.dtype)) bad.push(`dtype=${JSON.stringify(id.dtype)}`);
+  for (const k of ['hidden', 'layer', 'maxLength', 'stride']) {
+    if (!Number.isInteger(id[k]) || id[k] < 0) bad.push(`${k}=${JSON.stringify(id[k])}`);
+  }
+  if (bad.length) fs.appendFileSync(process.env.ER_FUZZ_NOTES, `accepted: ${bad.join(' ')}\n`);
+}
 
 module.exports.fuzz = async function (data) {
   if (data.length < 1) return;
@@ -67,6 +79,7 @@ module.exports.fuzz = async function (data) {
   }
   try {
     store.stats();
+    if (process.env.ER_FUZZ_NOTES) note(store.identity);
   } finally {
     store.close();
   }
