@@ -102,6 +102,10 @@ export function writeSessionMetrics(w: PromWriter, perTask: readonly { task: str
     const samples = perTask.filter((t) => isHist(t.m[field])).map((t) => ({ labels: { task: t.task }, hist: t.m[field] as Hist, scale }));
     if (samples.length) w.histogram(name, help, samples);
   }
+  const writeErrors = perTask.filter((t) => typeof (t.m as Record<string, unknown>).writeErrors === 'number').map((t) => ({ labels: { task: t.task }, value: (t.m as Record<string, number>).writeErrors }));
+  if (writeErrors.length) w.counter('er_session_write_errors_total', 'read-through writes to the store that failed (the requests were answered)', writeErrors);
+  const writesPending = perTask.filter((t) => typeof (t.m as Record<string, unknown>).writesPending === 'number').map((t) => ({ labels: { task: t.task }, value: (t.m as Record<string, number>).writesPending }));
+  if (writesPending.length) w.gauge('er_session_writes_pending', 'read-through writes waiting to go to the store', writesPending);
   const queued = perTask.filter((t) => typeof t.m.queued === 'number').map((t) => ({ labels: { task: t.task }, value: t.m.queued as number }));
   if (queued.length) w.gauge('er_session_queued_inputs', 'inputs waiting in the queue now (--max-queue bounds it)', queued);
 }
