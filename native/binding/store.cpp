@@ -3,6 +3,7 @@
 #include <napi.h>
 #include "binding/args.h"
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <unistd.h>

@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 namespace er {
@@ -78,6 +79,7 @@ Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int dep
     free_buffers();
     throw;
   }
+  if (const char* ra = std::getenv("ER_PREFETCH_READAHEAD")) read_ahead_ = std::string(ra) != "0";
   if (threaded_) thread_ = std::thread([this] { run(); });
 }
 
@@ -148,7 +150,7 @@ void Prefetcher::advise(uint64_t batch) {
 void Prefetcher::fill(Slot& s, uint64_t batch) {
   uint64_t t0 = now_ns();
   // the thread reads ahead: ask the kernel for the next batch's pages while this one decodes
-  if (threaded_) advise(batch + 1);
+  if (threaded_ && read_ahead_) advise(batch + 1);
   const uint32_t H = plan_.hidden;
   uint32_t first = plan_.batch_start[batch], last = plan_.batch_start[batch + 1];
   uint32_t rows = last - first, T = 0;

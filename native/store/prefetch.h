@@ -106,6 +106,9 @@ class Prefetcher {
   std::shared_ptr<RingPool> pool_;
   Plan plan_;
   bool verify_;
+  // the thread asks the kernel (madvise WILLNEED) for the next batch's pages while it
+  // decodes the current one; ER_PREFETCH_READAHEAD=0 switches that off (measurements)
+  bool read_ahead_ = true;
   bool threaded_;
   uint32_t max_rows_, max_tokens_;
   std::vector<Slot> slots_;
