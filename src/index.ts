@@ -31,6 +31,8 @@ export { trainTask, evalTask } from './tasks/runner';
 export { InferenceSession } from './infer/session';
 export { QueueFullError } from './infer/session';
 export type { PredictInput, PredictOptions, SessionOptions, SessionMetrics } from './infer/session';
+export { createServer, SERVE_DEFAULTS } from './serve/server';
+export type { Server, ServerOptions, ServedSession, RequestLog } from './serve/server';
 export type { HistogramSnapshot } from './infer/histogram';
 export { readJsonlExamples, readConll } from './tasks/data';
 export { classificationMetrics, entityMetrics, tokenMetrics } from './tasks/metrics';
