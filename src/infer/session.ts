@@ -47,6 +47,8 @@ export interface SessionOptions {
 export interface PredictOptions {
   /** aborts the request (e.g. AbortSignal.timeout(500)); it rejects with an AbortError and leaves the others alone */
   signal?: AbortSignal;
+  /** called once with the request's own timings before it resolves: time queued, and from its first batch to its answer */
+  onTiming?: (t: { queueMs: number; computeMs: number }) => void;
 }
 
 /** A request: a text (classification, or NER on whitespace-split words) or pre-split words (NER). */
@@ -112,6 +114,7 @@ interface Pending {
   started: number;
   done: boolean;
   decode: (logits: Float32Array[]) => (ClassPrediction | NerPrediction)[];
+  onTiming?: (t: { queueMs: number; computeMs: number }) => void;
   resolve: (v: (ClassPrediction | NerPrediction)[]) => void;
   reject: (e: unknown) => void;
   cleanup: () => void;
@@ -243,7 +246,7 @@ export class InferenceSession {
     return new Promise((resolve, reject) => {
       const p: Pending = {
         rows: prepared.rows, logits: new Array(prepared.rows.length), next: 0, left: prepared.rows.length,
-        enqueued: performance.now(), started: 0, done: false, decode: prepared.decode,
+        enqueued: performance.now(), started: 0, done: false, decode: prepared.decode, onTiming: opts.onTiming,
         resolve: (v) => {
           p.cleanup();
           resolve(v);
@@ -393,7 +396,13 @@ export class InferenceSession {
           t.p.logits[t.i] = ev.logits[j];
           if (--t.p.left === 0) {
             t.p.done = true;
-            this.hist.computeMs.observe(performance.now() - t.p.started);
+            const computeMs = performance.now() - t.p.started;
+            this.hist.computeMs.observe(computeMs);
+            try {
+              t.p.onTiming?.({ queueMs: t.p.started - t.p.enqueued, computeMs });
+            } catch {
+              // a caller's callback does not break the batch
+            }
             let out: (ClassPrediction | NerPrediction)[];
             try {
               out = t.p.decode(t.p.logits as Float32Array[]);

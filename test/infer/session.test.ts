@@ -39,7 +39,10 @@ describe('InferenceSession batching', () => {
   it('concurrent predict() calls are batched together and return exactly what one-by-one calls return', async () => {
     const s = await InferenceSession.open(taskDir, { maxDelayMs: 5, maxBatchTokens: 4096 });
     const one: Cls[] = [];
-    for (const t of texts) one.push(...((await s.predict([{ text: t }])) as Cls[]));
+    const timings: { queueMs: number; computeMs: number }[] = [];
+    for (const t of texts) one.push(...((await s.predict([{ text: t }], { onTiming: (x) => timings.push(x) })) as Cls[]));
+    expect(timings).toHaveLength(texts.length);
+    expect(timings.every((x) => x.queueMs >= 0 && x.computeMs > 0)).toBe(true);
     const before = s.metrics().batches;
     const together = (await Promise.all(texts.map((t) => s.predict([{ text: t }])))).flat() as Cls[];
     expectSame(together, one);
