@@ -1,5 +1,6 @@
 import * as path from 'path';
 import type { Command } from 'commander';
+import { EmbeddingSession } from '../infer/embed';
 import { InferenceSession, SessionOptions } from '../infer/session';
 import { createServer, SERVE_DEFAULTS, ServedSession } from '../serve/server';
 
@@ -18,8 +19,8 @@ function positive(name: string, v: string | undefined): number | undefined {
 }
 
 /** `--task DIR` (named by the directory's base name) or `--task NAME=DIR`. */
-export function parseTaskFlags(flags: readonly string[]): { name: string; dir: string }[] {
-  if (!flags.length) throw new Error('give at least one --task DIR (or --task NAME=DIR)');
+export function parseTaskFlags(flags: readonly string[], allowNone = false): { name: string; dir: string }[] {
+  if (!flags.length && !allowNone) throw new Error('give at least one --task DIR (or --task NAME=DIR), or --model DIR to serve embeddings');
   const out: { name: string; dir: string }[] = [];
   for (const f of flags) {
     const eq = f.indexOf('=');
@@ -37,12 +38,13 @@ export function parseTaskFlags(flags: readonly string[]): { name: string; dir: s
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('serve trained tasks over HTTP: POST /v1/predict, GET /health, GET /metrics (Prometheus)')
+    .description('serve trained tasks over HTTP: POST /v1/predict, GET /health, GET /metrics (Prometheus); with --model, sentence embeddings at POST /embed')
     .option('--task <dir>', 'task directory from er train, named by its base name, or NAME=DIR (repeat for several tasks)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--port <n>', 'port (0: any free port)', String(SERVE_DEFAULTS.port))
     .option('--host <addr>', 'address to listen on', SERVE_DEFAULTS.host)
-    .option('--model <dir>', 'base model directory for every task (default: the one in each task.json)')
-    .option('--store <dir>', 'activation store for every task (default: the one in each task.json)')
+    .option('--model <dir>', 'base model directory for every task (default: the one in each task.json); also serves POST /embed (sentence embeddings) from it')
+    .option('--store <dir>', 'activation store for every task (default: the one in each task.json) and for /embed')
+    .option('--pooling <kind>', 'pooling of /embed: mean or cls', 'mean')
     .option('--read-through', 'store the activations of texts not in the store (takes the store\'s writer lock: one such process per store)')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--max-batch-tokens <n>', 'token budget of one batch', '8192')
@@ -53,7 +55,7 @@ export function registerServe(program: Command): void {
     .option('--timeout-ms <ms>', 'answer 504 to a request not done within this time (default: no limit)')
     .option('--log <format>', 'one line per request on stdout: json, or none', 'none')
     .action(async (f: Record<string, string | boolean | string[] | undefined>) => {
-      const tasks = parseTaskFlags(f.task as string[]);
+      const tasks = parseTaskFlags(f.task as string[], typeof f.model === 'string');
       if (f.log !== 'json' && f.log !== 'none') throw new Error(`--log must be json or none, got ${JSON.stringify(f.log)}`);
       const serverOpts = {
         port: int('--port', f.port as string, 0, 65535),
@@ -84,7 +86,21 @@ export function registerServe(program: Command): void {
         for (const s of sessions.values()) await s.close();
         throw err;
       }
-      const server = createServer(sessions, serverOpts);
+      let embedder: EmbeddingSession | undefined;
+      if (typeof f.model === 'string') {
+        if (f.pooling !== 'mean' && f.pooling !== 'cls') throw new Error(`--pooling must be mean or cls, got ${JSON.stringify(f.pooling)}`);
+        try {
+          embedder = await EmbeddingSession.open(f.model, {
+            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling,
+            maxBatchTokens: sessionOpts.maxBatchTokens, maxDelayMs: sessionOpts.maxDelayMs, maxQueue: sessionOpts.maxQueue,
+          });
+        } catch (err) {
+          for (const s of sessions.values()) await s.close();
+          throw err;
+        }
+        process.stderr.write(`embed: ${f.model} (${f.pooling} pooling, ${embedder.maxLength} tokens${embedder.store ? `, store ${embedder.store.dir}` : ''})\n`);
+      }
+      const server = createServer(sessions, { ...serverOpts, embedder });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) {

@@ -275,7 +275,7 @@ export class Encoder {
   }
 
   /** sentence-transformers' max_seq_length for this model directory, else the model's limit. */
-  private sentenceMaxLength(): number {
+  sentenceMaxLength(): number {
     try {
       const cfg = JSON.parse(fs.readFileSync(path.join(this.checkpoint.dir, 'sentence_bert_config.json'), 'utf8')) as { max_seq_length?: unknown };
       const n = cfg.max_seq_length;

@@ -28,6 +28,13 @@ export interface ServedSession {
   close(): void | Promise<void>;
 }
 
+/** What the server needs of an embedding service: `EmbeddingSession` (src/infer/embed.ts) is one. */
+export interface ServedEmbedder {
+  embed(texts: readonly string[], opts?: { normalize?: boolean; refuseLong?: boolean; signal?: AbortSignal; onTiming?: (t: RequestTiming) => void }): Promise<Float32Array[]>;
+  metrics?(): Partial<SessionMetrics>;
+  close(): void | Promise<void>;
+}
+
 /** One line per request (`er serve --log json`). */
 export interface RequestLog {
   time: string;
@@ -57,6 +64,8 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** called once per request, after its response was sent or its client went away */
   log?: (line: RequestLog) => void;
+  /** serves POST /embed (text-embeddings-inference's request and response shapes) */
+  embedder?: ServedEmbedder;
 }
 
 export interface Server {
@@ -132,7 +141,8 @@ class HttpError extends Error {
  */
 export function createServer(tasks: Map<string, ServedSession> | Record<string, ServedSession>, options: ServerOptions = {}): Server {
   const sessions = new Map(tasks instanceof Map ? tasks : Object.entries(tasks));
-  if (!sessions.size) throw new Error('createServer: no tasks to serve');
+  const embedder = options.embedder;
+  if (!sessions.size && !embedder) throw new Error('createServer: no tasks and no embedding model to serve');
   const o = {
     port: options.port ?? SERVE_DEFAULTS.port,
     host: options.host ?? SERVE_DEFAULTS.host,
@@ -215,7 +225,7 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     reply.code(status).send({ error: message });
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}; routes: POST /v1/predict, GET /health, GET /metrics` });
+    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}; routes: ${embedder ? 'POST /embed, ' : ''}POST /v1/predict, GET /health, GET /metrics` });
   });
 
   const str = { type: 'string', maxLength: o.maxTextChars };
@@ -265,6 +275,60 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     }
   });
 
+  // text-embeddings-inference's /embed: {"inputs": "..." | ["...", ...], "normalize": true, "truncate": false}
+  // -> [[...], ...]; a text longer than the model takes is a 413 unless truncate is true;
+  // errors are {"error", "error_type"} as that server sends them
+  const embedSchema = {
+    type: 'object',
+    required: ['inputs'],
+    properties: {
+      inputs: { oneOf: [str, { type: 'array', minItems: 1, maxItems: o.maxInputs, items: str }] },
+      normalize: { type: 'boolean' },
+      truncate: { type: 'boolean' },
+    },
+  };
+  if (embedder) {
+    app.post<{ Body: { inputs: string | string[]; normalize?: boolean; truncate?: boolean } }>('/embed', {
+      schema: { body: embedSchema },
+      errorHandler: (err: Error & { statusCode?: number; code?: string }, request, reply) => {
+        const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+        let message = err.message;
+        if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') message = `body: not valid JSON (${err.message})`;
+        if (status >= 500) request.er.error = message;
+        const type = status === 429 ? 'Overloaded' : status === 504 || status === CLIENT_CLOSED ? 'Backend' : status < 500 ? 'Validation' : 'Backend';
+        reply.code(status).send({ error: message, error_type: type });
+      },
+    }, async (request, reply) => {
+      const { inputs, normalize, truncate } = request.body;
+      const texts = typeof inputs === 'string' ? [inputs] : inputs;
+      request.er.task = 'embed';
+      request.er.inputs = texts.length;
+      const gone = new AbortController();
+      const onClose = () => { if (!reply.raw.writableFinished) gone.abort(); };
+      reply.raw.once('close', onClose);
+      const signal = options.timeoutMs ? AbortSignal.any([gone.signal, AbortSignal.timeout(options.timeoutMs)]) : gone.signal;
+      try {
+        const out = await embedder.embed(texts, { normalize: normalize ?? true, refuseLong: truncate !== true, signal, onTiming: (t) => { request.er.timing = t; } });
+        return reply.send(out.map((e) => Array.from(e)));
+      } catch (err) {
+        const e = err as Error & { code?: string };
+        if (e.code === 'ER_QUEUE_FULL') {
+          reply.header('retry-after', '1');
+          throw new HttpError(429, e.message);
+        }
+        if (isAbort(e) || signal.aborted) {
+          if (gone.signal.aborted) throw new HttpError(CLIENT_CLOSED, 'client closed the connection');
+          throw new HttpError(504, `timed out after ${options.timeoutMs} ms`);
+        }
+        if (e instanceof RangeError) throw new HttpError(413, e.message);
+        if (e instanceof TypeError) throw new HttpError(422, e.message);
+        throw e;
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    });
+  }
+
   app.get('/health', async () => ({ status: 'ok' }));
 
   app.get('/metrics', async (_request, reply) => {
@@ -279,6 +343,13 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
         perTask.push({ task, m: s.metrics() });
       } catch {
         // a session that cannot report is left out of this scrape, not a failed scrape
+      }
+    }
+    if (embedder && typeof embedder.metrics === 'function') {
+      try {
+        perTask.push({ task: 'embed', m: embedder.metrics() });
+      } catch {
+        // left out of this scrape
       }
     }
     writeSessionMetrics(w, perTask);
@@ -307,6 +378,13 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
         await s.close();
       } catch (err) {
         errors.push(`${name}: ${(err as Error).message}`);
+      }
+    }
+    if (embedder) {
+      try {
+        await embedder.close();
+      } catch (err) {
+        errors.push(`embed: ${(err as Error).message}`);
       }
     }
     if (errors.length) throw new Error(`closing sessions failed: ${errors.join('; ')}`);
