@@ -255,7 +255,20 @@ function readManifest(dir: string): Manifest {
   if (identityHash(m.identity) !== m.identityHash) {
     throw new StoreError(`${file}: corrupt manifest (the identity hash does not match its fields); the store cannot be trusted`);
   }
-  if (!(m.identity.dtype in CODECS)) throw new StoreError(`${file}: unknown dtype ${JSON.stringify(m.identity.dtype)}`);
+  const id = m.identity as unknown as Record<string, unknown>;
+  if (typeof id.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(CODECS, id.dtype)) {
+    throw new StoreError(`${file}: unknown dtype ${JSON.stringify(id.dtype)} (known: ${Object.keys(CODECS).join(', ')}); the store cannot be trusted`);
+  }
+  for (const k of ['modelFingerprint', 'family', 'tokenizerFingerprint'] as const) {
+    if (typeof id[k] !== 'string' || (id[k] as string).length === 0) throw new StoreError(`${file}: corrupt manifest (identity.${k} must be a non-empty string); the store cannot be trusted`);
+  }
+  const ranges = { hidden: [1, 1 << 20], layer: [0, 1 << 16], maxLength: [1, 1 << 24], stride: [0, 1 << 24] } as const;
+  for (const [k, [lo, hi]] of Object.entries(ranges)) {
+    const v = id[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+      throw new StoreError(`${file}: corrupt manifest (identity.${k} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}); the store cannot be trusted`);
+    }
+  }
   return m;
 }
 
