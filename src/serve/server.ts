@@ -228,6 +228,38 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}; routes: ${embedder ? 'POST /embed, ' : ''}POST /v1/predict, GET /health, GET /metrics` });
   });
 
+  /**
+   * Runs a request's work with a signal that the client going away (or the deadline)
+   * aborts inside the session, and maps what the session throws to HTTP: a full queue
+   * is 429, an abort 499 or 504, then `mapError`'s own cases.
+   */
+  async function served(
+    request: FastifyRequest, reply: FastifyReply,
+    work: (opts: { signal: AbortSignal; onTiming: (t: RequestTiming) => void }) => Promise<unknown>,
+    mapError: (e: Error) => HttpError | null,
+  ): Promise<unknown> {
+    const gone = new AbortController();
+    const onClose = () => { if (!reply.raw.writableFinished) gone.abort(); };
+    reply.raw.once('close', onClose);
+    const signal = options.timeoutMs ? AbortSignal.any([gone.signal, AbortSignal.timeout(options.timeoutMs)]) : gone.signal;
+    try {
+      return await work({ signal, onTiming: (t) => { request.er.timing = t; } });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (e.code === 'ER_QUEUE_FULL') {
+        reply.header('retry-after', '1');
+        throw new HttpError(429, e.message);
+      }
+      if (isAbort(e) || signal.aborted) {
+        if (gone.signal.aborted) throw new HttpError(CLIENT_CLOSED, 'client closed the connection');
+        throw new HttpError(504, `timed out after ${options.timeoutMs} ms`);
+      }
+      throw mapError(e) ?? e;
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+  }
+
   const str = { type: 'string', maxLength: o.maxTextChars };
   const predictSchema = {
     type: 'object',
@@ -250,29 +282,10 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     request.er.task = task;
     request.er.inputs = inputs.length;
     checkInputs(session.spec.task, inputs, o.maxTextChars);
-    // the client going away (or the deadline) aborts the request inside the session
-    const gone = new AbortController();
-    const onClose = () => { if (!reply.raw.writableFinished) gone.abort(); };
-    reply.raw.once('close', onClose);
-    const signal = options.timeoutMs ? AbortSignal.any([gone.signal, AbortSignal.timeout(options.timeoutMs)]) : gone.signal;
-    try {
-      const predictions = await session.predict(inputs as unknown as PredictInput[], { signal, onTiming: (t) => { request.er.timing = t; } });
-      return reply.send({ predictions });
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      if (e.code === 'ER_QUEUE_FULL') {
-        reply.header('retry-after', '1');
-        throw new HttpError(429, e.message);
-      }
-      if (isAbort(e) || signal.aborted) {
-        if (gone.signal.aborted) throw new HttpError(CLIENT_CLOSED, 'client closed the connection');
-        throw new HttpError(504, `timed out after ${options.timeoutMs} ms`);
-      }
-      if (e instanceof TypeError) throw new HttpError(400, `inputs: ${e.message}`);
-      throw e;
-    } finally {
-      reply.raw.off('close', onClose);
-    }
+    return served(request, reply, async (opts) => reply.send({ predictions: await session.predict(inputs as unknown as PredictInput[], opts) }), (e) => {
+      if (e instanceof TypeError) return new HttpError(400, `inputs: ${e.message}`);
+      return null;
+    });
   });
 
   // text-embeddings-inference's /embed: {"inputs": "..." | ["...", ...], "normalize": true, "truncate": false}
@@ -303,29 +316,12 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
       const texts = typeof inputs === 'string' ? [inputs] : inputs;
       request.er.task = 'embed';
       request.er.inputs = texts.length;
-      const gone = new AbortController();
-      const onClose = () => { if (!reply.raw.writableFinished) gone.abort(); };
-      reply.raw.once('close', onClose);
-      const signal = options.timeoutMs ? AbortSignal.any([gone.signal, AbortSignal.timeout(options.timeoutMs)]) : gone.signal;
-      try {
-        const out = await embedder.embed(texts, { normalize: normalize ?? true, refuseLong: truncate !== true, signal, onTiming: (t) => { request.er.timing = t; } });
-        return reply.send(out.map((e) => Array.from(e)));
-      } catch (err) {
-        const e = err as Error & { code?: string };
-        if (e.code === 'ER_QUEUE_FULL') {
-          reply.header('retry-after', '1');
-          throw new HttpError(429, e.message);
-        }
-        if (isAbort(e) || signal.aborted) {
-          if (gone.signal.aborted) throw new HttpError(CLIENT_CLOSED, 'client closed the connection');
-          throw new HttpError(504, `timed out after ${options.timeoutMs} ms`);
-        }
-        if (e instanceof RangeError) throw new HttpError(413, e.message);
-        if (e instanceof TypeError) throw new HttpError(422, e.message);
-        throw e;
-      } finally {
-        reply.raw.off('close', onClose);
-      }
+      const refuseLong = truncate !== true;
+      return served(request, reply, async (opts) => reply.send((await embedder.embed(texts, { normalize: normalize ?? true, refuseLong, ...opts })).map((e) => Array.from(e))), (e) => {
+        if (e instanceof RangeError) return new HttpError(413, e.message);
+        if (e instanceof TypeError) return new HttpError(422, e.message);
+        return null;
+      });
     });
   }
 
