@@ -5,12 +5,13 @@
  */
 import type { Encoder } from '../model/encoder';
 import type { Encoded } from '../model/tokenizer';
+import { IGNORE, Row } from '../train/rows';
 import type { TextExample, WordsExample } from './data';
 
-export type TaskKind = 'classification' | 'ner';
+export { IGNORE };
+export type { Row };
 
-/** Label index used for tokens the loss ignores. */
-export const IGNORE = -100;
+export type TaskKind = 'classification' | 'ner';
 
 /** Labels seen in training, in a fixed order (sorted; NER puts O first). */
 export class LabelMap {
@@ -40,17 +41,6 @@ export class LabelMap {
   indexOf(label: string): number {
     return this.index.get(label) ?? -1;
   }
-}
-
-/** One model input row (a text, or one window of a sentence). */
-export interface Row {
-  /** index of the example the row belongs to */
-  example: number;
-  encoding: Encoded;
-  /** sequence: one label; token: one per token (IGNORE where not scored) */
-  labels: Int32Array;
-  /** NER: for each token, the index of the word it starts (its first sub-word), else -1 */
-  wordStart?: Int32Array;
 }
 
 export interface PrepareReport {

@@ -53,12 +53,12 @@ export interface TrainTaskOptions extends DataOptions {
   onEpoch?: (r: EpochRecord) => void;
 }
 
-interface Loaded {
+export interface Loaded {
   text?: TextExample[];
   words?: WordsExample[];
 }
 
-function loadData(task: TaskKind, file: string, o: DataOptions, requireLabels: boolean): Loaded {
+export function loadData(task: TaskKind, file: string, o: DataOptions, requireLabels: boolean): Loaded {
   const bad: BadLine[] = [];
   const onBad = (b: BadLine) => {
     if (o.onBadLine !== 'skip') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
@@ -75,7 +75,7 @@ function loadData(task: TaskKind, file: string, o: DataOptions, requireLabels: b
   return { words: readConll(file, { tagColumn: o.tagColumn, tags: requireLabels, onBad }) };
 }
 
-async function rowsOf(task: TaskKind, encoder: Encoder, data: Loaded, labels: LabelMap | null, maxLength: number): Promise<{ rows: Row[]; report: PrepareReport }> {
+export async function rowsOf(task: TaskKind, encoder: Encoder, data: Loaded, labels: LabelMap | null, maxLength: number): Promise<{ rows: Row[]; report: PrepareReport }> {
   return task === 'classification' ? classificationRows(encoder, data.text!, labels, maxLength) : nerRows(encoder, data.words!, labels, maxLength);
 }
 
@@ -105,7 +105,7 @@ export function headline(task: TaskKind, m: Record<string, unknown>): string {
     : `entity F1 ${(m.entityF1 as number).toFixed(4)} (P ${(m.entityPrecision as number).toFixed(4)}, R ${(m.entityRecall as number).toFixed(4)}; strict ${(m.strictEntityF1 as number).toFixed(4)}), token micro-F1 ${(m.tokenMicroF1 as number).toFixed(4)}`;
 }
 
-function reportPrep(file: string, r: PrepareReport, task: TaskKind, warn?: (m: string) => void): void {
+export function reportPrep(file: string, r: PrepareReport, task: TaskKind, warn?: (m: string) => void): void {
   if (r.truncated) warn?.(`${file}: ${r.truncated} text(s) longer than the max length were truncated`);
   if (r.windowed) warn?.(`${file}: ${r.windowed} sentence(s) longer than the max length were split into windows`);
   if (r.unknown.length) {
@@ -191,22 +191,6 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
   } finally {
     store?.close();
     encoder.close();
-  }
-}
-
-/** Evaluates a task directory on a labeled file. */
-export async function evalTask(taskDir: string, file: string, o: DataOptions & { model?: string; store?: string; threads?: number; batchSize?: number } = {}): Promise<{ metrics: Record<string, unknown>; loss: number; unknown: PrepareReport['unknown'] }> {
-  const spec = readTaskDir(taskDir);
-  const { InferenceSession } = await import('../infer/session');
-  const session = await InferenceSession.open(taskDir, { model: o.model, store: o.store, threads: o.threads, batchSize: o.batchSize });
-  try {
-    const data = loadData(spec.task, file, { ...o, fields: o.fields ?? spec.fields, tagColumn: o.tagColumn ?? spec.fields.tagColumn }, true);
-    const { rows, report } = await rowsOf(spec.task, session.encoder, data, session.labels, spec.maxLength);
-    reportPrep(file, report, spec.task, o.warn);
-    const ev = await evaluate(session.model, rows, { store: session.store, batchSize: o.batchSize });
-    return { metrics: taskMetrics(spec.task, session.labels, data, rows, ev.logits), loss: ev.loss, unknown: report.unknown };
-  } finally {
-    session.close();
   }
 }
 

@@ -12,7 +12,7 @@ import type { Encoder } from '../model/encoder';
 import type { ActivationStore } from '../store/store';
 import type { Tensor } from '../tensor/tensor';
 import { native } from '../native/binding';
-import { IGNORE, Row } from '../tasks/features';
+import { IGNORE, Row } from './rows';
 import { linearSchedule, TaskModel, TrainInput } from './model';
 
 /** A seeded generator (mulberry32), so shuffles repeat. */
