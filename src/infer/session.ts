@@ -7,12 +7,13 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Encoder } from '../model/encoder';
+import type { Encoder } from '../model/encoder';
 import { weightFingerprintAsync } from '../model/checkpoint';
 import { ActivationStore } from '../store/store';
 import { TaskModel } from '../train/model';
 import { evaluate } from '../train/loop';
 import { Batcher, BatcherMetrics, BatcherOptions, SubmitOptions } from './batcher';
+import { acquireEncoder, acquireReadStore } from './shared';
 import type { Tensor } from '../tensor/tensor';
 import type { TextExample, WordsExample } from '../tasks/data';
 import { classificationRows, LabelMap, nerRows, Row } from '../tasks/features';
@@ -68,6 +69,8 @@ export class InferenceSession {
     readonly store: ActivationStore | undefined,
     private readonly readThrough: boolean,
     batching: BatcherOptions,
+    /** gives back the shared encoder and store (last first) */
+    private readonly releases: (() => void)[],
   ) {
     this.batcher = new Batcher<Row, Float32Array>(batching, (r) => r.encoding.ids.length, (rows) => this.compute(rows), 'the inference session is closed');
   }
@@ -78,7 +81,9 @@ export class InferenceSession {
     const spec = readTaskDir(taskDir);
     const modelDir = opts.model ?? spec.modelDir;
     if (!fs.existsSync(modelDir)) throw new Error(`${path.join(taskDir, 'task.json')}: its base model ${modelDir} does not exist; pass the model directory (--model)`);
-    const encoder = await Encoder.load(modelDir, { threads: opts.threads });
+    const enc = await acquireEncoder(modelDir, opts.threads);
+    const encoder = enc.value;
+    const releases = [enc.release];
     try {
       const fp = await weightFingerprintAsync(encoder.checkpoint, encoder.numLayers);
       if (fp !== spec.modelFingerprint) {
@@ -92,17 +97,25 @@ export class InferenceSession {
       let store: ActivationStore | undefined;
       const storeDir = opts.store ?? spec.storeDir ?? undefined;
       if (model.recycled && storeDir && fs.existsSync(path.join(storeDir, 'manifest.json'))) {
-        store = await ActivationStore.open(storeDir, { encoder, layer: spec.k, write: Boolean(opts.readThrough) });
+        // a reader is shared by the sessions of this process; the one writer is not
+        if (opts.readThrough) {
+          const w = await ActivationStore.open(storeDir, { encoder, layer: spec.k, write: true });
+          store = w;
+          releases.push(() => w.close());
+        } else {
+          const r = await acquireReadStore(storeDir, encoder, spec.k);
+          store = r.value;
+          releases.push(r.release);
+        }
         if (store.identity.maxLength !== spec.maxLength) {
-          store.close();
           throw new Error(`${storeDir}: refused: windows of ${store.identity.maxLength} tokens, the task was trained on ${spec.maxLength}`);
         }
       }
       return new InferenceSession(
-        spec, encoder, model, new LabelMap(spec.labels), store, Boolean(opts.readThrough && store), batching,
+        spec, encoder, model, new LabelMap(spec.labels), store, Boolean(opts.readThrough && store), batching, releases,
       );
     } catch (err) {
-      encoder.close();
+      for (const r of releases.reverse()) r();
       throw err;
     }
   }
@@ -215,8 +228,7 @@ export class InferenceSession {
     this.closed ??= (async () => {
       await this.batcher.close();
       await this.writes;
-      this.store?.close();
-      this.encoder.close();
+      for (const r of [...this.releases].reverse()) r();
     })();
     return this.closed;
   }

@@ -152,3 +152,23 @@ describe('the inference-only task model', () => {
     enc.close();
   });
 });
+
+describe('sessions of one process share the encoder and the store reader', () => {
+  it('two tasks on one base model hold one encoder and one reader; the last close releases them', async () => {
+    const a = await InferenceSession.open(taskDir);
+    const b = await InferenceSession.open(taskDir);
+    expect(b.encoder).toBe(a.encoder);
+    expect(b.store).toBe(a.store);
+    const want = await a.predict([{ text: texts[0] }]);
+    await a.close();
+    // the other session goes on with the shared encoder and reader
+    expect(await b.predict([{ text: texts[0] }])).toEqual(want);
+    await b.close();
+    await expect(b.encoder.embed(['x'])).rejects.toThrow(/closed/);
+    // a new session opens them again
+    const c = await InferenceSession.open(taskDir);
+    expect(c.encoder).not.toBe(a.encoder);
+    expect(await c.predict([{ text: texts[0] }])).toEqual(want);
+    await c.close();
+  });
+});
