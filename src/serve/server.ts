@@ -8,6 +8,7 @@
  *   GET  /health      ->  {"status": "ok"}
  *   GET  /metrics     ->  Prometheus text format
  */
+import { monitorEventLoopDelay } from 'perf_hooks';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'net';
 import type { PredictInput } from '../infer/session';
@@ -167,6 +168,10 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors[0] as AjvError, dataVar, o)),
   });
+
+  // the event loop's delay while the server runs (what a blocking call would show)
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+  loopDelay.enable();
 
   // the HTTP layer's own metrics
   const httpCounts = new Map<string, { labels: Record<string, string>; value: number }>();
@@ -332,6 +337,11 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
     w.counter('er_http_requests_total', 'HTTP requests answered, by route, task and status (499: the client went away first)', [...httpCounts.values()]);
     w.histogram('er_http_request_duration_seconds', 'HTTP request latency, from the request\'s arrival to its response', [...httpLatency].map(([route, h]) => ({ labels: { route }, hist: h.snapshot(), scale: 1e-3 })));
     w.gauge('er_http_requests_in_flight', 'HTTP requests being handled', [{ labels: {}, value: inFlight }]);
+    w.gauge('er_event_loop_delay_seconds', 'event-loop delay since the server started (perf_hooks.monitorEventLoopDelay, 5 ms resolution)', [
+      { labels: { quantile: '0.5' }, value: loopDelay.percentile(50) / 1e9 },
+      { labels: { quantile: '0.99' }, value: loopDelay.percentile(99) / 1e9 },
+      { labels: { quantile: '1' }, value: loopDelay.max / 1e9 },
+    ]);
     const perTask: { task: string; m: Partial<SessionMetrics> }[] = [];
     for (const [task, s] of sessions) {
       if (typeof s.metrics !== 'function') continue;
@@ -356,6 +366,7 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
   let closed: Promise<void> | undefined;
   async function doClose(): Promise<void> {
     closing = true;
+    loopDelay.disable();
     // stop listening at once; fastify answers 503 to requests that arrive from now on
     const appClosed = app.close();
     // every accepted request (its headers arrived before the close) gets its answer

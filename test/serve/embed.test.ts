@@ -61,6 +61,7 @@ describe('POST /embed', () => {
     expect((await post({ inputs: 'x', normalize: 'yes' })).status).toBe(400);
     const m = await (await fetch(`${url}/metrics`)).text();
     expect(m).toMatch(/task="embed"/);
+    expect(m).toMatch(/er_event_loop_delay_seconds\{quantile="0\.99"\} \d/);
     expect(m).toMatch(/er_http_requests_total\{route="\/embed",task="embed",status="200"\} [1-9]/);
   });
 });
