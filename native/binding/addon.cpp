@@ -303,6 +303,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       o.Set("mappedBytes", (double)enc_->weights.mapped_bytes());
       o.Set("ownedBytes", (double)enc_->weights.owned_bytes());
       o.Set("packedBytes", (double)er::encoder_packed_bytes(*enc_));
+      o.Set("workspaceBytes", (double)enc_->ws.held.load());
     }
     return o;
   }

@@ -21,6 +21,24 @@ void Workspace::reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads,
   grow(scores, (size_t)threads * T * T);
 }
 
+uint64_t Workspace::bytes() const {
+  return (qkv.capacity() + ctx.capacity() + t1.capacity() + ff.capacity() + scores.capacity()) * 4 + in16.capacity() * 2;
+}
+
+void Workspace::trim(uint64_t keep) {
+  if (bytes() <= keep) {
+    held = bytes();
+    return;
+  }
+  std::vector<float>().swap(qkv);
+  std::vector<float>().swap(ctx);
+  std::vector<float>().swap(t1);
+  std::vector<float>().swap(ff);
+  std::vector<float>().swap(scores);
+  std::vector<uint16_t>().swap(in16);
+  held = 0;
+}
+
 int64_t mask_extent(const int32_t* mask, int64_t T) {
   int64_t e = T;
   while (e > 0 && mask[e - 1] == 0) e--;
@@ -183,7 +201,9 @@ std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const 
     }
   }
   ops().layernorm_forward(out, nullptr, nullptr, out, nullptr, e.ln_w, e.ln_b, N, H, c.eps);
-  return run_layers(enc, out, out, mask, B, T, 0, to_layer);
+  std::string r = run_layers(enc, out, out, mask, B, T, 0, to_layer);
+  enc.ws.trim(kWorkspaceKeepBytes);
+  return r;
 }
 
 std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
@@ -202,7 +222,9 @@ std::string encoder_forward_from(Encoder& enc, float* out, const float* hidden,
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
   enc.ws.reserve(N, H, c.intermediate, T, threads, enc.precision == Precision::BF16);
-  return run_layers(enc, hidden, out, mask, B, T, from_layer, to_layer);
+  std::string r = run_layers(enc, hidden, out, mask, B, T, from_layer, to_layer);
+  enc.ws.trim(kWorkspaceKeepBytes);
+  return r;
 }
 
 }  // namespace er

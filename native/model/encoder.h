@@ -7,6 +7,7 @@
 // forward_from(forward(x, k), k, L) equals forward(x, L) bit for bit.
 #pragma once
 #include <cstdint>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -50,12 +51,20 @@ struct LayerLinears {
   std::unique_ptr<Linear> qkv, out, ffn_in, ffn_out;
 };
 
-// Scratch buffers reused across calls; they only grow.
+// Scratch buffers reused across calls. They grow with the largest batch, and are freed
+// after a call that grew them past kWorkspaceKeepBytes (so one huge request does not pin
+// its memory for the life of the process).
 struct Workspace {
   std::vector<float> qkv, ctx, t1, ff, scores;  // (N,3H), (N,H) x2, (N,I), (threads,T,T)
   std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
   void reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16);
+  uint64_t bytes() const;
+  // frees every buffer when they hold more than `keep` bytes
+  void trim(uint64_t keep);
+  // bytes() as of the end of the last call, readable without the encoder's lock
+  std::atomic<uint64_t> held{0};
 };
+constexpr uint64_t kWorkspaceKeepBytes = uint64_t(256) << 20;
 
 struct Encoder {
   EncoderConfig cfg;

@@ -412,8 +412,12 @@ export class Encoder {
     }
   }
 
-  /** Bytes of weights mapped from disk, bytes converted into memory, and bytes of prepacked linear-layer weights. */
-  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number } {
+  /**
+   * Bytes of weights mapped from disk, bytes converted into memory, bytes of prepacked
+   * linear-layer weights, and bytes of scratch memory kept between calls (freed after a
+   * call that grew it past 256 MiB).
+   */
+  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number; workspaceBytes: number } {
     return this.live().memory();
   }
 

@@ -50,7 +50,7 @@ export interface NativeEncoder {
     toLayer: number,
     threads: number,
   ): Promise<Float32Array>;
-  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number };
+  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number; workspaceBytes: number };
   close(): void;
 }
 

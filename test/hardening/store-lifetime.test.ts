@@ -163,3 +163,23 @@ describe('store bookkeeping', () => {
     s.close();
   });
 });
+
+describe('scratch memory', () => {
+  it("one huge forward does not pin its scratch memory; an ordinary one keeps it for the next call", async () => {
+    const e = await Encoder.load(path.join(FIXTURES, 'tiny-bert'));
+    const T = Math.min(64, e.maxLength);
+    const small = await e.tokenize(['kidney disease', 'insulin'], { maxLength: T });
+    await e.forward(small);
+    const kept = e.memory().workspaceBytes;
+    expect(kept).toBeGreaterThan(0);
+    // about 320,000 tokens: its scratch (qkv, context, FFN) is far past 256 MiB
+    const B = Math.ceil(320_000 / T);
+    const ids = new Int32Array(B * T).fill(small.inputIds[0]);
+    const big = { batchSize: B, seqLen: T, inputIds: ids, attentionMask: new Int32Array(B * T).fill(1), tokenTypeIds: new Int32Array(B * T), positionIds: e.positionIdsFor(ids, B, T), encodings: [] };
+    await e.forward(big as never, { toLayer: 1 });
+    expect(e.memory().workspaceBytes).toBe(0);
+    await e.forward(small);
+    expect(e.memory().workspaceBytes).toBe(kept);
+    e.close();
+  });
+});
