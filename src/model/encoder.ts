@@ -137,6 +137,12 @@ export class Encoder {
     const threads = opts.threads === undefined ? addon.cpuInfo().defaultThreads : checkInt('threads', opts.threads, 1, 1024);
     const precision = opts.precision ?? 'fp32';
     if (precision !== 'fp32' && precision !== 'bf16') throw new TypeError(`precision must be 'fp32' or 'bf16', got ${String(precision)}`);
+    if (precision === 'bf16') {
+      const impl = addon.cpuInfo().bf16Matmul;
+      if (impl.startsWith('unavailable')) {
+        throw new TypeError(`precision 'bf16' needs oneDNN's bf16 matmul, which this CPU does not have (${impl}); use precision 'fp32'`);
+      }
+    }
     const s = ckpt.shape;
     const handle = new addon.NativeEncoder(
       {

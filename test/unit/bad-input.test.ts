@@ -240,3 +240,16 @@ describe('running an encoder', () => {
     expect(ticks).toBeGreaterThan(20);
   });
 });
+
+describe('bf16 on a CPU without a bf16 matmul', () => {
+  it('is refused at load with the reason, not left to fail in the first forward', () => {
+    const { spawnSync } = require('child_process') as typeof import('child_process');
+    const root = require('path').resolve(__dirname, '..', '..');
+    const script = `require(${JSON.stringify(root + '/lib')}).Encoder.load(${JSON.stringify(root + '/test/fixtures/tiny-bert')}, { precision: 'bf16' })` +
+      `.then(() => console.log('loaded'), (e) => console.log('refused: ' + e.message))`;
+    // oneDNN capped at AVX2 has no bf16 matmul
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2' } });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/refused: precision 'bf16' needs oneDNN's bf16 matmul, which this CPU does not have .*; use precision 'fp32'/);
+  });
+});
