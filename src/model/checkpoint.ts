@@ -6,7 +6,6 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { createHash } from 'crypto';
 import { Worker } from 'worker_threads';
 import { CheckpointError } from '../errors';
 import type { NativeTensorSpec } from '../native/binding';
@@ -192,32 +191,12 @@ export function weightFingerprintAsync(ckpt: Checkpoint, k: number): Promise<str
   return promise;
 }
 
-// The hashing loop of hashWeights, for a worker thread (plain JavaScript: it runs from source).
+// A worker thread running hashTensors from its source.
 const HASH_WORKER = `
 const { parentPort, workerData } = require('worker_threads');
-const fs = require('fs');
-const { createHash } = require('crypto');
+const hashTensors = ${hashTensors.toString()};
 try {
-  const hash = createHash('sha256');
-  hash.update(workerData.shape);
-  const fds = new Map();
-  const buf = Buffer.alloc(1 << 20);
-  try {
-    for (const t of workerData.tensors) {
-      let fd = fds.get(t.file);
-      if (fd === undefined) { fd = fs.openSync(t.file, 'r'); fds.set(t.file, fd); }
-      hash.update(t.slot);
-      for (let done = 0; done < t.bytes;) {
-        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, t.bytes - done), t.offset + done);
-        if (n <= 0) throw new Error(t.file + ': unexpected end of file while hashing ' + t.slot);
-        hash.update(buf.subarray(0, n));
-        done += n;
-      }
-    }
-  } finally {
-    for (const fd of fds.values()) fs.closeSync(fd);
-  }
-  parentPort.postMessage({ hex: hash.digest('hex') });
+  parentPort.postMessage({ hex: hashTensors(workerData.shape, workerData.tensors) });
 } catch (e) {
   parentPort.postMessage({ error: String(e && e.message) });
 }
@@ -252,28 +231,41 @@ function tensorsUpTo(ckpt: Checkpoint, k: number) {
 }
 
 function hashWeights(ckpt: Checkpoint, k: number): string {
-  const hash = createHash('sha256');
-  hash.update(JSON.stringify(ckpt.shape));
-  const wanted = tensorsUpTo(ckpt, k);
+  const wanted = tensorsUpTo(ckpt, k).map((t) => ({ slot: t.slot, file: t.file, offset: t.offset, bytes: t.bytes }));
+  try {
+    return hashTensors(JSON.stringify(ckpt.shape), wanted);
+  } catch (err) {
+    throw new CheckpointError((err as Error).message);
+  }
+}
+
+/**
+ * SHA-256 over the shape and the tensors' bytes. Self-contained (it requires what it
+ * uses), so a worker thread runs this same function from its source.
+ */
+function hashTensors(shape: string, tensors: readonly { slot: string; file: string; offset: number; bytes: number }[]): string {
+  const nodeFs = require('fs') as typeof import('fs');
+  const hash = (require('crypto') as typeof import('crypto')).createHash('sha256');
+  hash.update(shape);
   const fds = new Map<string, number>();
   try {
     const buf = Buffer.alloc(1 << 20);
-    for (const t of wanted) {
+    for (const t of tensors) {
       let fd = fds.get(t.file);
       if (fd === undefined) {
-        fd = fs.openSync(t.file, 'r');
+        fd = nodeFs.openSync(t.file, 'r');
         fds.set(t.file, fd);
       }
       hash.update(t.slot);
       for (let done = 0; done < t.bytes;) {
-        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, t.bytes - done), t.offset + done);
-        if (n <= 0) throw new CheckpointError(`${t.file}: unexpected end of file while hashing ${t.slot}`);
+        const n = nodeFs.readSync(fd, buf, 0, Math.min(buf.length, t.bytes - done), t.offset + done);
+        if (n <= 0) throw new Error(`${t.file}: unexpected end of file while hashing ${t.slot}`);
         hash.update(buf.subarray(0, n));
         done += n;
       }
     }
   } finally {
-    for (const fd of fds.values()) fs.closeSync(fd);
+    for (const fd of fds.values()) nodeFs.closeSync(fd);
   }
   return hash.digest('hex');
 }

@@ -10,12 +10,12 @@ import { ActivationStore } from '../store/store';
 import type { StoreDtype } from '../store/format';
 import type { BadLine } from '../store/input';
 import { TaskModel, TrainMode } from '../train/model';
-import { EpochRecord, evaluate, fit } from '../train/loop';
+import { EpochRecord, fit } from '../train/loop';
 import { detectFormat, readConll, readJsonlExamples, tagScheme, TextExample, WordsExample } from './data';
 import { classificationRows, LabelMap, nerRows, PrepareReport, Row, TaskKind } from './features';
 import { classificationMetrics, entityMetrics, tokenMetrics } from './metrics';
 import { argmax, decodeNer } from './predict';
-import { readTaskDir, TaskSpec, writeJsonAtomic } from './taskdir';
+import { TaskSpec, writeJsonAtomic } from './taskdir';
 
 export interface DataOptions {
   fields?: { id?: string; text?: string; pair?: string; label?: string };

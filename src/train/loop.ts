@@ -8,7 +8,6 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Encoder } from '../model/encoder';
 import type { ActivationStore } from '../store/store';
 import type { Tensor } from '../tensor/tensor';
 import { native } from '../native/binding';
