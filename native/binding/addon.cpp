@@ -122,7 +122,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   const float** slot_pointer(const std::string& slot, uint64_t count) {
     const er::EncoderConfig& c = enc_->cfg;
     uint64_t H = c.hidden, I = c.intermediate;
-    er::EmbeddingWeights& e = enc_->emb;
+    er::EmbeddingTables& e = enc_->emb;
     if (slot == "embeddings.word") return count == c.vocab * H ? &e.word : nullptr;
     if (slot == "embeddings.position") return count == c.max_positions * H ? &e.position : nullptr;
     if (slot == "embeddings.token_type")
@@ -158,7 +158,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   }
 
   std::string missing_slot() const {
-    const er::EmbeddingWeights& e = enc_->emb;
+    const er::EmbeddingTables& e = enc_->emb;
     if (!e.word) return "embeddings.word";
     if (!e.position) return "embeddings.position";
     if (enc_->cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";

@@ -23,9 +23,6 @@ int64_t integer(const Napi::Object& o, const char* key, int64_t fallback, int64_
   return er_binding::get_int(v, key, lo, hi);
 }
 
-// Activation memory an inference model keeps between steps (more is freed after the step).
-constexpr uint64_t kInferenceKeepBytes = uint64_t(256) << 20;
-
 class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -163,9 +160,6 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
           return;
         }
         if (update) norm_ = model_->adamw(adam);
-        // an inference model does not keep a far larger batch's buffers for the life of
-        // the process: past the bound they are freed and regrow for the next step
-        if (model_->config().inference && model_->activation_bytes() > kInferenceKeepBytes) model_->release_activations();
       } catch (const std::bad_alloc&) {
         SetError("out of memory in a training step (" + std::to_string(in.B) + " x " + std::to_string(in.T) +
                  " tokens); lower the batch size or the sequence length");
@@ -304,6 +298,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     const float* src = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)p->n, "value");
     std::lock_guard<std::mutex> lock(model_->mu);
     std::memcpy(p->data, src, p->n * sizeof(float));
+    model_->parameters_changed();
     return info.Env().Undefined();
   }
 

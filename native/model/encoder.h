@@ -1,4 +1,5 @@
-// A BERT-family encoder (post-LayerNorm blocks, exact GELU), run layer by layer.
+// A BERT-family encoder (post-LayerNorm blocks, exact GELU), run layer by layer with
+// the one block implementation of model/layer.h.
 //
 // Layer numbering follows Hugging Face's hidden_states: layer 0 is the output of
 // the embeddings (+ LayerNorm), layer i (1..L) the output of the i-th block.
@@ -11,7 +12,7 @@
 #include <mutex>
 #include <string>
 #include <vector>
-#include "kernels/linear.h"
+#include "model/layer.h"
 #include "model/weights.h"
 
 namespace er {
@@ -27,14 +28,6 @@ struct EncoderConfig {
 // accumulation; embeddings, LayerNorm, softmax, GELU and attention stay fp32.
 enum class Precision : int32_t { FP32 = 0, BF16 = 1 };
 
-struct EmbeddingWeights {
-  const float* word = nullptr;        // (vocab, H)
-  const float* position = nullptr;    // (max_positions, H)
-  const float* token_type = nullptr;  // (type_vocab, H) or null
-  const float* ln_w = nullptr;        // (H)
-  const float* ln_b = nullptr;        // (H)
-};
-
 struct LayerWeights {
   const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  // (H, H), (H)
   const float *o_w, *o_b;                          // (H, H), (H)
@@ -44,44 +37,19 @@ struct LayerWeights {
   const float *ln2_w, *ln2_b;                      // (H)
 };
 
-// The GEMM side of one layer, built from LayerWeights for a precision: Q, K and V
-// fused into one (3H, H) linear layer; the GELU fused into the FFN's first.
-struct LayerLinears {
-  std::vector<float> qkv_w, qkv_b;  // (3H, H), (3H): Q, K, V stacked
-  std::unique_ptr<Linear> qkv, out, ffn_in, ffn_out;
-};
-
-// Scratch buffers reused across calls. They grow with the largest batch, and are freed
-// after a call that grew them past kWorkspaceKeepBytes (so one huge request does not pin
-// its memory for the life of the process).
-struct Workspace {
-  std::vector<float> qkv, ctx, t1, ff, scores;  // (N,3H), (N,H) x2, (N,I), (threads,T,T)
-  std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
-  void reserve(int64_t N, int64_t H, int64_t I, int64_t T, int threads, bool bf16);
-  uint64_t bytes() const;
-  // frees every buffer when they hold more than `keep` bytes
-  void trim(uint64_t keep);
-  // bytes() as of the end of the last call, readable without the encoder's lock
-  std::atomic<uint64_t> held{0};
-};
-constexpr uint64_t kWorkspaceKeepBytes = uint64_t(256) << 20;
-
 struct Encoder {
   EncoderConfig cfg;
-  EmbeddingWeights emb;
-  std::vector<LayerWeights> layer;
+  EmbeddingTables emb;
+  std::vector<LayerWeights> layer;  // as loaded; blocks[] below run them
   WeightSet weights;
   Precision precision = Precision::FP32;
   // one per layer, for `precision`; built once at load (task models read the stacked
   // Q, K, V of frozen layers from here, so they are not rebuilt afterwards)
   std::vector<LayerLinears> linears;
+  std::vector<BlockWeights> blocks;  // layer l's weights for block_forward
   Workspace ws;
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };
-
-// Length of the attended prefix of one row of a (T) mask: one past its last non-zero
-// position. Attention skips the padded tail after it.
-int64_t mask_extent(const int32_t* mask, int64_t T);
 
 // Builds the linear layers for a precision (after every weight is set); BF16
 // converts and prepacks the linear weights once. Returns an error message or "".

@@ -12,13 +12,10 @@ namespace er {
 
 namespace {
 
-// Dropout streams: one per (step, site, part) so masks are independent:
-// sites 0 embeddings, 1 head, 16 + 4 l + {0 attention probabilities, 1 attention
-// output, 2 FFN output} for layer l; part = batch row x head for the probabilities.
+// Dropout streams (dropout_stream(step, site, part)): sites 0 embeddings, 1 head,
+// 16 + 4 l + {0 attention probabilities, 1 attention output, 2 FFN output} for layer l;
+// part = batch row x head for the probabilities.
 enum Site : uint64_t { kEmb = 0, kHead = 1, kLayerBase = 16 };
-inline uint64_t stream_id(uint64_t step, uint64_t site, uint64_t part) {
-  return (step << 40) ^ (site << 24) ^ part;
-}
 
 void grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -26,62 +23,33 @@ void grow(std::vector<float>& v, size_t n) {
 void grow8(std::vector<uint8_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
-
-using GemmFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                        const float*, int64_t, float, float*, int64_t);
-
-// out (N, OC) = x (N, C) W^T + b
-bool linear_fwd(GemmFn gemm, float* out, const float* x, const float* W, const float* b, int64_t N, int64_t C,
-                int64_t OC) {
-  if (!gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC)) return false;
-  if (b) ops().bias_add(out, b, N, OC);
-  return true;
+template <class V>
+void drop(V& v) {
+  V().swap(v);
 }
-
-// gW (OC, C) += dy^T x; gb (OC) += colsum dy; dx (N, C) (=, or += when accumulate) dy W
-bool linear_bwd(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, const float* x, const float* W,
-                int64_t N, int64_t C, int64_t OC, bool accumulate) {
-  if (gW && !gemm(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, gW, C)) return false;
-  if (gb) ops().bias_backward(gb, dy, N, OC);
-  if (dx && !gemm(false, false, N, C, OC, 1.0f, dy, OC, W, C, accumulate ? 1.0f : 0.0f, dx, C))
-    return false;
-  return true;
-}
-
 
 }  // namespace
 
-struct Block {
+// Storage of one or more parameters: values, gradients and Adam moments.
+struct ParamBlock {
   std::vector<float> data, grad, m, v;
   // an inference-only model keeps the values alone
-  Block(int64_t n, bool inference) : data(n), grad(inference ? 0 : n), m(inference ? 0 : n), v(inference ? 0 : n) {}
+  ParamBlock(int64_t n, bool inference) : data(n), grad(inference ? 0 : n), m(inference ? 0 : n), v(inference ? 0 : n) {}
   float* g(int64_t off) { return grad.empty() ? nullptr : grad.data() + off; }
-};
-
-struct Adapter {
-  float *dw = nullptr, *db = nullptr, *uw = nullptr, *ub = nullptr;  // (b, H), (b), (H, b), (H)
-  float *g_dw = nullptr, *g_db = nullptr, *g_uw = nullptr, *g_ub = nullptr;
-  std::vector<float> pre, act;  // (N, b) saved
 };
 
 struct TLayer {
   int64_t index = 0;
   bool trainable = false, adapters = false;
-  const float *qkv_w = nullptr, *qkv_b = nullptr, *o_w = nullptr, *o_b = nullptr;
-  const float *ln1_w = nullptr, *ln1_b = nullptr, *f1_w = nullptr, *f1_b = nullptr;
-  const float *f2_w = nullptr, *f2_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
-  float *g_qkv_w = nullptr, *g_qkv_b = nullptr, *g_o_w = nullptr, *g_o_b = nullptr;
-  float *g_ln1_w = nullptr, *g_ln1_b = nullptr, *g_f1_w = nullptr, *g_f1_b = nullptr;
-  float *g_f2_w = nullptr, *g_f2_b = nullptr, *g_ln2_w = nullptr, *g_ln2_b = nullptr;
-  Adapter ad[2];  // 0: after the attention output, 1: after the FFN output
-  // saved activations
-  std::vector<float> x, qkv, probs, ctx, a, s1, mean1, rstd1, y1, ffpre, ffact, f, s2, mean2, rstd2;
-  std::vector<uint8_t> mask_p, mask_a, mask_f;
+  BlockWeights w;
+  AdapterWeights ad[2];  // 0: after the attention output, 1: after the FFN output
+  BlockSaved saved;
+  std::unique_ptr<LayerLinears> own_packed;  // inference: prepacked from this model's weights
 };
 
 struct TaskModel::Impl {
-  std::vector<std::unique_ptr<Block>> blocks;
-  std::vector<TLayer> layers;  // the layers in the training graph, bottom to top
+  std::vector<std::unique_ptr<ParamBlock>> blocks;
+  std::vector<TLayer> layers;  // the layers in the graph, bottom to top
   int64_t first = 0;           // index of the first layer in the graph
   bool train_embeddings = false;
   bool embeddings_in_graph = false;  // embeddings computed here (full) vs by the encoder
@@ -92,9 +60,12 @@ struct TaskModel::Impl {
   float *head_w = nullptr, *head_b = nullptr, *g_head_w = nullptr, *g_head_b = nullptr;
   std::vector<float> final_h, head_in, logits, dlogits, dhead_in;
   std::vector<uint8_t> head_mask;
-  // backward scratch
-  std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
+  Workspace ws;               // forward-only scratch and backward buffers
+  std::vector<float> hidden;  // forward-only: the running hidden states (N, H)
+  bool packed_stale = true;   // forward-only: prepacked linears need (re)building
   uint64_t step_counter = 0;
+
+  EmbeddingTables tables() const { return {emb_word, emb_pos, emb_type, emb_ln_w, emb_ln_b}; }
 };
 
 static std::string layer_name(int64_t l, const char* part) { return "layer." + std::to_string(l) + "." + part; }
@@ -123,18 +94,18 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
     for (int64_t i = 0; i < n; i++) dst[i] = std == 0.0f ? 0.0f : d(rng);
   };
   // allocates a block and registers views of it as named parameters
-  auto block = [&](int64_t n) -> Block& {
-    m.blocks.emplace_back(new Block(n, cfg_.inference));
+  auto block = [&](int64_t n) -> ParamBlock& {
+    m.blocks.emplace_back(new ParamBlock(n, cfg_.inference));
     return *m.blocks.back();
   };
-  auto reg = [&](const std::string& name, Block& b, int64_t off, int64_t n) {
+  auto reg = [&](const std::string& name, ParamBlock& b, int64_t off, int64_t n) {
     bool decay = !(name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) &&
                  name.find(".ln.") == std::string::npos;
     params_.push_back(Param{name, b.data.data() + off, b.g(off), b.m.empty() ? nullptr : b.m.data() + off,
                             b.v.empty() ? nullptr : b.v.data() + off, n, decay});
   };
   auto own = [&](const std::string& name, const float* init, int64_t n, float** data, float** grad) {
-    Block& b = block(n);
+    ParamBlock& b = block(n);
     if (init) std::memcpy(b.data.data(), init, n * sizeof(float));
     reg(name, b, 0, n);
     *data = b.data.data();
@@ -145,7 +116,7 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
   m.train_embeddings = cfg_.mode == TrainMode::Full;
   m.embeddings_in_graph = m.train_embeddings;
   if (m.train_embeddings) {
-    const EmbeddingWeights& e = enc_->emb;
+    const EmbeddingTables& e = enc_->emb;
     own("embeddings.word", e.word, ec.vocab * H, &m.emb_word, &m.g_word);
     own("embeddings.position", e.position, ec.max_positions * H, &m.emb_pos, &m.g_pos);
     if (e.token_type) own("embeddings.token_type", e.token_type, ec.type_vocab * H, &m.emb_type, &m.g_type);
@@ -174,8 +145,8 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
     L.adapters = adapter_allowed[l];
     if (L.trainable) {
       // Q, K, V live in one (3H, H) block; each is registered as its own parameter
-      Block& qw = block(3 * H * H);
-      Block& qb = block(3 * H);
+      ParamBlock& qw = block(3 * H * H);
+      ParamBlock& qb = block(3 * H);
       const float* ws[3] = {w.q_w, w.k_w, w.v_w};
       const float* bs[3] = {w.q_b, w.k_b, w.v_b};
       const char* nm[3] = {"attn.q", "attn.k", "attn.v"};
@@ -185,34 +156,34 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
         reg(layer_name(l, nm[j]) + ".weight", qw, j * H * H, H * H);
         reg(layer_name(l, nm[j]) + ".bias", qb, j * H, H);
       }
-      L.qkv_w = qw.data.data();
-      L.qkv_b = qb.data.data();
-      L.g_qkv_w = qw.g(0);
-      L.g_qkv_b = qb.g(0);
+      L.w.qkv_w = qw.data.data();
+      L.w.qkv_b = qb.data.data();
+      L.w.g_qkv_w = qw.g(0);
+      L.w.g_qkv_b = qb.g(0);
       float* d;
-      own(layer_name(l, "attn.out.weight"), w.o_w, H * H, &d, &L.g_o_w); L.o_w = d;
-      own(layer_name(l, "attn.out.bias"), w.o_b, H, &d, &L.g_o_b); L.o_b = d;
-      own(layer_name(l, "attn.ln.weight"), w.ln1_w, H, &d, &L.g_ln1_w); L.ln1_w = d;
-      own(layer_name(l, "attn.ln.bias"), w.ln1_b, H, &d, &L.g_ln1_b); L.ln1_b = d;
-      own(layer_name(l, "ffn.in.weight"), w.ffn_in_w, I * H, &d, &L.g_f1_w); L.f1_w = d;
-      own(layer_name(l, "ffn.in.bias"), w.ffn_in_b, I, &d, &L.g_f1_b); L.f1_b = d;
-      own(layer_name(l, "ffn.out.weight"), w.ffn_out_w, H * I, &d, &L.g_f2_w); L.f2_w = d;
-      own(layer_name(l, "ffn.out.bias"), w.ffn_out_b, H, &d, &L.g_f2_b); L.f2_b = d;
-      own(layer_name(l, "ffn.ln.weight"), w.ln2_w, H, &d, &L.g_ln2_w); L.ln2_w = d;
-      own(layer_name(l, "ffn.ln.bias"), w.ln2_b, H, &d, &L.g_ln2_b); L.ln2_b = d;
+      own(layer_name(l, "attn.out.weight"), w.o_w, H * H, &d, &L.w.g_o_w); L.w.o_w = d;
+      own(layer_name(l, "attn.out.bias"), w.o_b, H, &d, &L.w.g_o_b); L.w.o_b = d;
+      own(layer_name(l, "attn.ln.weight"), w.ln1_w, H, &d, &L.w.g_ln1_w); L.w.ln1_w = d;
+      own(layer_name(l, "attn.ln.bias"), w.ln1_b, H, &d, &L.w.g_ln1_b); L.w.ln1_b = d;
+      own(layer_name(l, "ffn.in.weight"), w.ffn_in_w, I * H, &d, &L.w.g_f1_w); L.w.f1_w = d;
+      own(layer_name(l, "ffn.in.bias"), w.ffn_in_b, I, &d, &L.w.g_f1_b); L.w.f1_b = d;
+      own(layer_name(l, "ffn.out.weight"), w.ffn_out_w, H * I, &d, &L.w.g_f2_w); L.w.f2_w = d;
+      own(layer_name(l, "ffn.out.bias"), w.ffn_out_b, H, &d, &L.w.g_f2_b); L.w.f2_b = d;
+      own(layer_name(l, "ffn.ln.weight"), w.ln2_w, H, &d, &L.w.g_ln2_w); L.w.ln2_w = d;
+      own(layer_name(l, "ffn.ln.bias"), w.ln2_b, H, &d, &L.w.g_ln2_b); L.w.ln2_b = d;
     } else {
       // the encoder already holds this layer's Q, K, V stacked (its LayerLinears)
-      L.qkv_w = enc_->linears[l].qkv_w.data();
-      L.qkv_b = enc_->linears[l].qkv_b.data();
-      L.o_w = w.o_w; L.o_b = w.o_b; L.ln1_w = w.ln1_w; L.ln1_b = w.ln1_b;
-      L.f1_w = w.ffn_in_w; L.f1_b = w.ffn_in_b; L.f2_w = w.ffn_out_w; L.f2_b = w.ffn_out_b;
-      L.ln2_w = w.ln2_w; L.ln2_b = w.ln2_b;
+      L.w.qkv_w = enc_->linears[l].qkv_w.data();
+      L.w.qkv_b = enc_->linears[l].qkv_b.data();
+      L.w.o_w = w.o_w; L.w.o_b = w.o_b; L.w.ln1_w = w.ln1_w; L.w.ln1_b = w.ln1_b;
+      L.w.f1_w = w.ffn_in_w; L.w.f1_b = w.ffn_in_b; L.w.f2_w = w.ffn_out_w; L.w.f2_b = w.ffn_out_b;
+      L.w.ln2_w = w.ln2_w; L.w.ln2_b = w.ln2_b;
     }
     if (L.adapters) {
       const int64_t b = cfg_.adapter_size;
       const char* sites[2] = {"adapter.attn", "adapter.ffn"};
       for (int s = 0; s < 2; s++) {
-        Adapter& A = L.ad[s];
+        AdapterWeights& A = L.ad[s];
         std::string base = layer_name(l, sites[s]);
         own(base + ".down.weight", nullptr, b * H, &A.dw, &A.g_dw);
         own(base + ".down.bias", nullptr, b, &A.db, &A.g_db);
@@ -222,8 +193,13 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
         normal(A.uw, H * b, 1e-3f);  // near zero: a fresh adapter is close to the identity
       }
     }
+    L.w.adapter_size = L.adapters ? cfg_.adapter_size : 0;
+    L.w.adapter_act = cfg_.adapter_act;
     m.layers.push_back(std::move(L));
   }
+  // the adapters' views point into the layers, which no longer move
+  for (TLayer& L : m.layers)
+    for (int s = 0; s < 2; s++) L.w.ad[s] = L.adapters ? &L.ad[s] : nullptr;
   own("head.weight", nullptr, cfg_.num_labels * H, &m.head_w, &m.g_head_w);
   own("head.bias", nullptr, cfg_.num_labels, &m.head_b, &m.g_head_b);
   normal(m.head_w, cfg_.num_labels * H, 0.02f);
@@ -235,6 +211,8 @@ void TaskModel::zero_grad() {
   for (auto& b : impl_->blocks) std::fill(b->grad.begin(), b->grad.end(), 0.0f);
 }
 
+void TaskModel::parameters_changed() { impl_->packed_stale = true; }
+
 uint64_t TaskModel::param_bytes() const {
   uint64_t n = 0;
   for (auto& b : impl_->blocks) n += (b->data.size() + b->grad.size() + b->m.size() + b->v.size()) * 4;
@@ -243,40 +221,23 @@ uint64_t TaskModel::param_bytes() const {
 
 void TaskModel::release_activations() {
   Impl& m = *impl_;
-  auto drop = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
-  for (TLayer& L : m.layers) {
-    for (std::vector<float>* v : {&L.x, &L.qkv, &L.probs, &L.ctx, &L.a, &L.s1, &L.mean1, &L.rstd1, &L.y1,
-                                   &L.ffpre, &L.ffact, &L.f, &L.s2, &L.mean2, &L.rstd2,
-                                   &L.ad[0].pre, &L.ad[0].act, &L.ad[1].pre, &L.ad[1].act})
-      drop(*v);
-    drop(L.mask_p);
-    drop(L.mask_a);
-    drop(L.mask_f);
-  }
+  for (TLayer& L : m.layers) L.saved.clear();
   for (std::vector<float>* v : {&m.emb_s, &m.emb_mean, &m.emb_rstd, &m.final_h, &m.head_in, &m.logits,
-                                 &m.dlogits, &m.dhead_in, &m.dA, &m.dB, &m.dC, &m.dff, &m.dqkv, &m.dad,
-                                 &m.dscores, &m.pdrop})
+                                 &m.dlogits, &m.dhead_in, &m.hidden})
     drop(*v);
   drop(m.emb_mask);
   drop(m.head_mask);
+  m.ws.trim(0);
 }
 
 uint64_t TaskModel::activation_bytes() const {
   uint64_t n = 0;
   const Impl& m = *impl_;
-  for (const TLayer& L : m.layers) {
-    for (const std::vector<float>* v : {&L.x, &L.qkv, &L.probs, &L.ctx, &L.a, &L.s1, &L.mean1, &L.rstd1, &L.y1,
-                                         &L.ffpre, &L.ffact, &L.f, &L.s2, &L.mean2, &L.rstd2,
-                                         &L.ad[0].pre, &L.ad[0].act, &L.ad[1].pre, &L.ad[1].act})
-      n += v->capacity() * 4;
-    n += L.mask_p.capacity() + L.mask_a.capacity() + L.mask_f.capacity();
-  }
+  for (const TLayer& L : m.layers) n += L.saved.bytes();
   for (const std::vector<float>* v : {&m.emb_s, &m.emb_mean, &m.emb_rstd, &m.final_h, &m.head_in, &m.logits,
-                                       &m.dlogits, &m.dhead_in, &m.dA, &m.dB, &m.dC, &m.dff, &m.dqkv, &m.dad,
-                                       &m.dscores, &m.pdrop})
+                                       &m.dlogits, &m.dhead_in, &m.hidden})
     n += v->capacity() * 4;
-  n += m.emb_mask.capacity() + m.head_mask.capacity();
-  return n;
+  return n + m.emb_mask.capacity() + m.head_mask.capacity() + m.ws.bytes();
 }
 
 double TaskModel::adamw(const AdamWOptions& o) {
@@ -293,179 +254,153 @@ double TaskModel::adamw(const AdamWOptions& o) {
   return norm;
 }
 
-std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool train, bool backward,
-                            double* loss_out, std::vector<float>* logits_out) {
-  Impl& m = *impl_;
-  const EncoderConfig& ec = enc_->cfg;
-  const int64_t H = ec.hidden, I = ec.intermediate, heads = ec.heads, d = H / heads;
-  const int64_t B = in.B, T = in.T, N = B * T;
-  const OpsTable& K = ops();
-  const bool recycled = cfg_.mode == TrainMode::Reduced || cfg_.mode == TrainMode::ReducedAdapters;
-  if (recycled && !in.hidden) return "this mode takes layer-" + std::to_string(cfg_.k) + " hidden states as input";
-  if (!recycled && !in.ids) return "this mode takes token ids as input";
-  if (backward && cfg_.inference) return "this task model was opened for inference only; it has no gradients (create it without inference to train)";
-  const uint64_t step_no = m.step_counter++;
-  if (!recycled) {
-    for (int64_t i = 0; i < N; i++)
-      if (in.ids[i] < 0 || in.ids[i] >= ec.vocab || in.positions[i] < 0 || in.positions[i] >= ec.max_positions)
-        return "token or position id out of range at " + std::to_string(i);
-  }
-  const float p_hid = train ? cfg_.hidden_dropout : 0.0f, p_att = train ? cfg_.attention_dropout : 0.0f,
-              p_head = train ? cfg_.head_dropout : 0.0f;
-  const float scale = 1.0f / std::sqrt((float)d);
-  // the linear layers' GEMMs in the chosen precision; attention stays fp32
-  const GemmFn G = cfg_.bf16 ? &gemm_bf16 : &gemm_f32;
+namespace {
 
-  // ---------------------------------------------------------------- forward
-  TLayer* bottom = m.layers.empty() ? nullptr : &m.layers.front();
-  std::vector<float>& x0 = bottom ? bottom->x : m.final_h;
+// One step's settings, shared by its stages.
+struct Pass {
+  TaskModel::Impl& m;
+  const TrainConfig& cfg;
+  Encoder& enc;
+  const TrainInputs& in;
+  BlockShape shape;
+  GemmFn gemm;  // the linear layers' GEMMs in the chosen precision; attention stays fp32
+  float p_hid, p_att, p_head;
+  uint64_t step_no;
+  bool recycled;
+
+  BlockDropout dropout(const TLayer& L) const {
+    BlockDropout d;
+    d.hidden = p_hid;
+    d.attention = p_att;
+    d.seed = cfg.seed;
+    d.step = step_no;
+    d.site = kLayerBase + 4 * (uint64_t)L.index;
+    return d;
+  }
+};
+
+int64_t max_adapter(const TaskModel::Impl& m) {
+  int64_t b = 0;
+  for (const TLayer& L : m.layers) b = std::max(b, L.w.adapter_size);
+  return b;
+}
+
+// Training and evaluation: the layer-`first` input, then every block saving what
+// backward needs; the top layer's output lands in m.final_h.
+std::string forward_saving(Pass& p) {
+  TaskModel::Impl& m = p.m;
+  const int64_t N = p.shape.B * p.shape.T, H = p.shape.H;
+  std::vector<float>& x0 = m.layers.empty() ? m.final_h : m.layers.front().saved.x;
   grow(x0, N * H);
-  if (recycled) {
-    std::memcpy(x0.data(), in.hidden, N * H * sizeof(float));
+  if (p.recycled) {
+    std::memcpy(x0.data(), p.in.hidden, N * H * sizeof(float));
   } else if (m.embeddings_in_graph) {
     grow(m.emb_s, N * H);
     grow(m.emb_mean, N);
     grow(m.emb_rstd, N);
-    for (int64_t i = 0; i < N; i++) {
-      float* o = m.emb_s.data() + i * H;
-      const float* w = m.emb_word + (int64_t)in.ids[i] * H;
-      const float* p = m.emb_pos + (int64_t)in.positions[i] * H;
-      for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j];
-      if (m.emb_type) {
-        const float* t = m.emb_type + (int64_t)(in.types ? in.types[i] : 0) * H;
-        for (int64_t j = 0; j < H; j++) o[j] += t[j];
-      }
-    }
-    K.layernorm_forward(x0.data(), m.emb_mean.data(), m.emb_rstd.data(), m.emb_s.data(), nullptr,
-                        m.emb_ln_w, m.emb_ln_b, N, H, ec.eps);
-    if (p_hid > 0) {
-      grow8(m.emb_mask, N * H);
-      dropout_forward(x0.data(), m.emb_mask.data(), x0.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, kEmb, 0));
-    }
+    embeddings_forward(m.tables(), x0.data(), m.emb_s.data(), m.emb_mean.data(), m.emb_rstd.data(), p.in.ids,
+                       p.in.positions, p.in.types, N, H, p.enc.cfg.eps);
   } else {
-    // frozen embeddings (and frozen prefix layers): the encoder's inference path, no dropout
-    std::string err = encoder_forward(*enc_, x0.data(), in.ids, in.positions, in.types, in.mask, B, T,
-                                      m.first, in.threads);
+    // frozen embeddings (and frozen prefix layers): the encoder's forward, no dropout in the prefix
+    std::string err = encoder_forward(p.enc, x0.data(), p.in.ids, p.in.positions, p.in.types, p.in.mask,
+                                      p.shape.B, p.shape.T, m.first, p.in.threads);
     if (!err.empty()) return err;
-    if (p_hid > 0 && m.first == 0) {
-      grow8(m.emb_mask, N * H);
-      dropout_forward(x0.data(), m.emb_mask.data(), x0.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, kEmb, 0));
-    }
   }
-  omp_set_num_threads(in.threads);
-  const int threads = in.threads;
-  grow(m.pdrop, (size_t)threads * T * T);
-  grow(m.dscores, (size_t)threads * T * T);
-
+  if (p.p_hid > 0 && !p.recycled && m.first == 0) {
+    grow8(m.emb_mask, N * H);
+    dropout_forward(x0.data(), m.emb_mask.data(), x0.data(), N * H, p.p_hid, p.cfg.seed,
+                    dropout_stream(p.step_no, kEmb, 0));
+  }
+  omp_set_num_threads(p.in.threads);
   for (size_t li = 0; li < m.layers.size(); li++) {
     TLayer& L = m.layers[li];
-    const uint64_t site = kLayerBase + 4 * (uint64_t)L.index;
-    grow(L.qkv, N * 3 * H);
-    grow(L.probs, (size_t)B * heads * T * T);
-    grow(L.ctx, N * H);
-    grow(L.a, N * H);
-    grow(L.s1, N * H);
-    grow(L.mean1, N);
-    grow(L.rstd1, N);
-    grow(L.y1, N * H);
-    grow(L.ffpre, N * I);
-    grow(L.ffact, N * I);
-    grow(L.f, N * H);
-    grow(L.s2, N * H);
-    grow(L.mean2, N);
-    grow(L.rstd2, N);
-    if (p_att > 0) grow8(L.mask_p, (size_t)B * heads * T * T);
-    if (p_hid > 0) {
-      grow8(L.mask_a, N * H);
-      grow8(L.mask_f, N * H);
-    }
-    std::vector<float>& out = li + 1 < m.layers.size() ? m.layers[li + 1].x : m.final_h;
+    std::vector<float>& out = li + 1 < m.layers.size() ? m.layers[li + 1].saved.x : m.final_h;
     grow(out, N * H);
-    const float* x = L.x.data();
-    if (!linear_fwd(G, L.qkv.data(), x, L.qkv_w, L.qkv_b, N, H, 3 * H)) return "GEMM failed";
-    bool ok = true;
-    const float* qkv = L.qkv.data();
-#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
-    for (int64_t bh = 0; bh < B * heads; bh++) {
-      int64_t b = bh / heads, h = bh % heads;
-      const int32_t* mk = in.mask + b * T;
-      int64_t e = mask_extent(mk, T);
-      float* P = L.probs.data() + bh * T * T;  // (e, e) used
-      const float* q = qkv + b * T * 3 * H + h * d;
-      const float* kk = q + H;
-      const float* v = q + 2 * H;
-      float* c = L.ctx.data() + b * T * H + h * d;
-      if (e > 0) {
-        ok = ok && gemm_f32(false, true, e, e, d, scale, q, 3 * H, kk, 3 * H, 0.0f, P, e);
-        K.softmax_masked_forward(P, mk, 1.0f, e, e);
-        const float* Pv = P;
-        if (p_att > 0) {
-          float* pd = m.pdrop.data() + (int64_t)omp_get_thread_num() * T * T;
-          dropout_forward(pd, L.mask_p.data() + bh * T * T, P, e * e, p_att, cfg_.seed, stream_id(step_no, site, (uint64_t)bh));
-          Pv = pd;
-        }
-        ok = ok && gemm_f32(false, false, e, d, e, 1.0f, Pv, e, v, 3 * H, 0.0f, c, H);
-      }
-      for (int64_t t = e; t < T; t++) std::memset(c + t * H, 0, d * sizeof(float));
-    }
-    if (!ok) return "attention GEMM failed";
-    if (!linear_fwd(G, L.a.data(), L.ctx.data(), L.o_w, L.o_b, N, H, H)) return "GEMM failed";
-    if (p_hid > 0) dropout_forward(L.a.data(), L.mask_a.data(), L.a.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, site + 1, 0));
-    // adapter after the attention output, then the residual and LayerNorm
-    auto adapter_fwd = [&](Adapter& A, const float* hin, float* out_sum) -> bool {
-      const int64_t bsz = cfg_.adapter_size;
-      grow(A.pre, N * bsz);
-      grow(A.act, N * bsz);
-      if (!linear_fwd(G, A.pre.data(), hin, A.dw, A.db, N, H, bsz)) return false;
-      if (cfg_.adapter_act == AdapterAct::Gelu) K.gelu_forward(A.act.data(), A.pre.data(), N * bsz);
-      else relu_forward(A.act.data(), A.pre.data(), N * bsz);
-      if (!linear_fwd(G, out_sum, A.act.data(), A.uw, A.ub, N, bsz, H)) return false;
-      for (int64_t i = 0; i < N * H; i++) out_sum[i] += hin[i];
-      return true;
-    };
-    if (L.adapters) {
-      if (!adapter_fwd(L.ad[0], L.a.data(), L.s1.data())) return "GEMM failed";
-      for (int64_t i = 0; i < N * H; i++) L.s1[i] += x[i];
-    } else {
-      for (int64_t i = 0; i < N * H; i++) L.s1[i] = L.a[i] + x[i];
-    }
-    K.layernorm_forward(L.y1.data(), L.mean1.data(), L.rstd1.data(), L.s1.data(), nullptr, L.ln1_w, L.ln1_b, N, H, ec.eps);
-    if (!linear_fwd(G, L.ffpre.data(), L.y1.data(), L.f1_w, L.f1_b, N, H, I)) return "GEMM failed";
-    K.gelu_forward(L.ffact.data(), L.ffpre.data(), N * I);
-    if (!linear_fwd(G, L.f.data(), L.ffact.data(), L.f2_w, L.f2_b, N, I, H)) return "GEMM failed";
-    if (p_hid > 0) dropout_forward(L.f.data(), L.mask_f.data(), L.f.data(), N * H, p_hid, cfg_.seed, stream_id(step_no, site + 2, 0));
-    if (L.adapters) {
-      if (!adapter_fwd(L.ad[1], L.f.data(), L.s2.data())) return "GEMM failed";
-      for (int64_t i = 0; i < N * H; i++) L.s2[i] += L.y1[i];
-    } else {
-      for (int64_t i = 0; i < N * H; i++) L.s2[i] = L.f[i] + L.y1[i];
-    }
-    K.layernorm_forward(out.data(), L.mean2.data(), L.rstd2.data(), L.s2.data(), nullptr, L.ln2_w, L.ln2_b, N, H, ec.eps);
+    std::string err = block_forward_saving(L.w, p.shape, p.dropout(L), L.saved, out.data(), m.ws, p.gemm);
+    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
   }
+  return "";
+}
 
-  // ---------------------------------------------------------------- head
-  const int64_t Lb = cfg_.num_labels;
-  const bool seq = cfg_.head == HeadKind::Sequence;
-  const int64_t R = seq ? B : N;  // rows the head sees
+// Prepacked linear layers for forward-only runs: a frozen layer shares the encoder's
+// when the precision matches; a trained one gets its own, rebuilt after its values change.
+void prepare_packed(TaskModel::Impl& m, const TrainConfig& cfg, Encoder& enc) {
+  const int64_t H = enc.cfg.hidden, I = enc.cfg.intermediate;
+  const bool share = (enc.precision == Precision::BF16) == cfg.bf16;
+  for (TLayer& L : m.layers) {
+    if (!L.trainable && share) {
+      L.w.packed = &enc.linears[L.index];
+      continue;
+    }
+    L.own_packed.reset(new LayerLinears);
+    L.own_packed->build_stacked(L.w.qkv_w, L.w.qkv_b, L.w.o_w, L.w.o_b, L.w.f1_w, L.w.f1_b, L.w.f2_w, L.w.f2_b,
+                                H, I, cfg.bf16);
+    L.w.packed = L.own_packed.get();
+  }
+  m.packed_stale = false;
+}
+
+// Forward-only (inference models): nothing saved; the top layer's output lands in m.hidden.
+std::string forward_only(Pass& p) {
+  TaskModel::Impl& m = p.m;
+  const int64_t N = p.shape.B * p.shape.T, H = p.shape.H;
+  if (m.packed_stale) prepare_packed(m, p.cfg, p.enc);
+  grow(m.hidden, N * H);
+  const float* x = m.hidden.data();
+  if (p.recycled) {
+    x = p.in.hidden;  // the first block reads the input in place
+    if (m.layers.empty()) std::memcpy(m.hidden.data(), x, N * H * sizeof(float));
+  } else if (m.embeddings_in_graph) {
+    embeddings_forward(m.tables(), m.hidden.data(), nullptr, nullptr, nullptr, p.in.ids, p.in.positions,
+                       p.in.types, N, H, p.enc.cfg.eps);
+  } else {
+    std::string err = encoder_forward(p.enc, m.hidden.data(), p.in.ids, p.in.positions, p.in.types, p.in.mask,
+                                      p.shape.B, p.shape.T, m.first, p.in.threads);
+    if (!err.empty()) return err;
+  }
+  omp_set_num_threads(p.in.threads);
+  m.ws.reserve(p.shape, max_adapter(m), p.cfg.bf16);
+  for (TLayer& L : m.layers) {
+    std::string err = block_forward(L.w, p.shape, x, m.hidden.data(), m.ws, p.gemm);
+    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
+    x = m.hidden.data();
+  }
+  return "";
+}
+
+// logits (R, labels) from the top layer's output: the first token of each row (sequence
+// head) or every token
+std::string head_forward(Pass& p, const float* top) {
+  TaskModel::Impl& m = p.m;
+  const int64_t B = p.shape.B, T = p.shape.T, H = p.shape.H, Lb = p.cfg.num_labels;
+  const bool seq = p.cfg.head == HeadKind::Sequence;
+  const int64_t R = seq ? B : B * T;
   grow(m.head_in, R * H);
-  for (int64_t r = 0; r < R; r++)
-    std::memcpy(m.head_in.data() + r * H, m.final_h.data() + (seq ? r * T : r) * H, H * sizeof(float));
-  if (p_head > 0) {
+  if (seq)
+    for (int64_t r = 0; r < R; r++) std::memcpy(m.head_in.data() + r * H, top + r * T * H, H * sizeof(float));
+  else
+    std::memcpy(m.head_in.data(), top, R * H * sizeof(float));
+  if (p.p_head > 0) {
     grow8(m.head_mask, R * H);
-    dropout_forward(m.head_in.data(), m.head_mask.data(), m.head_in.data(), R * H, p_head, cfg_.seed, stream_id(step_no, kHead, 0));
+    dropout_forward(m.head_in.data(), m.head_mask.data(), m.head_in.data(), R * H, p.p_head, p.cfg.seed,
+                    dropout_stream(p.step_no, kHead, 0));
   }
   grow(m.logits, R * Lb);
   grow(m.dlogits, R * Lb);
-  if (!linear_fwd(G, m.logits.data(), m.head_in.data(), m.head_w, m.head_b, R, H, Lb)) return "GEMM failed";
-  if (logits_out) logits_out->assign(m.logits.begin(), m.logits.begin() + R * Lb);
-  if (!labels) return backward ? "training needs labels" : "";
+  if (!linear_forward(p.gemm, m.logits.data(), m.head_in.data(), m.head_w, m.head_b, R, H, Lb))
+    return "GEMM failed (head)";
+  return "";
+}
 
-  double loss = 0;
-  const float* cw = cfg_.class_weights.empty() ? nullptr : cfg_.class_weights.data();
-  if (cfg_.head == HeadKind::QA) {
+// The loss of the logits against labels, and its gradient in m.dlogits.
+std::string head_loss(Pass& p, const int32_t* labels, double* loss) {
+  TaskModel::Impl& m = p.m;
+  const int64_t B = p.shape.B, T = p.shape.T, N = B * T, Lb = p.cfg.num_labels;
+  const float* cw = p.cfg.class_weights.empty() ? nullptr : p.cfg.class_weights.data();
+  if (p.cfg.head == HeadKind::QA) {
     // start and end logits per row over its positions; padding is never a start or end
-    std::vector<float> zs(B * T), ze(B * T), ds(B * T), de(B * T);
-    std::vector<uint8_t> mk(B * T);
+    std::vector<float> zs(N), ze(N), ds(N), de(N);
+    std::vector<uint8_t> mk(N);
     std::vector<int32_t> ys(B), ye(B);
     for (int64_t b = 0; b < B; b++) {
       ys[b] = labels[2 * b];
@@ -473,140 +408,67 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
       for (int64_t t = 0; t < T; t++) {
         zs[b * T + t] = m.logits[(b * T + t) * 2];
         ze[b * T + t] = m.logits[(b * T + t) * 2 + 1];
-        mk[b * T + t] = in.mask[b * T + t] != 0;
+        mk[b * T + t] = p.in.mask[b * T + t] != 0;
       }
       for (int32_t y : {ys[b], ye[b]})
         if (y >= T || (y >= 0 && !mk[b * T + y]))
           return "QA label of row " + std::to_string(b) + " points past the row's tokens";
     }
-    loss = 0.5 * cross_entropy_forward_backward(ds.data(), zs.data(), ys.data(), nullptr, mk.data(), B, T, 0.5f) +
-           0.5 * cross_entropy_forward_backward(de.data(), ze.data(), ye.data(), nullptr, mk.data(), B, T, 0.5f);
+    *loss = 0.5 * cross_entropy_forward_backward(ds.data(), zs.data(), ys.data(), nullptr, mk.data(), B, T, 0.5f) +
+            0.5 * cross_entropy_forward_backward(de.data(), ze.data(), ye.data(), nullptr, mk.data(), B, T, 0.5f);
     for (int64_t i = 0; i < N; i++) {
       m.dlogits[i * 2] = ds[i];
       m.dlogits[i * 2 + 1] = de[i];
     }
-  } else {
-    for (int64_t r = 0; r < R; r++)
-      if (labels[r] >= Lb) return "label " + std::to_string(labels[r]) + " at row " + std::to_string(r) + " is not below the number of labels " + std::to_string(Lb);
-    loss = cross_entropy_forward_backward(m.dlogits.data(), m.logits.data(), labels, cw, nullptr, R, Lb, 1.0f);
+    return "";
   }
-  if (loss_out) *loss_out = loss;
-  if (!backward) return "";
+  const int64_t R = p.cfg.head == HeadKind::Sequence ? B : N;
+  for (int64_t r = 0; r < R; r++)
+    if (labels[r] >= Lb)
+      return "label " + std::to_string(labels[r]) + " at row " + std::to_string(r) +
+             " is not below the number of labels " + std::to_string(Lb);
+  *loss = cross_entropy_forward_backward(m.dlogits.data(), m.logits.data(), labels, cw, nullptr, R, Lb, 1.0f);
+  return "";
+}
 
-  // ---------------------------------------------------------------- backward
+// The forward's list reversed: head, blocks top to bottom (as far down as a parameter
+// trains), embeddings.
+std::string backward(Pass& p) {
+  TaskModel::Impl& m = p.m;
+  const int64_t B = p.shape.B, T = p.shape.T, N = B * T, H = p.shape.H, Lb = p.cfg.num_labels;
+  const bool seq = p.cfg.head == HeadKind::Sequence;
+  const int64_t R = seq ? B : N;
   grow(m.dhead_in, R * H);
-  if (!linear_bwd(G, m.dhead_in.data(), m.g_head_w, m.g_head_b, m.dlogits.data(), m.head_in.data(), m.head_w, R, H, Lb, false))
-    return "GEMM failed";
-  if (p_head > 0) dropout_backward(m.dhead_in.data(), m.head_mask.data(), m.dhead_in.data(), R * H, p_head);
-  grow(m.dA, N * H);
-  grow(m.dB, N * H);
-  grow(m.dC, N * H);
-  grow(m.dff, N * I);
-  grow(m.dqkv, N * 3 * H);
-  float* dy = m.dA.data();  // gradient of the current layer's output
+  if (!linear_backward(p.gemm, m.dhead_in.data(), m.g_head_w, m.g_head_b, m.dlogits.data(), m.head_in.data(),
+                       m.head_w, R, H, Lb, false))
+    return "GEMM failed (head backward)";
+  if (p.p_head > 0) dropout_backward(m.dhead_in.data(), m.head_mask.data(), m.dhead_in.data(), R * H, p.p_head);
+  m.ws.reserve_backward(p.shape, max_adapter(m), p.p_att > 0);
+  float* d = m.ws.dA.data();  // dL/d(output of the current layer), then of its input
   if (seq) {
-    std::memset(dy, 0, N * H * sizeof(float));
-    for (int64_t b = 0; b < B; b++) std::memcpy(dy + b * T * H, m.dhead_in.data() + b * H, H * sizeof(float));
+    std::memset(d, 0, N * H * sizeof(float));
+    for (int64_t b = 0; b < B; b++) std::memcpy(d + b * T * H, m.dhead_in.data() + b * H, H * sizeof(float));
   } else {
-    std::memcpy(dy, m.dhead_in.data(), N * H * sizeof(float));
+    std::memcpy(d, m.dhead_in.data(), N * H * sizeof(float));
   }
-  // the lowest parameter decides how far down the gradient must go
-  const bool need_input_grad = m.embeddings_in_graph;
   for (int64_t li = (int64_t)m.layers.size() - 1; li >= 0; li--) {
     TLayer& L = m.layers[li];
-    const bool lowest = li == 0;
-    const bool need_dx = !lowest || need_input_grad;
-    float* ds = m.dB.data();
-    // y2 = LN2(s2); s2 = f2 + y1
-    K.layernorm_backward(ds, L.g_ln2_w, L.g_ln2_b, dy, L.s2.data(), L.ln2_w, L.mean2.data(), L.rstd2.data(), N, H);
-    float* dy1 = m.dC.data();
-    std::memcpy(dy1, ds, N * H * sizeof(float));  // the residual path
-    auto adapter_bwd = [&](Adapter& A, const float* hin, float* dh /* in: d(out), out: d(hin) */) -> bool {
-      const int64_t bsz = cfg_.adapter_size;
-      grow(m.dad, N * bsz);
-      // out = hin + up(act(down(hin)))
-      if (!linear_bwd(G, m.dad.data(), A.g_uw, A.g_ub, dh, A.act.data(), A.uw, N, bsz, H, false)) return false;
-      if (cfg_.adapter_act == AdapterAct::Gelu) K.gelu_backward(m.dad.data(), A.pre.data(), m.dad.data(), N * bsz);
-      else relu_backward(m.dad.data(), A.pre.data(), m.dad.data(), N * bsz);
-      return linear_bwd(G, dh, A.g_dw, A.g_db, m.dad.data(), hin, A.dw, N, H, bsz, true);
-    };
-    float* df = ds;  // d f2, becomes d f
-    if (L.adapters && !adapter_bwd(L.ad[1], L.f.data(), df)) return "GEMM failed";
-    if (p_hid > 0) dropout_backward(df, L.mask_f.data(), df, N * H, cfg_.hidden_dropout);
-    if (!linear_bwd(G, m.dff.data(), L.g_f2_w, L.g_f2_b, df, L.ffact.data(), L.f2_w, N, I, H, false)) return "GEMM failed";
-    K.gelu_backward(m.dff.data(), L.ffpre.data(), m.dff.data(), N * I);
-    if (!linear_bwd(G, dy1, L.g_f1_w, L.g_f1_b, m.dff.data(), L.y1.data(), L.f1_w, N, H, I, true)) return "GEMM failed";
-    // y1 = LN1(s1); s1 = a2 + x
-    float* ds1 = dy;  // dy is no longer needed
-    K.layernorm_backward(ds1, L.g_ln1_w, L.g_ln1_b, dy1, L.s1.data(), L.ln1_w, L.mean1.data(), L.rstd1.data(), N, H);
-    float* da = m.dB.data();
-    std::memcpy(da, ds1, N * H * sizeof(float));
-    if (L.adapters && !adapter_bwd(L.ad[0], L.a.data(), da)) return "GEMM failed";
-    if (!L.trainable && !need_dx) break;  // nothing below this point trains
-    if (p_hid > 0) dropout_backward(da, L.mask_a.data(), da, N * H, cfg_.hidden_dropout);
-    float* dctx = m.dC.data();
-    if (!linear_bwd(G, dctx, L.g_o_w, L.g_o_b, da, L.ctx.data(), L.o_w, N, H, H, false)) return "GEMM failed";
-    // attention backward, per batch row and head
-    float* dqkv = m.dqkv.data();
-    const float* qkv = L.qkv.data();
-    bool ok = true;
-#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
-    for (int64_t bh = 0; bh < B * heads; bh++) {
-      int64_t b = bh / heads, h = bh % heads;
-      int64_t e = mask_extent(in.mask + b * T, T);
-      const float* P = L.probs.data() + bh * T * T;
-      float* dP = m.dscores.data() + (int64_t)omp_get_thread_num() * T * T;
-      float* Pd = m.pdrop.data() + (int64_t)omp_get_thread_num() * T * T;
-      const float* q = qkv + b * T * 3 * H + h * d;
-      const float* kk = q + H;
-      const float* v = q + 2 * H;
-      const float* dc = dctx + b * T * H + h * d;
-      float* dq = dqkv + b * T * 3 * H + h * d;
-      float* dk = dq + H;
-      float* dv = dq + 2 * H;
-      if (e > 0) {
-        const float* Pv = P;
-        if (p_att > 0) {  // the dropped-out probabilities the forward multiplied V with
-          const uint8_t* mk = L.mask_p.data() + bh * T * T;
-          const float s = 1.0f / (1.0f - cfg_.attention_dropout);
-          for (int64_t i = 0; i < e * e; i++) Pd[i] = mk[i] ? P[i] * s : 0.0f;
-          Pv = Pd;
-        }
-        ok = ok && gemm_f32(false, true, e, e, d, 1.0f, dc, H, v, 3 * H, 0.0f, dP, e);      // dP' = dctx V^T
-        ok = ok && gemm_f32(true, false, e, d, e, 1.0f, Pv, e, dc, H, 0.0f, dv, 3 * H);     // dV = P'^T dctx
-        if (p_att > 0) dropout_backward(dP, L.mask_p.data() + bh * T * T, dP, e * e, cfg_.attention_dropout);
-        K.softmax_backward(dP, P, dP, e, e);                                                // dS
-        ok = ok && gemm_f32(false, false, e, d, e, scale, dP, e, kk, 3 * H, 0.0f, dq, 3 * H); // dQ = s dS K
-        ok = ok && gemm_f32(true, false, e, d, e, scale, dP, e, q, 3 * H, 0.0f, dk, 3 * H);   // dK = s dS^T Q
-      }
-      for (int64_t t = e; t < T; t++) {
-        std::memset(dq + t * 3 * H, 0, d * sizeof(float));
-        std::memset(dk + t * 3 * H, 0, d * sizeof(float));
-        std::memset(dv + t * 3 * H, 0, d * sizeof(float));
-      }
-    }
-    if (!ok) return "attention GEMM failed";
-    // x feeds QKV and the residual: dx = dqkv Wqkv + ds1
-    float* dx = need_dx ? ds1 : nullptr;
-    if (!linear_bwd(G, dx, L.g_qkv_w, L.g_qkv_b, dqkv, L.x.data(), L.qkv_w, N, H, 3 * H, true)) return "GEMM failed";
+    const bool need_dx = li > 0 || m.embeddings_in_graph;
+    std::string err = block_backward(L.w, p.shape, p.dropout(L), L.saved, d, need_dx, m.ws, p.gemm);
+    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
     if (!need_dx) break;
-    dy = ds1;  // the gradient of the layer below's output
-    if (dy != m.dA.data()) {
-      std::memcpy(m.dA.data(), dy, N * H * sizeof(float));
-      dy = m.dA.data();
-    }
   }
   if (m.embeddings_in_graph) {
     // x0 = dropout(LN(word + position + type))
-    float* dx0 = m.layers.empty() ? m.dA.data() : dy;
-    if (p_hid > 0) dropout_backward(dx0, m.emb_mask.data(), dx0, N * H, cfg_.hidden_dropout);
-    float* demb = m.dB.data();
-    K.layernorm_backward(demb, m.g_ln_w, m.g_ln_b, dx0, m.emb_s.data(), m.emb_ln_w, m.emb_mean.data(), m.emb_rstd.data(), N, H);
-    embedding_backward(m.g_word, demb, in.ids, N, H);
-    embedding_backward(m.g_pos, demb, in.positions, N, H);
+    if (p.p_hid > 0) dropout_backward(d, m.emb_mask.data(), d, N * H, p.p_hid);
+    float* demb = m.ws.dB.data();
+    ops().layernorm_backward(demb, m.g_ln_w, m.g_ln_b, d, m.emb_s.data(), m.emb_ln_w, m.emb_mean.data(),
+                             m.emb_rstd.data(), N, H);
+    embedding_backward(m.g_word, demb, p.in.ids, N, H);
+    embedding_backward(m.g_pos, demb, p.in.positions, N, H);
     if (m.g_type) {
       std::vector<int32_t> zeros;
-      const int32_t* types = in.types;
+      const int32_t* types = p.in.types;
       if (!types) {
         zeros.assign(N, 0);
         types = zeros.data();
@@ -615,6 +477,49 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
     }
   }
   return "";
+}
+
+}  // namespace
+
+std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool train, bool backward_too,
+                            double* loss_out, std::vector<float>* logits_out) {
+  Impl& m = *impl_;
+  const EncoderConfig& ec = enc_->cfg;
+  const bool recycled = cfg_.mode == TrainMode::Reduced || cfg_.mode == TrainMode::ReducedAdapters;
+  if (recycled && !in.hidden) return "this mode takes layer-" + std::to_string(cfg_.k) + " hidden states as input";
+  if (!recycled && !in.ids) return "this mode takes token ids as input";
+  if ((backward_too || train) && cfg_.inference)
+    return "this task model was opened for inference only; it has no gradients (create it without inference to train)";
+  const int64_t N = in.B * in.T;
+  if (!recycled) {
+    for (int64_t i = 0; i < N; i++)
+      if (in.ids[i] < 0 || in.ids[i] >= ec.vocab || in.positions[i] < 0 || in.positions[i] >= ec.max_positions)
+        return "token or position id out of range at " + std::to_string(i);
+  }
+  BlockShape s;
+  s.B = in.B; s.T = in.T; s.H = ec.hidden; s.I = ec.intermediate; s.heads = ec.heads; s.eps = ec.eps;
+  s.mask = in.mask;
+  s.threads = in.threads;
+  Pass p{m, cfg_, *enc_, in, s, cfg_.bf16 ? &gemm_bf16 : &gemm_f32,
+         train ? cfg_.hidden_dropout : 0.0f, train ? cfg_.attention_dropout : 0.0f,
+         train ? cfg_.head_dropout : 0.0f, m.step_counter++, recycled};
+
+  std::string err = cfg_.inference ? forward_only(p) : forward_saving(p);
+  if (err.empty()) err = head_forward(p, cfg_.inference ? m.hidden.data() : m.final_h.data());
+  if (err.empty() && logits_out) {
+    const int64_t R = cfg_.head == HeadKind::Sequence ? in.B : N;
+    logits_out->assign(m.logits.begin(), m.logits.begin() + R * cfg_.num_labels);
+  }
+  if (err.empty() && !labels && backward_too) err = "training needs labels";
+  if (err.empty() && labels) {
+    double loss = 0;
+    err = head_loss(p, labels, &loss);
+    if (err.empty() && loss_out) *loss_out = loss;
+  }
+  if (err.empty() && labels && backward_too) err = backward(p);
+  // an inference model does not keep a far larger batch's buffers for the life of the process
+  if (cfg_.inference && activation_bytes() > kWorkspaceKeepBytes) release_activations();
+  return err;
 }
 
 }  // namespace er

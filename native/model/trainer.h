@@ -7,9 +7,15 @@
 //   reduced-adapters  input = layer-k activations; layers k+1..N frozen, their adapters train
 //   full-adapters     layers 1..N frozen, adapters in every layer train
 //
-// The forward of the trained part keeps exactly what backward needs; frozen layers
-// below the lowest trained parameter keep nothing. The backward is the forward's
-// list of calls reversed. Parameter gradients accumulate (+=) between zero_grad calls.
+// Every layer runs model/layer.h's one block implementation. The forward of the trained
+// part keeps exactly what backward needs; frozen layers below the lowest trained
+// parameter keep nothing. The backward is the forward's list of calls reversed.
+// Parameter gradients accumulate (+=) between zero_grad calls.
+//
+// An inference model (TrainConfig::inference) runs forward-only: no gradients, no
+// optimizer state, no saved activations, prepacked linear layers with fused bias and
+// GELU; its scratch is bounded by the batch and freed after a batch that grew it past
+// kWorkspaceKeepBytes. Its logits equal a training model's evaluation step within 1e-5.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -22,7 +28,6 @@ namespace er {
 
 enum class TrainMode : int32_t { Full = 0, FrozenPrefix = 1, Reduced = 2, ReducedAdapters = 3, FullAdapters = 4 };
 enum class HeadKind : int32_t { Sequence = 0, Token = 1, QA = 2 };
-enum class AdapterAct : int32_t { Gelu = 0, Relu = 1 };
 
 struct TrainConfig {
   TrainMode mode = TrainMode::Reduced;
@@ -93,6 +98,9 @@ class TaskModel {
   uint64_t activation_bytes() const;
   // Frees every activation and scratch buffer (they grow again with the next step).
   void release_activations();
+  // Tells an inference model that parameter values were overwritten (its prepacked
+  // linear layers are rebuilt before the next forward).
+  void parameters_changed();
   std::mutex mu;  // one step at a time
 
   struct Impl;

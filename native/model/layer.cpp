@@ -1,0 +1,430 @@
+#include "model/layer.h"
+#include <omp.h>
+#include <cmath>
+#include <cstring>
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "kernels/train_ops.h"
+
+namespace er {
+
+namespace {
+
+void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+void grow8(std::vector<uint8_t>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+template <class V>
+void drop(V& v) {
+  V().swap(v);
+}
+
+}  // namespace
+
+bool linear_forward(GemmFn gemm, float* out, const float* x, const float* W, const float* b, int64_t N,
+                int64_t C, int64_t OC) {
+  if (!gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC)) return false;
+  if (b) ops().bias_add(out, b, N, OC);
+  return true;
+}
+
+bool linear_backward(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, const float* x,
+                const float* W, int64_t N, int64_t C, int64_t OC, bool accumulate) {
+  if (gW && !gemm(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, gW, C)) return false;
+  if (gb) ops().bias_backward(gb, dy, N, OC);
+  if (dx && !gemm(false, false, N, C, OC, 1.0f, dy, OC, W, C, accumulate ? 1.0f : 0.0f, dx, C))
+    return false;
+  return true;
+}
+
+namespace {
+
+// out (N, OC) = act(inp (N, C) W^T + b) through a prepacked primitive (bf16 input when the
+// primitive is bf16, converted through in16)
+bool linear_packed(Linear& L, float* out, const float* inp, int64_t N, LinearAct act,
+                   std::vector<uint16_t>& in16) {
+  const void* src = inp;
+  if (L.bf16()) {
+    ops().f32_to_bf16(in16.data(), inp, N * L.in());
+    src = in16.data();
+  }
+  return L.forward(out, src, N, act).empty();
+}
+
+// out (N, H) = h + up(act(down(h))); pre, act (N, b) are written; out must not alias h
+bool adapter_fwd(const AdapterWeights& A, int64_t bsz, AdapterAct kind, float* pre, float* act,
+                 float* out, const float* h, int64_t N, int64_t H, GemmFn gemm) {
+  if (!linear_forward(gemm, pre, h, A.dw, A.db, N, H, bsz)) return false;
+  if (kind == AdapterAct::Gelu) ops().gelu_forward(act, pre, N * bsz);
+  else relu_forward(act, pre, N * bsz);
+  if (!linear_forward(gemm, out, act, A.uw, A.ub, N, bsz, H)) return false;
+  for (int64_t i = 0; i < N * H; i++) out[i] += h[i];
+  return true;
+}
+
+// dh (N, H): on entry dL/d out, on return dL/d h (the residual plus the adapter's path)
+bool adapter_bwd(const AdapterWeights& A, int64_t bsz, AdapterAct kind, const float* pre,
+                 const float* act, const float* h, float* dh, float* dmid, int64_t N, int64_t H,
+                 GemmFn gemm) {
+  if (!linear_backward(gemm, dmid, A.g_uw, A.g_ub, dh, act, A.uw, N, bsz, H, false)) return false;
+  if (kind == AdapterAct::Gelu) ops().gelu_backward(dmid, pre, dmid, N * bsz);
+  else relu_backward(dmid, pre, dmid, N * bsz);
+  return linear_backward(gemm, dh, A.g_dw, A.g_db, dmid, h, A.dw, N, H, bsz, true);
+}
+
+// ctx (B, T, H) = softmax(q k^T / sqrt(d), masked) v, per batch row and head; q, k, v are
+// the thirds of each qkv row (B, T, 3H). Probabilities go to probs (B*heads, T, T) when it
+// is non-null (saved for backward), else to the per-thread scratch (threads, T, T). With
+// attention dropout (drop non-null, p > 0), v is multiplied by the dropped-out
+// probabilities (mask_p (B*heads, T, T), pdrop per-thread scratch). Query rows past a
+// row's extent are padding: their output is zero.
+bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, float* pdrop,
+                   const float* qkv, const BlockShape& s, const BlockDropout* drop) {
+  const int64_t B = s.B, T = s.T, H = s.H, heads = s.heads, d = H / heads;
+  const float scale = 1.0f / std::sqrt((float)d);
+  const float p_att = drop ? drop->attention : 0.0f;
+  const OpsTable& K = ops();
+  bool ok = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
+  for (int64_t bh = 0; bh < B * heads; bh++) {
+    const int64_t b = bh / heads, h = bh % heads;
+    const int32_t* m = s.mask + b * T;
+    const int64_t e = mask_extent(m, T);
+    const int64_t tid = omp_get_thread_num();
+    float* P = probs ? probs + bh * T * T : scratch + tid * T * T;  // (e, e) used
+    const float* q = qkv + b * T * 3 * H + h * d;
+    const float* k = q + H;
+    const float* v = q + 2 * H;
+    float* c = ctx + b * T * H + h * d;
+    if (e > 0) {
+      // the 1/sqrt(d) scale rides on the GEMM
+      ok = ok && gemm_f32(false, true, e, e, d, scale, q, 3 * H, k, 3 * H, 0.0f, P, e);
+      K.softmax_masked_forward(P, m, 1.0f, e, e);
+      const float* Pv = P;
+      if (p_att > 0) {
+        float* pd = pdrop + tid * T * T;
+        dropout_forward(pd, mask_p + bh * T * T, P, e * e, p_att, drop->seed,
+                        dropout_stream(drop->step, drop->site, (uint64_t)bh));
+        Pv = pd;
+      }
+      ok = ok && gemm_f32(false, false, e, d, e, 1.0f, Pv, e, v, 3 * H, 0.0f, c, H);
+    }
+    for (int64_t t = e; t < T; t++) std::memset(c + t * H, 0, d * sizeof(float));
+  }
+  return ok;
+}
+
+// dqkv (B, T, 3H) from dctx (B, T, H), the saved qkv and probabilities (and dropout mask)
+bool attention_bwd(float* dqkv, const float* dctx, const float* qkv, const float* probs,
+                   const uint8_t* mask_p, float* dscores, float* pdrop, const BlockShape& s,
+                   float p_att) {
+  const int64_t B = s.B, T = s.T, H = s.H, heads = s.heads, d = H / heads;
+  const float scale = 1.0f / std::sqrt((float)d);
+  const OpsTable& K = ops();
+  bool ok = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
+  for (int64_t bh = 0; bh < B * heads; bh++) {
+    const int64_t b = bh / heads, h = bh % heads;
+    const int64_t e = mask_extent(s.mask + b * T, T);
+    const int64_t tid = omp_get_thread_num();
+    const float* P = probs + bh * T * T;
+    float* dP = dscores + tid * T * T;
+    const float* q = qkv + b * T * 3 * H + h * d;
+    const float* k = q + H;
+    const float* v = q + 2 * H;
+    const float* dc = dctx + b * T * H + h * d;
+    float* dq = dqkv + b * T * 3 * H + h * d;
+    float* dk = dq + H;
+    float* dv = dq + 2 * H;
+    if (e > 0) {
+      const float* Pv = P;
+      if (p_att > 0) {  // the dropped-out probabilities the forward multiplied V with
+        const uint8_t* mk = mask_p + bh * T * T;
+        float* Pd = pdrop + tid * T * T;
+        const float keep = 1.0f / (1.0f - p_att);
+        for (int64_t i = 0; i < e * e; i++) Pd[i] = mk[i] ? P[i] * keep : 0.0f;
+        Pv = Pd;
+      }
+      ok = ok && gemm_f32(false, true, e, e, d, 1.0f, dc, H, v, 3 * H, 0.0f, dP, e);   // dP' = dctx V^T
+      ok = ok && gemm_f32(true, false, e, d, e, 1.0f, Pv, e, dc, H, 0.0f, dv, 3 * H);  // dV = P'^T dctx
+      if (p_att > 0) dropout_backward(dP, mask_p + bh * T * T, dP, e * e, p_att);
+      K.softmax_backward(dP, P, dP, e, e);                                                  // dS
+      ok = ok && gemm_f32(false, false, e, d, e, scale, dP, e, k, 3 * H, 0.0f, dq, 3 * H);  // dQ = s dS K
+      ok = ok && gemm_f32(true, false, e, d, e, scale, dP, e, q, 3 * H, 0.0f, dk, 3 * H);   // dK = s dS^T Q
+    }
+    for (int64_t t = e; t < T; t++) {
+      std::memset(dq + t * 3 * H, 0, d * sizeof(float));
+      std::memset(dk + t * 3 * H, 0, d * sizeof(float));
+      std::memset(dv + t * 3 * H, 0, d * sizeof(float));
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+
+uint64_t dropout_stream(uint64_t step, uint64_t site, uint64_t part) {
+  return (step << 40) ^ (site << 24) ^ part;
+}
+
+int64_t mask_extent(const int32_t* mask, int64_t T) {
+  int64_t e = T;
+  while (e > 0 && mask[e - 1] == 0) e--;
+  return e;
+}
+
+// ---------------------------------------------------------------- buffers
+
+void LayerLinears::build(const float* const q_w[3], const float* const q_b[3], const float* o_w,
+                         const float* o_b, const float* f1_w, const float* f1_b, const float* f2_w,
+                         const float* f2_b, int64_t H, int64_t I, bool bf16) {
+  qkv_w.resize(3 * H * H);
+  qkv_b.resize(3 * H);
+  for (int j = 0; j < 3; j++) {
+    std::memcpy(qkv_w.data() + j * H * H, q_w[j], H * H * sizeof(float));
+    std::memcpy(qkv_b.data() + j * H, q_b[j], H * sizeof(float));
+  }
+  build_stacked(qkv_w.data(), qkv_b.data(), o_w, o_b, f1_w, f1_b, f2_w, f2_b, H, I, bf16);
+}
+
+void LayerLinears::build_stacked(const float* stacked_w, const float* stacked_b, const float* o_w,
+                                 const float* o_b, const float* f1_w, const float* f1_b, const float* f2_w,
+                                 const float* f2_b, int64_t H, int64_t I, bool bf16) {
+  qkv.reset(new Linear(stacked_w, stacked_b, H, 3 * H, bf16));
+  out.reset(new Linear(o_w, o_b, H, H, bf16));
+  ffn_in.reset(new Linear(f1_w, f1_b, H, I, bf16));
+  ffn_out.reset(new Linear(f2_w, f2_b, I, H, bf16));
+}
+
+uint64_t LayerLinears::bytes() const {
+  uint64_t n = qkv_w.size() * 4 + qkv_b.size() * 4;
+  for (const Linear* x : {qkv.get(), out.get(), ffn_in.get(), ffn_out.get()})
+    if (x) n += x->packed_bytes();
+  return n;
+}
+
+void BlockSaved::clear() {
+  for (std::vector<float>* v : {&x, &qkv, &probs, &ctx, &a, &s1, &mean1, &rstd1, &y1, &ffpre, &ffact,
+                                 &f, &s2, &mean2, &rstd2, &ad_pre[0], &ad_act[0], &ad_pre[1], &ad_act[1]})
+    drop(*v);
+  drop(mask_p);
+  drop(mask_a);
+  drop(mask_f);
+}
+
+uint64_t BlockSaved::bytes() const {
+  uint64_t n = 0;
+  for (const std::vector<float>* v : {&x, &qkv, &probs, &ctx, &a, &s1, &mean1, &rstd1, &y1, &ffpre, &ffact,
+                                       &f, &s2, &mean2, &rstd2, &ad_pre[0], &ad_act[0], &ad_pre[1], &ad_act[1]})
+    n += v->capacity() * 4;
+  return n + mask_p.capacity() + mask_a.capacity() + mask_f.capacity();
+}
+
+void Workspace::reserve(const BlockShape& s, int64_t adapter_size, bool bf16) {
+  const int64_t N = s.B * s.T, H = s.H, I = s.I;
+  if (bf16 && in16.size() < (size_t)(N * (H > I ? H : I))) in16.resize(N * (H > I ? H : I));
+  grow(qkv, N * 3 * H);
+  grow(ctx, N * H);
+  grow(t1, N * H);
+  grow(ff, N * I);
+  grow(scores, (size_t)s.threads * s.T * s.T);
+  if (adapter_size > 0) {
+    grow(ad_pre, N * adapter_size);
+    grow(ad_act, N * adapter_size);
+  }
+}
+
+void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool dropout) {
+  const int64_t N = s.B * s.T, H = s.H, I = s.I;
+  grow(dA, N * H);
+  grow(dB, N * H);
+  grow(dC, N * H);
+  grow(dff, N * I);
+  grow(dqkv, N * 3 * H);
+  if (adapter_size > 0) grow(dad, N * adapter_size);
+  grow(dscores, (size_t)s.threads * s.T * s.T);
+  if (dropout) grow(pdrop, (size_t)s.threads * s.T * s.T);
+}
+
+uint64_t Workspace::bytes() const {
+  uint64_t n = in16.capacity() * 2;
+  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &dA, &dB, &dC, &dff,
+                                       &dqkv, &dad, &dscores, &pdrop})
+    n += v->capacity() * 4;
+  return n;
+}
+
+void Workspace::trim(uint64_t keep) {
+  if (bytes() > keep) {
+    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &dA, &dB, &dC, &dff,
+                                   &dqkv, &dad, &dscores, &pdrop})
+      drop(*v);
+    drop(in16);
+  }
+  held = bytes();
+}
+
+// ---------------------------------------------------------------- forward
+
+std::string block_forward(const BlockWeights& w, const BlockShape& s, const float* x, float* out,
+                          Workspace& ws, GemmFn adapter_gemm) {
+  if (!w.packed) return "block_forward needs prepacked linear layers";
+  LayerLinears& L = *w.packed;
+  const OpsTable& K = ops();
+  const int64_t N = s.B * s.T, H = s.H;
+  if (!linear_packed(*L.qkv, ws.qkv.data(), x, N, LinearAct::None, ws.in16)) return "oneDNN matmul failed (QKV)";
+  if (!attention_fwd(ws.ctx.data(), nullptr, ws.scores.data(), nullptr, nullptr, ws.qkv.data(), s, nullptr))
+    return "attention GEMM failed";
+  if (!linear_packed(*L.out, ws.t1.data(), ws.ctx.data(), N, LinearAct::None, ws.in16))
+    return "oneDNN matmul failed (attention output)";
+  const float* a = ws.t1.data();
+  if (w.ad[0]) {
+    if (!adapter_fwd(*w.ad[0], w.adapter_size, w.adapter_act, ws.ad_pre.data(), ws.ad_act.data(),
+                     ws.ctx.data(), ws.t1.data(), N, H, adapter_gemm))
+      return "adapter GEMM failed";
+    a = ws.ctx.data();
+  }
+  float* y1 = ws.t1.data();
+  K.layernorm_forward(y1, nullptr, nullptr, a, x, w.ln1_w, w.ln1_b, N, H, s.eps);
+  if (!linear_packed(*L.ffn_in, ws.ff.data(), y1, N, LinearAct::Gelu, ws.in16)) return "oneDNN matmul failed (FFN in)";
+  if (!linear_packed(*L.ffn_out, ws.ctx.data(), ws.ff.data(), N, LinearAct::None, ws.in16))
+    return "oneDNN matmul failed (FFN out)";
+  const float* f = ws.ctx.data();
+  if (w.ad[1]) {
+    if (!adapter_fwd(*w.ad[1], w.adapter_size, w.adapter_act, ws.ad_pre.data(), ws.ad_act.data(),
+                     ws.qkv.data(), ws.ctx.data(), N, H, adapter_gemm))
+      return "adapter GEMM failed";
+    f = ws.qkv.data();
+  }
+  K.layernorm_forward(out, nullptr, nullptr, f, y1, w.ln2_w, w.ln2_b, N, H, s.eps);
+  return "";
+}
+
+std::string block_forward_saving(const BlockWeights& w, const BlockShape& s, const BlockDropout& drop,
+                                 BlockSaved& sv, float* out, Workspace& ws, GemmFn gemm) {
+  const OpsTable& K = ops();
+  const int64_t B = s.B, T = s.T, N = B * T, H = s.H, I = s.I, bsz = w.adapter_size;
+  for (std::vector<float>* v : {&sv.ctx, &sv.a, &sv.s1, &sv.y1, &sv.f, &sv.s2}) grow(*v, N * H);
+  for (std::vector<float>* v : {&sv.mean1, &sv.rstd1, &sv.mean2, &sv.rstd2}) grow(*v, N);
+  grow(sv.qkv, N * 3 * H);
+  grow(sv.probs, (size_t)B * s.heads * T * T);
+  grow(sv.ffpre, N * I);
+  grow(sv.ffact, N * I);
+  for (int j = 0; j < 2; j++)
+    if (w.ad[j]) {
+      grow(sv.ad_pre[j], N * bsz);
+      grow(sv.ad_act[j], N * bsz);
+    }
+  if (drop.attention > 0) {
+    grow8(sv.mask_p, (size_t)B * s.heads * T * T);
+    grow(ws.pdrop, (size_t)s.threads * T * T);
+  }
+  if (drop.hidden > 0) {
+    grow8(sv.mask_a, N * H);
+    grow8(sv.mask_f, N * H);
+  }
+  const float* x = sv.x.data();
+  if (!linear_forward(gemm, sv.qkv.data(), x, w.qkv_w, w.qkv_b, N, H, 3 * H)) return "GEMM failed (QKV)";
+  if (!attention_fwd(sv.ctx.data(), sv.probs.data(), nullptr, sv.mask_p.data(), ws.pdrop.data(), sv.qkv.data(),
+                     s, &drop))
+    return "attention GEMM failed";
+  if (!linear_forward(gemm, sv.a.data(), sv.ctx.data(), w.o_w, w.o_b, N, H, H)) return "GEMM failed (attention output)";
+  if (drop.hidden > 0)
+    dropout_forward(sv.a.data(), sv.mask_a.data(), sv.a.data(), N * H, drop.hidden, drop.seed,
+                    dropout_stream(drop.step, drop.site + 1, 0));
+  if (w.ad[0]) {
+    if (!adapter_fwd(*w.ad[0], bsz, w.adapter_act, sv.ad_pre[0].data(), sv.ad_act[0].data(), sv.s1.data(),
+                     sv.a.data(), N, H, gemm))
+      return "adapter GEMM failed";
+    for (int64_t i = 0; i < N * H; i++) sv.s1[i] += x[i];
+  } else {
+    for (int64_t i = 0; i < N * H; i++) sv.s1[i] = sv.a[i] + x[i];
+  }
+  K.layernorm_forward(sv.y1.data(), sv.mean1.data(), sv.rstd1.data(), sv.s1.data(), nullptr, w.ln1_w, w.ln1_b,
+                      N, H, s.eps);
+  if (!linear_forward(gemm, sv.ffpre.data(), sv.y1.data(), w.f1_w, w.f1_b, N, H, I)) return "GEMM failed (FFN in)";
+  K.gelu_forward(sv.ffact.data(), sv.ffpre.data(), N * I);
+  if (!linear_forward(gemm, sv.f.data(), sv.ffact.data(), w.f2_w, w.f2_b, N, I, H)) return "GEMM failed (FFN out)";
+  if (drop.hidden > 0)
+    dropout_forward(sv.f.data(), sv.mask_f.data(), sv.f.data(), N * H, drop.hidden, drop.seed,
+                    dropout_stream(drop.step, drop.site + 2, 0));
+  if (w.ad[1]) {
+    if (!adapter_fwd(*w.ad[1], bsz, w.adapter_act, sv.ad_pre[1].data(), sv.ad_act[1].data(), sv.s2.data(),
+                     sv.f.data(), N, H, gemm))
+      return "adapter GEMM failed";
+    for (int64_t i = 0; i < N * H; i++) sv.s2[i] += sv.y1[i];
+  } else {
+    for (int64_t i = 0; i < N * H; i++) sv.s2[i] = sv.f[i] + sv.y1[i];
+  }
+  K.layernorm_forward(out, sv.mean2.data(), sv.rstd2.data(), sv.s2.data(), nullptr, w.ln2_w, w.ln2_b, N, H,
+                      s.eps);
+  return "";
+}
+
+// ---------------------------------------------------------------- backward
+
+std::string block_backward(const BlockWeights& w, const BlockShape& s, const BlockDropout& drop,
+                           const BlockSaved& sv, float* d, bool need_dx, Workspace& ws, GemmFn gemm) {
+  const OpsTable& K = ops();
+  const int64_t N = s.B * s.T, H = s.H, I = s.I, bsz = w.adapter_size;
+  // y = LN2(s2); s2 = f + y1
+  float* ds2 = ws.dB.data();
+  K.layernorm_backward(ds2, w.g_ln2_w, w.g_ln2_b, d, sv.s2.data(), w.ln2_w, sv.mean2.data(), sv.rstd2.data(), N, H);
+  float* dy1 = ws.dC.data();
+  std::memcpy(dy1, ds2, N * H * sizeof(float));  // the residual path
+  float* df = ds2;
+  if (w.ad[1] && !adapter_bwd(*w.ad[1], bsz, w.adapter_act, sv.ad_pre[1].data(), sv.ad_act[1].data(),
+                              sv.f.data(), df, ws.dad.data(), N, H, gemm))
+    return "adapter GEMM failed";
+  if (drop.hidden > 0) dropout_backward(df, sv.mask_f.data(), df, N * H, drop.hidden);
+  if (!linear_backward(gemm, ws.dff.data(), w.g_f2_w, w.g_f2_b, df, sv.ffact.data(), w.f2_w, N, I, H, false))
+    return "GEMM failed (FFN out backward)";
+  K.gelu_backward(ws.dff.data(), sv.ffpre.data(), ws.dff.data(), N * I);
+  if (!linear_backward(gemm, dy1, w.g_f1_w, w.g_f1_b, ws.dff.data(), sv.y1.data(), w.f1_w, N, H, I, true))
+    return "GEMM failed (FFN in backward)";
+  // y1 = LN1(s1); s1 = a + x
+  float* ds1 = d;  // d(out) is no longer needed; it becomes d(x)
+  K.layernorm_backward(ds1, w.g_ln1_w, w.g_ln1_b, dy1, sv.s1.data(), w.ln1_w, sv.mean1.data(), sv.rstd1.data(), N, H);
+  float* da = ws.dB.data();
+  std::memcpy(da, ds1, N * H * sizeof(float));
+  if (w.ad[0] && !adapter_bwd(*w.ad[0], bsz, w.adapter_act, sv.ad_pre[0].data(), sv.ad_act[0].data(),
+                              sv.a.data(), da, ws.dad.data(), N, H, gemm))
+    return "adapter GEMM failed";
+  if (!w.trainable() && !need_dx) return "";  // nothing below this point trains
+  if (drop.hidden > 0) dropout_backward(da, sv.mask_a.data(), da, N * H, drop.hidden);
+  float* dctx = ws.dC.data();
+  if (!linear_backward(gemm, dctx, w.g_o_w, w.g_o_b, da, sv.ctx.data(), w.o_w, N, H, H, false))
+    return "GEMM failed (attention output backward)";
+  if (!attention_bwd(ws.dqkv.data(), dctx, sv.qkv.data(), sv.probs.data(), sv.mask_p.data(), ws.dscores.data(),
+                     ws.pdrop.data(), s, drop.attention))
+    return "attention GEMM failed";
+  // x feeds QKV and the residual: dx = dqkv Wqkv + ds1
+  if (!linear_backward(gemm, need_dx ? ds1 : nullptr, w.g_qkv_w, w.g_qkv_b, ws.dqkv.data(), sv.x.data(), w.qkv_w, N,
+                  H, 3 * H, true))
+    return "GEMM failed (QKV backward)";
+  return "";
+}
+
+// ---------------------------------------------------------------- embeddings
+
+void embeddings_forward(const EmbeddingTables& e, float* out, float* sum, float* mean, float* rstd,
+                        const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N,
+                        int64_t H, float eps) {
+  float* s = sum ? sum : out;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float* o = s + i * H;
+    const float* w = e.word + (int64_t)ids[i] * H;
+    const float* p = e.position + (int64_t)positions[i] * H;
+    for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j];
+    if (e.token_type) {
+      const float* t = e.token_type + (int64_t)(types ? types[i] : 0) * H;
+      for (int64_t j = 0; j < H; j++) o[j] += t[j];
+    }
+  }
+  ops().layernorm_forward(out, mean, rstd, s, nullptr, e.ln_w, e.ln_b, N, H, eps);
+}
+
+}  // namespace er

@@ -1,0 +1,167 @@
+// One post-LayerNorm encoder block (BERT family: exact GELU, optional Houlsby
+// adapters), composed from the kernels of native/kernels. Every user runs this one
+// implementation: the encoder's prefix pass (forward only, frozen weights), forward-only
+// serving of a task model, and training (forward saving what backward needs, then the
+// backward).
+//
+// Forward, as a list of kernel calls:
+//   qkv = x Wqkv^T + bqkv                       linear
+//   ctx = softmax(q k^T / sqrt(d), mask) v      attention (probabilities dropped out)
+//   a   = dropout(ctx Wo^T + bo)                linear, dropout
+//   a   = a + up(act(down(a)))                  adapter (when present)
+//   y1  = LN1(a + x)                            layernorm
+//   h   = gelu(y1 W1^T + b1)                    linear, gelu
+//   f   = dropout(h W2^T + b2)                  linear, dropout
+//   f   = f + up(act(down(f)))                  adapter (when present)
+//   y   = LN2(f + y1)                           layernorm
+// Backward is the same list reversed.
+//
+// Two ways to run the forward:
+//   - saving (training and evaluation of a trainable model): every intermediate goes to a
+//     BlockSaved; linear layers run as GEMMs on the fp32 weights (they change every step);
+//   - forward-only (the encoder, inference task models): nothing is kept; intermediates
+//     live in a Workspace bounded by the batch; linear layers run through prepacked
+//     oneDNN primitives with the bias and GELU fused.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+#include "kernels/linear.h"
+
+namespace er {
+
+enum class AdapterAct : int32_t { Gelu = 0, Relu = 1 };
+
+// C = alpha op(A) op(B) + beta C (gemm_f32 or gemm_bf16 of kernels/gemm.h)
+using GemmFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, int64_t, float, float*, int64_t);
+
+// out (N, OC) = x (N, C) W^T + b, a GEMM on the fp32 weight (W (OC, C), b (OC) or null)
+bool linear_forward(GemmFn gemm, float* out, const float* x, const float* W, const float* b, int64_t N,
+                    int64_t C, int64_t OC);
+// gW (OC, C) += dy^T x; gb (OC) += colsum dy (each skipped when null); dx (N, C) = dy W, or
+// += when accumulate (skipped when null)
+bool linear_backward(GemmFn gemm, float* dx, float* gW, float* gb, const float* dy, const float* x,
+                     const float* W, int64_t N, int64_t C, int64_t OC, bool accumulate);
+
+// The GEMM side of one layer prepared for forward-only use: Q, K and V fused into one
+// (3H, H) linear layer, weights prepacked once in a precision.
+struct LayerLinears {
+  std::vector<float> qkv_w, qkv_b;  // (3H, H), (3H): Q, K, V stacked
+  std::unique_ptr<Linear> qkv, out, ffn_in, ffn_out;
+  // qkv from the stacked copy above; the others read the given (OC, C) weights in place
+  void build(const float* const q_w[3], const float* const q_b[3], const float* o_w, const float* o_b,
+             const float* f1_w, const float* f1_b, const float* f2_w, const float* f2_b, int64_t H,
+             int64_t I, bool bf16);
+  // the same over an already stacked (3H, H) weight and (3H) bias, read in place
+  void build_stacked(const float* qkv_w, const float* qkv_b, const float* o_w, const float* o_b,
+                     const float* f1_w, const float* f1_b, const float* f2_w, const float* f2_b, int64_t H,
+                     int64_t I, bool bf16);
+  uint64_t bytes() const;
+};
+
+// A bottleneck adapter: out = h + up(act(down(h))); gradients null when frozen.
+struct AdapterWeights {
+  float *dw = nullptr, *db = nullptr, *uw = nullptr, *ub = nullptr;  // (b, H), (b), (H, b), (H)
+  float *g_dw = nullptr, *g_db = nullptr, *g_uw = nullptr, *g_ub = nullptr;
+};
+
+// One block's weights (Hugging Face layout, Q, K, V stacked), their gradients (null:
+// frozen), adapters (null: none) and, for forward-only runs, its prepacked linears.
+struct BlockWeights {
+  const float *qkv_w = nullptr, *qkv_b = nullptr, *o_w = nullptr, *o_b = nullptr;
+  const float *ln1_w = nullptr, *ln1_b = nullptr, *f1_w = nullptr, *f1_b = nullptr;
+  const float *f2_w = nullptr, *f2_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
+  float *g_qkv_w = nullptr, *g_qkv_b = nullptr, *g_o_w = nullptr, *g_o_b = nullptr;
+  float *g_ln1_w = nullptr, *g_ln1_b = nullptr, *g_f1_w = nullptr, *g_f1_b = nullptr;
+  float *g_f2_w = nullptr, *g_f2_b = nullptr, *g_ln2_w = nullptr, *g_ln2_b = nullptr;
+  AdapterWeights* ad[2] = {nullptr, nullptr};  // 0: after the attention output, 1: after the FFN
+  int64_t adapter_size = 0;
+  AdapterAct adapter_act = AdapterAct::Gelu;
+  LayerLinears* packed = nullptr;  // required by forward-only runs
+  bool trainable() const { return g_qkv_w != nullptr; }
+};
+
+// The batch a block runs on.
+struct BlockShape {
+  int64_t B = 0, T = 0, H = 0, I = 0, heads = 0;
+  float eps = 1e-12f;
+  const int32_t* mask = nullptr;  // (B, T)
+  int threads = 1;
+};
+
+// Dropout of one block in one step (all probabilities 0: none). Streams are
+// stream(step, site + {0 probabilities, 1 attention output, 2 FFN output}, part).
+struct BlockDropout {
+  float hidden = 0.0f, attention = 0.0f;
+  uint64_t seed = 0, step = 0, site = 0;
+};
+uint64_t dropout_stream(uint64_t step, uint64_t site, uint64_t part);
+
+// What a saving forward keeps for backward; grown to the batch.
+struct BlockSaved {
+  std::vector<float> x, qkv, probs, ctx, a, s1, mean1, rstd1, y1, ffpre, ffact, f, s2, mean2, rstd2;
+  std::vector<float> ad_pre[2], ad_act[2];  // (N, b) per adapter
+  std::vector<uint8_t> mask_p, mask_a, mask_f;
+  void clear();
+  uint64_t bytes() const;
+};
+
+// Scratch of forward-only runs and of the backward, reused across blocks and calls. The
+// buffers grow with the largest batch; trim() frees them after a call that grew them
+// past a bound (so one huge request does not pin its memory for the life of the process).
+struct Workspace {
+  std::vector<float> qkv, ctx, t1, ff, scores;  // (N,3H), (N,H) x2, (N,I), (threads,T,T)
+  std::vector<float> ad_pre, ad_act;            // (N, b) forward-only adapters
+  std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
+  // backward
+  std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
+  void reserve(const BlockShape& s, int64_t adapter_size, bool bf16);
+  void reserve_backward(const BlockShape& s, int64_t adapter_size, bool dropout);
+  uint64_t bytes() const;
+  // frees every buffer when they hold more than `keep` bytes
+  void trim(uint64_t keep);
+  // bytes() as of the end of the last call, readable without the owner's lock
+  std::atomic<uint64_t> held{0};
+};
+constexpr uint64_t kWorkspaceKeepBytes = uint64_t(256) << 20;
+
+// Length of the attended prefix of one row of a (T) mask: one past its last non-zero
+// position. Attention skips the padded tail after it.
+int64_t mask_extent(const int32_t* mask, int64_t T);
+
+// Forward-only: x (N, H) -> out (N, H); out may equal x. Needs w.packed and a workspace
+// reserved for the shape.
+std::string block_forward(const BlockWeights& w, const BlockShape& s, const float* x, float* out,
+                          Workspace& ws, GemmFn adapter_gemm);
+
+// Saving forward: reads saved.x (N, H), writes out (N, H) (not saved.x) and every saved
+// intermediate; `gemm` runs the linear layers.
+std::string block_forward_saving(const BlockWeights& w, const BlockShape& s, const BlockDropout& drop,
+                                 BlockSaved& saved, float* out, Workspace& ws, GemmFn gemm);
+
+// Backward of a saving forward. d (N, H): on entry dL/d out; on return dL/d x when
+// need_dx. Parameter gradients accumulate (+=). A frozen block returns as soon as
+// nothing below it needs a gradient. Uses the workspace's backward buffers except dA,
+// which the caller may pass as d.
+std::string block_backward(const BlockWeights& w, const BlockShape& s, const BlockDropout& drop,
+                           const BlockSaved& saved, float* d, bool need_dx, Workspace& ws, GemmFn gemm);
+
+// Embedding tables of a BERT-family model.
+struct EmbeddingTables {
+  const float* word = nullptr;        // (vocab, H)
+  const float* position = nullptr;    // (max_positions, H)
+  const float* token_type = nullptr;  // (type_vocab, H) or null
+  const float* ln_w = nullptr;        // (H)
+  const float* ln_b = nullptr;        // (H)
+};
+
+// out (N, H) = LN(word[ids] + position[positions] + type[types]); types may be null
+// (all 0). sum (N, H), mean, rstd (N) are written when non-null (saved for backward).
+void embeddings_forward(const EmbeddingTables& e, float* out, float* sum, float* mean, float* rstd,
+                        const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N,
+                        int64_t H, float eps);
+
+}  // namespace er
