@@ -1,8 +1,9 @@
-// N-API glue only: argument guards, conversion, async workers. No maths here.
+// N-API glue only: argument guards, conversion, handing work to the compute thread. No maths here.
 // The TypeScript side (src/native/binding.ts) validates arguments with precise
 // messages; these guards are the cheap second line.
 #include <napi.h>
 #include "binding/args.h"
+#include "binding/compute.h"
 #include <dnnl.h>
 #include <omp.h>
 #include <chrono>
@@ -174,63 +175,45 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     return "";
   }
 
-  class ForwardWorker : public Napi::AsyncWorker {
+  // A forward pass on the encoder's compute thread; inputs are read in place.
+  class ForwardJob : public er_binding::ComputeJob {
    public:
-    ForwardWorker(Napi::Env env, std::shared_ptr<er::Encoder> enc)
-        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), enc_(std::move(enc)) {}
-    Napi::Promise Promise() { return deferred_.Promise(); }
-    // inputs are held alive by refs_ and read in place
-    std::vector<Napi::ObjectReference> refs_;
+    ForwardJob(Napi::Env env, std::shared_ptr<er::Encoder> enc) : ComputeJob(env), enc_(std::move(enc)) {}
     const int32_t *ids = nullptr, *positions = nullptr, *types = nullptr, *mask = nullptr;
     const float* hidden = nullptr;
     int64_t B = 0, T = 0, from = 0, to = 0;
     int threads = 1;
     bool from_hidden = false;
 
-    void Execute() override {
+    void run() override {
       const uint64_t out_bytes = (uint64_t)B * T * enc_->cfg.hidden * sizeof(float);
       try {
-        out_ = new std::vector<float>((size_t)B * T * enc_->cfg.hidden);
+        out_.reset(new std::vector<float>((size_t)B * T * enc_->cfg.hidden));
       } catch (const std::bad_alloc&) {
-        SetError(er_binding::alloc_message("the forward pass's output", out_bytes, "the batch size or the sequence length"));
+        fail(er_binding::alloc_message("the forward pass's output", out_bytes, "the batch size or the sequence length"));
         return;
       }
       try {
         std::string err = from_hidden
             ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
             : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
-        if (!err.empty()) SetError(err);
+        if (!err.empty()) fail(err);
       } catch (const std::bad_alloc&) {
-        SetError("out of memory in the forward pass (" + std::to_string(B) + " x " + std::to_string(T) +
-                 " tokens); lower the batch size or the sequence length");
-      } catch (const std::exception& e) {
-        SetError(e.what());
-      } catch (...) {
-        SetError("unknown native error in forward");
+        fail("out of memory in the forward pass (" + std::to_string(B) + " x " + std::to_string(T) +
+             " tokens); lower the batch size or the sequence length");
       }
     }
-    void OnOK() override {
-      Napi::Float32Array arr = adopt_floats(Env(), out_);
-      out_ = nullptr;
-      deferred_.Resolve(arr);
-    }
-    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-    ~ForwardWorker() override { delete out_; }
+    Napi::Value result(Napi::Env env) override { return adopt_floats(env, out_.release()); }
 
    private:
-    Napi::Promise::Deferred deferred_;
     std::shared_ptr<er::Encoder> enc_;
-    std::vector<float>* out_ = nullptr;
+    std::unique_ptr<std::vector<float>> out_;
   };
 
   size_t checked_elements(const Napi::CallbackInfo& info, int64_t B, int64_t T) {
     THROW_IF((uint64_t)B * (uint64_t)T * (uint64_t)enc_->cfg.hidden > er_binding::kMaxElements,
              "batch of " + std::to_string(B) + " x " + std::to_string(T) + " tokens is too large");
     return (size_t)(B * T);
-  }
-
-  void Hold(ForwardWorker* w, const Napi::Value& v) {
-    if (v.IsObject()) w->refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
 
   // forward(ids, positions, typeIds | null, mask, B, T, toLayer, threads)
@@ -243,25 +226,18 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     size_t n = checked_elements(info, B, T);
     const int64_t to = er_binding::get_int(info[6], "toLayer", 0, enc_->cfg.layers);
     const int threads = (int)er_binding::get_int(info[7], "threads", 1, 4096);
-    auto* w = new ForwardWorker(info.Env(), enc_);
-    try {
-      w->ids = er_binding::array_data<const int32_t>(info[0], napi_int32_array, n, "ids");
-      w->positions = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "positions");
-      if (!info[2].IsNull() && !info[2].IsUndefined())
-        w->types = er_binding::array_data<const int32_t>(info[2], napi_int32_array, n, "typeIds");
-      w->mask = er_binding::array_data<const int32_t>(info[3], napi_int32_array, n, "attentionMask");
-    } catch (...) {
-      delete w;
-      throw;
-    }
-    for (int i = 0; i < 4; i++) Hold(w, info[i]);
+    auto w = std::make_unique<ForwardJob>(info.Env(), enc_);
+    w->ids = er_binding::array_data<const int32_t>(info[0], napi_int32_array, n, "ids");
+    w->positions = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "positions");
+    if (!info[2].IsNull() && !info[2].IsUndefined())
+      w->types = er_binding::array_data<const int32_t>(info[2], napi_int32_array, n, "typeIds");
+    w->mask = er_binding::array_data<const int32_t>(info[3], napi_int32_array, n, "attentionMask");
+    for (int i = 0; i < 4; i++) w->hold(info[i]);
     w->B = B;
     w->T = T;
     w->to = to;
     w->threads = threads;
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return queue()->submit(info.Env(), std::move(w));
   }
 
   // forwardFrom(hidden, mask, B, T, fromLayer, toLayer, threads)
@@ -275,25 +251,18 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     const int64_t from = er_binding::get_int(info[4], "fromLayer", 0, enc_->cfg.layers);
     const int64_t to = er_binding::get_int(info[5], "toLayer", 0, enc_->cfg.layers);
     const int threads = (int)er_binding::get_int(info[6], "threads", 1, 4096);
-    auto* w = new ForwardWorker(info.Env(), enc_);
-    try {
-      w->hidden = er_binding::array_data<const float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
-      w->mask = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "attentionMask");
-    } catch (...) {
-      delete w;
-      throw;
-    }
-    Hold(w, info[0]);
-    Hold(w, info[1]);
+    auto w = std::make_unique<ForwardJob>(info.Env(), enc_);
+    w->hidden = er_binding::array_data<const float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
+    w->mask = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "attentionMask");
+    w->hold(info[0]);
+    w->hold(info[1]);
     w->from_hidden = true;
     w->B = B;
     w->T = T;
     w->from = from;
     w->to = to;
     w->threads = threads;
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return queue()->submit(info.Env(), std::move(w));
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
@@ -315,7 +284,14 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     return info.Env().Undefined();
   }
 
+  // this encoder's compute thread, shared with the task models built on it
+  const std::shared_ptr<er_binding::ComputeQueue>& queue() {
+    if (!queue_) queue_ = er_binding::compute_queue_for(Env(), enc_.get());
+    return queue_;
+  }
+
   std::shared_ptr<er::Encoder> enc_;
+  std::shared_ptr<er_binding::ComputeQueue> queue_;
 };
 
 Napi::FunctionReference* EncoderHandle::ctor = nullptr;

@@ -2,6 +2,7 @@
 // here (native/store/ owns it); arguments are checked in src/store/ first.
 #include <napi.h>
 #include "binding/args.h"
+#include "binding/compute.h"
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -479,14 +480,52 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     }
   }
 
-  // next(index) -> Promise<{slot, batch, rows, tokens, hidden, mask}>
+  // A next() waiting for the prefetch thread; settled (and freed) on the JavaScript thread.
+  struct PendingNext {
+    Napi::Promise::Deferred deferred;
+    Napi::ObjectReference self;  // keeps this handle alive while the batch is on its way
+  };
+
+  void settle_next(Napi::Env env, PendingNext* pn, int slot, const std::string& err) {
+    in_flight_--;
+    if (!err.empty() || stopped_) {
+      // a failed batch, or stopped while it was on its way: hand it back, report why
+      if (slot >= 0) pf_->release(slot);
+      maybe_free(env);
+      pn->deferred.Reject(Napi::Error::New(env, err.empty() ? "the prefetcher was stopped" : err).Value());
+      return;
+    }
+    pn->deferred.Resolve(View(env, slot));
+  }
+
+  // next(index) -> Promise<{slot, batch, rows, tokens, hidden, mask}>. With a prefetch
+  // thread nothing waits in libuv's pool: the thread hands the batch over when it is
+  // decoded. Without one (depth 0) the decode itself runs as a pool job.
   Napi::Value Next(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kPrefetcherTag, "Prefetcher");
     THROW_IF(!pf_ || stopped_, "the prefetcher is stopped");
     uint64_t index = (uint64_t)er_binding::get_int(info[0], "batch index", 0, int64_t(1) << 50);
-    auto* w = new NextWorker(info.Env(), this, pf_, index);
-    Napi::Promise p = w->deferred.Promise();
-    w->Queue();
+    if (!pf_->threaded()) {
+      auto* w = new NextWorker(info.Env(), this, pf_, index);
+      Napi::Promise p = w->deferred.Promise();
+      w->Queue();
+      return p;
+    }
+    if (!channel_) channel_ = std::make_shared<er_binding::JsChannel>(info.Env(), "embedding-recycler prefetch");
+    auto* pn = new PendingNext{Napi::Promise::Deferred::New(info.Env()), Napi::Persistent(Value())};
+    Napi::Promise p = pn->deferred.Promise();
+    in_flight_++;
+    channel_->expect(info.Env());
+    std::shared_ptr<er_binding::JsChannel> ch = channel_;
+    PrefetchHandle* owner = this;
+    // the callback runs here (batch ready, or an error) or on the prefetch thread; either
+    // way the promise is settled from the JavaScript thread's loop
+    pf_->acquire_async(index, [ch, pn, owner](int slot, std::string err) {
+      ch->post([pn, owner, slot, err](Napi::Env env) {
+        owner->settle_next(env, pn, slot, err);
+        delete pn;
+      });
+    });
     return p;
   }
 
@@ -539,6 +578,7 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     Napi::Reference<Napi::ArrayBuffer> hidden, mask;
   };
   std::shared_ptr<er::store::Prefetcher> pf_;
+  std::shared_ptr<er_binding::JsChannel> channel_;  // from the prefetch thread, made on first use
   std::vector<SlotViews> views_;
   int64_t external_ = 0;  // bytes the GC has been told about, until the ring is freed
   uint64_t ring_ = 0;

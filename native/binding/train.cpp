@@ -1,6 +1,7 @@
 // N-API glue for training: the TaskModel object and its async step. No maths here.
 #include <napi.h>
 #include "binding/args.h"
+#include "binding/compute.h"
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -84,6 +85,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       THROW_IF(!built || !*built, "TaskModel: nothing was built");
       model_ = std::move(*built);
       hidden_ = model_->encoder_hidden();
+      queue_ = er_binding::compute_queue_for(info.Env(), model_->encoder().get());
       return;
     }
     THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
@@ -97,6 +99,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
+    queue_ = er_binding::compute_queue_for(info.Env(), enc.get());
   }
 
   // Builds the model (allocating and copying its parameters) on a worker thread.
@@ -140,47 +143,40 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
  private:
-  class StepWorker : public Napi::AsyncWorker {
+  // A step on the encoder's compute thread; inputs are read in place.
+  class StepJob : public er_binding::ComputeJob {
    public:
-    StepWorker(Napi::Env env, std::shared_ptr<er::TaskModel> m)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), model_(std::move(m)) {}
-    Napi::Promise::Deferred deferred;
-    std::vector<Napi::ObjectReference> refs;
+    StepJob(Napi::Env env, std::shared_ptr<er::TaskModel> m) : ComputeJob(env), model_(std::move(m)) {}
     er::TrainInputs in;
     const int32_t* labels = nullptr;
     bool train = false, backward = false, zero = true, update = false, want_logits = false;
     er::AdamWOptions adam;
-    void Execute() override {
+    void run() override {
       try {
         std::lock_guard<std::mutex> lock(model_->mu);
-        if (zero) model_->zero_grad();
+        if (zero && backward) model_->zero_grad();
         std::string err = model_->step(in, labels, train, backward, &loss_, want_logits ? &logits_ : nullptr);
         if (!err.empty()) {
-          SetError(err);
+          fail(err);
           return;
         }
         if (update) norm_ = model_->adamw(adam);
       } catch (const std::bad_alloc&) {
-        SetError("out of memory in a training step (" + std::to_string(in.B) + " x " + std::to_string(in.T) +
-                 " tokens); lower the batch size or the sequence length");
-      } catch (const std::exception& e) {
-        SetError(e.what());
-      } catch (...) {
-        SetError("unknown native error in a training step");
+        fail("out of memory in a training step (" + std::to_string(in.B) + " x " + std::to_string(in.T) +
+             " tokens); lower the batch size or the sequence length");
       }
     }
-    void OnOK() override {
-      Napi::Object o = Napi::Object::New(Env());
+    Napi::Value result(Napi::Env env) override {
+      Napi::Object o = Napi::Object::New(env);
       o.Set("loss", loss_);
       o.Set("gradNorm", norm_);
       if (want_logits) {
-        Napi::Float32Array a = Napi::Float32Array::New(Env(), logits_.size());
+        Napi::Float32Array a = Napi::Float32Array::New(env, logits_.size());
         std::memcpy(a.Data(), logits_.data(), logits_.size() * sizeof(float));
         o.Set("logits", a);
       }
-      deferred.Resolve(o);
+      return o;
     }
-    void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
 
    private:
     std::shared_ptr<er::TaskModel> model_;
@@ -195,8 +191,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     THROW_IF(info.Length() < 3 || !info[0].IsObject() || !info[2].IsObject(), "step(inputs, labels, options)");
     Napi::Object in = info[0].As<Napi::Object>(), opt = info[2].As<Napi::Object>();
-    auto* w = new StepWorker(info.Env(), model_);
-    try {
+    auto w = std::make_unique<StepJob>(info.Env(), model_);
+    {
       int64_t B = er_binding::get_int(in.Get("B"), "B (batch size)", 1, er_binding::kMaxDim);
       int64_t T = er_binding::get_int(in.Get("T"), "T (sequence length)", 1, er_binding::kMaxDim);
       if ((uint64_t)B * (uint64_t)T * (uint64_t)hidden_size() > er_binding::kMaxElements)
@@ -205,25 +201,25 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       w->in.B = B;
       w->in.T = T;
       w->in.mask = er_binding::array_data<const int32_t>(in.Get("mask"), napi_int32_array, n, "mask");
-      w->refs.push_back(Napi::Persistent(in.Get("mask").As<Napi::Object>()));
+      w->hold(in.Get("mask"));
       if (in.Get("hidden").IsTypedArray()) {
         w->in.hidden = er_binding::array_data<const float>(in.Get("hidden"), napi_float32_array, n * (size_t)hidden_size(), "hidden");
-        w->refs.push_back(Napi::Persistent(in.Get("hidden").As<Napi::Object>()));
+        w->hold(in.Get("hidden"));
       } else {
         w->in.ids = er_binding::array_data<const int32_t>(in.Get("ids"), napi_int32_array, n, "ids");
         w->in.positions = er_binding::array_data<const int32_t>(in.Get("positions"), napi_int32_array, n, "positions");
-        w->refs.push_back(Napi::Persistent(in.Get("ids").As<Napi::Object>()));
-        w->refs.push_back(Napi::Persistent(in.Get("positions").As<Napi::Object>()));
+        w->hold(in.Get("ids"));
+        w->hold(in.Get("positions"));
         if (in.Get("types").IsTypedArray()) {
           w->in.types = er_binding::array_data<const int32_t>(in.Get("types"), napi_int32_array, n, "types");
-          w->refs.push_back(Napi::Persistent(in.Get("types").As<Napi::Object>()));
+          w->hold(in.Get("types"));
         }
       }
       if (info[1].IsTypedArray()) {
         const er::TrainConfig& c = model_->config();
         size_t want = c.head == er::HeadKind::Sequence ? (size_t)B : c.head == er::HeadKind::QA ? (size_t)(2 * B) : n;
         w->labels = er_binding::array_data<const int32_t>(info[1], napi_int32_array, want, "labels");
-        w->refs.push_back(Napi::Persistent(info[1].As<Napi::Object>()));
+        w->hold(info[1]);
       }
       w->train = opt.Get("train").ToBoolean().Value();
       w->backward = opt.Get("backward").ToBoolean().Value();
@@ -240,13 +236,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
         w->adam.weight_decay = (float)num(u, "weightDecay", 0.01);
         w->adam.clip = (float)num(u, "clip", 1.0);
       }
-    } catch (...) {
-      delete w;
-      throw;
     }
-    Napi::Promise p = w->deferred.Promise();
-    w->Queue();
-    return p;
+    return queue_->submit(info.Env(), std::move(w));
   }
 
   int64_t hidden_size() const { return hidden_; }
@@ -313,6 +304,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
  public:
   std::shared_ptr<er::TaskModel> model_;
+  std::shared_ptr<er_binding::ComputeQueue> queue_;  // the encoder's compute thread
   int64_t hidden_ = 0;
 };
 

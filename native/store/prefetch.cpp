@@ -103,12 +103,16 @@ void Prefetcher::free_buffers() {
 }
 
 void Prefetcher::stop() {
+  Ready waiter;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    waiter = std::move(waiter_);
+    waiter_ = nullptr;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (waiter) waiter(-1, "the prefetcher was stopped");
 }
 
 // Asks the kernel to read a batch's records ahead (large requests instead of one page
@@ -216,12 +220,58 @@ void Prefetcher::run() {
       batch = next_fill_++;
     }
     fill(*target, batch);
+    Ready waiter;
+    int slot = -1;
     {
       std::lock_guard<std::mutex> lock(mu_);
       target->state = Slot::kReady;
+      if (waiter_ && (int64_t)waiter_index_ == target->batch) {
+        slot = (int)(target - slots_.data());
+        target->state = Slot::kHeld;
+        next_take_++;
+        stats_.consumer_wait_ns += now_ns() - waiter_t0_;
+        waiter = std::move(waiter_);
+        waiter_ = nullptr;
+      }
     }
     cv_.notify_all();
+    if (waiter) waiter(slot, slots_[slot].error);
   }
+}
+
+int Prefetcher::ready_slot(uint64_t index) const {
+  for (size_t i = 0; i < slots_.size(); i++)
+    if (slots_[i].state == Slot::kReady && slots_[i].batch == (int64_t)index) return (int)i;
+  return -1;
+}
+
+void Prefetcher::acquire_async(uint64_t index, Ready done) {
+  if (!threaded_) {
+    std::string err;
+    int slot = acquire(index, &err);
+    done(slot, err);
+    return;
+  }
+  int slot = -1;
+  std::string err;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) {
+      err = "the prefetcher was stopped";
+    } else if (index != next_take_ || index >= plan_.batches() || waiter_) {
+      err = "batches must be taken in schedule order, one at a time";
+    } else if ((slot = ready_slot(index)) >= 0) {
+      slots_[slot].state = Slot::kHeld;
+      next_take_++;
+      err = slots_[slot].error;
+    } else {
+      waiter_index_ = index;
+      waiter_t0_ = now_ns();
+      waiter_ = std::move(done);
+      return;
+    }
+  }
+  done(slot, err);
 }
 
 int Prefetcher::acquire(uint64_t index, std::string* err) {
@@ -250,15 +300,7 @@ int Prefetcher::acquire(uint64_t index, std::string* err) {
     return -1;
   }
   int found = -1;
-  cv_.wait(lock, [&] {
-    if (stop_) return true;
-    for (size_t i = 0; i < slots_.size(); i++)
-      if (slots_[i].state == Slot::kReady && slots_[i].batch == (int64_t)index) {
-        found = (int)i;
-        return true;
-      }
-    return false;
-  });
+  cv_.wait(lock, [&] { return stop_ || (found = ready_slot(index)) >= 0; });
   stats_.consumer_wait_ns += now_ns() - t0;
   if (found < 0) {
     *err = "the prefetcher was stopped";

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -87,6 +88,13 @@ class Prefetcher {
   // Waits for batch `index` (the next in schedule order) and returns its slot, or -1
   // with *err set (a corrupt record, a stopped prefetcher, out of order).
   int acquire(uint64_t index, std::string* err);
+  // The same without waiting (threaded prefetchers): when batch `index` is ready (or an
+  // error is known) done(slot, err) runs now, on the calling thread; otherwise it runs
+  // later on the prefetch thread once the batch is decoded, or from stop() with the
+  // error "stopped". One waiter at a time.
+  using Ready = std::function<void(int slot, std::string err)>;
+  void acquire_async(uint64_t index, Ready done);
+  bool threaded() const { return threaded_; }
   void release(int slot);
   void stop();
   // Frees the ring's memory. Only after stop() and once no acquire() is running and no
@@ -100,6 +108,8 @@ class Prefetcher {
 
  private:
   void fill(Slot& s, uint64_t batch);
+  // under mu_: the ready slot holding batch `index`, or -1
+  int ready_slot(uint64_t index) const;
   void advise(uint64_t batch);
   void run();
   std::shared_ptr<SegmentReader> reader_;
@@ -117,6 +127,9 @@ class Prefetcher {
   uint64_t next_fill_ = 0;
   uint64_t next_take_ = 0;
   bool stop_ = false;
+  // the batch an acquire_async() waits for, its callback and when it began waiting
+  uint64_t waiter_index_ = 0, waiter_t0_ = 0;
+  Ready waiter_;
   PrefetchStats stats_;
   std::thread thread_;
 };

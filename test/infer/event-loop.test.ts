@@ -2,6 +2,7 @@
 // worker thread) and while it serves 200 concurrent requests: a 1 ms interval timer never
 // fires more than 250 ms late (loose for a busy 2-core machine; synchronous hashing of the
 // weights alone took about 200 ms here, a synchronous batch far more).
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -59,4 +60,20 @@ describe('the event loop while serving', () => {
     await s.close();
     expect({ openGap: openGap < 250, serveGap: serveGap < 250, openMs: Math.round(openGap), serveMs: Math.round(serveGap) }).toMatchObject({ openGap: true, serveGap: true });
   });
+});
+
+describe("native work and libuv's thread pool", () => {
+  it('eight queued forward passes do not hold the pool: a pool job started after them finishes first', () => {
+    const child = path.resolve(__dirname, '..', 'helpers', 'pool-child.js');
+    const r = spawnSync(process.execPath, [child, requireMiniLM()], {
+      encoding: 'utf8', timeout: 120_000, env: { ...process.env, UV_THREADPOOL_SIZE: '2' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const { order } = JSON.parse(r.stdout.trim()) as { order: string[] };
+    expect(order).toHaveLength(9);
+    // the forwards run one at a time on the encoder's compute thread; the pool job needs
+    // a pool thread only, so it ends before the second forward (in the pool it waited
+    // behind all of them)
+    expect(order.indexOf('pool job')).toBeLessThan(2);
+  }, 150_000);
 });
