@@ -54,15 +54,41 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
                         InstanceMethod("close", &EncoderHandle::Close)});
   }
 
-  // new NativeEncoder(config, tensors)
-  // config: {vocab, hidden, layers, heads, intermediate, maxPositions, typeVocab, eps}
+  // new NativeEncoder(config, tensors), or (from loadEncoder) new NativeEncoder(External<encoder>)
+  // config: {vocab, hidden, layers, heads, intermediate, maxPositions, typeVocab, eps, precision}
   // tensors: [{slot, file, offset, bytes, dtype: 0 F32 | 1 F16 | 2 BF16, count}]
   EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
+    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kEncoderTag);
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      auto* loaded = info[0].As<Napi::External<std::shared_ptr<er::Encoder>>>().Data();
+      THROW_IF(!loaded || !*loaded, "NativeEncoder: nothing was loaded");
+      enc_ = std::move(*loaded);
+      return;
+    }
+    LoadSpec spec = parse_load(info);
+    std::string err = load_weights(spec);
+    THROW_IF(!err.empty(), err);
+    enc_ = std::move(spec.enc);
+  }
+
+  // What loading an encoder needs, read from JavaScript values on the JavaScript thread.
+  struct TensorSpec {
+    std::string slot, file;
+    uint64_t offset, bytes, count;
+    int32_t dtype;
+  };
+  struct LoadSpec {
+    std::shared_ptr<er::Encoder> enc;
+    std::vector<TensorSpec> tensors;
+    std::string precision;
+  };
+
+  static LoadSpec parse_load(const Napi::CallbackInfo& info) {
     THROW_IF(info.Length() < 2 || !info[0].IsObject() || !info[1].IsArray(),
              "NativeEncoder(config, tensors) expects an object and an array");
-    er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kEncoderTag);
-    enc_ = std::make_shared<er::Encoder>();
-    er::EncoderConfig& c = enc_->cfg;
+    LoadSpec spec;
+    spec.enc = std::make_shared<er::Encoder>();
+    er::EncoderConfig& c = spec.enc->cfg;
     Napi::Object cfg = info[0].As<Napi::Object>();
     c.vocab = get_int(cfg, "vocab");
     c.hidden = get_int(cfg, "hidden");
@@ -76,54 +102,89 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
                  c.hidden % c.heads != 0 || c.intermediate <= 0 || c.max_positions <= 0 ||
                  c.type_vocab < 0,
              "invalid encoder config");
-    enc_->layer.assign(c.layers, er::LayerWeights{});
-    Napi::Array tensors = info[1].As<Napi::Array>();
-    try {
-      for (uint32_t i = 0; i < tensors.Length(); i++) {
-        Napi::Value tv = tensors.Get(i);
-        THROW_IF(!tv.IsObject(), "tensors[" + std::to_string(i) + "] must be an object");
-        Napi::Object t = tv.As<Napi::Object>();
-        THROW_IF(!t.Get("slot").IsString() || !t.Get("file").IsString(),
-                 "tensors[" + std::to_string(i) + "]: slot and file must be strings");
-        std::string slot = t.Get("slot").As<Napi::String>().Utf8Value();
-        std::string file = t.Get("file").As<Napi::String>().Utf8Value();
-        const int64_t kMaxBytes = int64_t(1) << 50;
-        uint64_t offset = (uint64_t)er_binding::get_int(t.Get("offset"), "tensor offset", 0, kMaxBytes);
-        uint64_t bytes = (uint64_t)er_binding::get_int(t.Get("bytes"), "tensor bytes", 0, kMaxBytes);
-        int32_t dtype = (int32_t)er_binding::get_int(t.Get("dtype"), "tensor dtype", 0, 2);
-        uint64_t count = (uint64_t)er_binding::get_int(t.Get("count"), "tensor count", 0, kMaxBytes);
-        THROW_IF(dtype < 0 || dtype > 2, "tensor " + slot + ": unknown dtype code");
-        const float** dst = slot_pointer(slot, count);
-        THROW_IF(dst == nullptr, "tensor " + slot + ": unknown slot or wrong element count");
-        *dst = enc_->weights.tensor(file, offset, bytes, (er::WeightDtype)dtype, count);
-      }
-    } catch (const std::bad_alloc&) {
-      throw Napi::Error::New(info.Env(), "cannot allocate memory to widen the F16/BF16 weights to F32; free memory or use an F32 checkpoint");
-    } catch (const std::runtime_error& e) {
-      throw Napi::Error::New(info.Env(), e.what());
-    }
-    std::string missing = missing_slot();
-    THROW_IF(!missing.empty(), "tensor " + missing + " was not given");
+    spec.enc->layer.assign(c.layers, er::LayerWeights{});
     Napi::Value prec = cfg.Get("precision");
-    std::string p = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "fp32";
-    THROW_IF(p != "fp32" && p != "bf16", "precision must be 'fp32' or 'bf16'");
-    std::string err;
-    try {
-      err = er::encoder_set_precision(*enc_, p == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
-    } catch (const std::bad_alloc&) {
-      throw Napi::Error::New(info.Env(), "cannot allocate the prepacked " + p + " weights; use precision 'fp32' or free memory");
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(info.Env(), std::string("cannot prepare the encoder's weights: ") + e.what());
+    spec.precision = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "fp32";
+    THROW_IF(spec.precision != "fp32" && spec.precision != "bf16", "precision must be 'fp32' or 'bf16'");
+    Napi::Array tensors = info[1].As<Napi::Array>();
+    const int64_t kMaxBytes = int64_t(1) << 50;
+    for (uint32_t i = 0; i < tensors.Length(); i++) {
+      Napi::Value tv = tensors.Get(i);
+      THROW_IF(!tv.IsObject(), "tensors[" + std::to_string(i) + "] must be an object");
+      Napi::Object t = tv.As<Napi::Object>();
+      THROW_IF(!t.Get("slot").IsString() || !t.Get("file").IsString(),
+               "tensors[" + std::to_string(i) + "]: slot and file must be strings");
+      TensorSpec ts;
+      ts.slot = t.Get("slot").As<Napi::String>().Utf8Value();
+      ts.file = t.Get("file").As<Napi::String>().Utf8Value();
+      ts.offset = (uint64_t)er_binding::get_int(t.Get("offset"), "tensor offset", 0, kMaxBytes);
+      ts.bytes = (uint64_t)er_binding::get_int(t.Get("bytes"), "tensor bytes", 0, kMaxBytes);
+      ts.dtype = (int32_t)er_binding::get_int(t.Get("dtype"), "tensor dtype", 0, 2);
+      ts.count = (uint64_t)er_binding::get_int(t.Get("count"), "tensor count", 0, kMaxBytes);
+      THROW_IF(slot_pointer(*spec.enc, ts.slot, ts.count) == nullptr,
+               "tensor " + ts.slot + ": unknown slot or wrong element count");
+      spec.tensors.push_back(std::move(ts));
     }
-    THROW_IF(!err.empty(), err);
+    return spec;
+  }
+
+  // Maps (or widens) every tensor and prepares the linear layers: the heavy part of
+  // loading, on any thread. Returns an error message or "".
+  static std::string load_weights(LoadSpec& spec) {
+    er::Encoder& enc = *spec.enc;
+    try {
+      for (const TensorSpec& t : spec.tensors)
+        *slot_pointer(enc, t.slot, t.count) = enc.weights.tensor(t.file, t.offset, t.bytes, (er::WeightDtype)t.dtype, t.count);
+    } catch (const std::bad_alloc&) {
+      return "cannot allocate memory to widen the F16/BF16 weights to F32; free memory or use an F32 checkpoint";
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    std::string missing = missing_slot(enc);
+    if (!missing.empty()) return "tensor " + missing + " was not given";
+    try {
+      return er::encoder_set_precision(enc, spec.precision == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
+    } catch (const std::bad_alloc&) {
+      return "cannot allocate the prepacked " + spec.precision + " weights; use precision 'fp32' or free memory";
+    } catch (const std::exception& e) {
+      return std::string("cannot prepare the encoder's weights: ") + e.what();
+    }
+  }
+
+  class LoadWorker : public Napi::AsyncWorker {
+   public:
+    LoadWorker(Napi::Env env, LoadSpec spec)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), spec_(std::move(spec)) {}
+    Napi::Promise::Deferred deferred;
+    void Execute() override {
+      std::string err = load_weights(spec_);
+      if (!err.empty()) SetError(err);
+    }
+    void OnOK() override {
+      auto ext = Napi::External<std::shared_ptr<er::Encoder>>::New(Env(), &spec_.enc);
+      deferred.Resolve(ctor->Value().New({ext}));
+    }
+    void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
+
+   private:
+    LoadSpec spec_;
+  };
+
+  // loadEncoder(config, tensors) -> Promise<NativeEncoder>: the weights are mapped,
+  // widened and prepacked in libuv's pool (file I/O and copies), not on the JavaScript thread.
+  static Napi::Value Load(const Napi::CallbackInfo& info) {
+    auto* w = new LoadWorker(info.Env(), parse_load(info));
+    Napi::Promise p = w->deferred.Promise();
+    w->Queue();
+    return p;
   }
 
  private:
   // Canonical slot names (the TypeScript family tables map checkpoint names onto them).
-  const float** slot_pointer(const std::string& slot, uint64_t count) {
-    const er::EncoderConfig& c = enc_->cfg;
+  static const float** slot_pointer(er::Encoder& enc, const std::string& slot, uint64_t count) {
+    const er::EncoderConfig& c = enc.cfg;
     uint64_t H = c.hidden, I = c.intermediate;
-    er::EmbeddingTables& e = enc_->emb;
+    er::EmbeddingTables& e = enc.emb;
     if (slot == "embeddings.word") return count == c.vocab * H ? &e.word : nullptr;
     if (slot == "embeddings.position") return count == c.max_positions * H ? &e.position : nullptr;
     if (slot == "embeddings.token_type")
@@ -140,7 +201,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       return nullptr;
     }
     if (l < 0 || l >= c.layers) return nullptr;
-    er::LayerWeights& w = enc_->layer[l];
+    er::LayerWeights& w = enc.layer[l];
     std::string name = slot.substr(dot + 1);
     struct Entry { const char* name; const float** ptr; uint64_t count; };
     const Entry entries[] = {
@@ -158,14 +219,14 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     return nullptr;
   }
 
-  std::string missing_slot() const {
-    const er::EmbeddingTables& e = enc_->emb;
+  static std::string missing_slot(const er::Encoder& enc) {
+    const er::EmbeddingTables& e = enc.emb;
     if (!e.word) return "embeddings.word";
     if (!e.position) return "embeddings.position";
-    if (enc_->cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";
+    if (enc.cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";
     if (!e.ln_w || !e.ln_b) return "embeddings.ln";
-    for (size_t l = 0; l < enc_->layer.size(); l++) {
-      const er::LayerWeights& w = enc_->layer[l];
+    for (size_t l = 0; l < enc.layer.size(); l++) {
+      const er::LayerWeights& w = enc.layer[l];
       const float* all[] = {w.q_w, w.q_b, w.k_w, w.k_b, w.v_w, w.v_b, w.o_w, w.o_b,
                             w.ln1_w, w.ln1_b, w.ffn_in_w, w.ffn_in_b, w.ffn_out_w, w.ffn_out_b,
                             w.ln2_w, w.ln2_b};
@@ -359,6 +420,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function enc = EncoderHandle::Init(env);
   EncoderHandle::ctor = new Napi::FunctionReference(Napi::Persistent(enc));
   exports.Set("NativeEncoder", enc);
+  exports.Set("loadEncoder", Napi::Function::New(env, EncoderHandle::Load));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));

@@ -144,7 +144,9 @@ export class Encoder {
       }
     }
     const s = ckpt.shape;
-    const handle = new addon.NativeEncoder(
+    // mapping, widening and prepacking the weights (hundreds of ms at BERT-base size) run
+    // in libuv's pool, not on the JavaScript thread
+    const handle = await addon.loadEncoder(
       {
         vocab: s.vocabSize,
         hidden: s.hidden,

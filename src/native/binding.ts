@@ -142,6 +142,8 @@ export interface NativeAddon {
     opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number },
   ) => NativePrefetcher;
   NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
+  /** The same load with the weights mapped, widened and prepacked off the JavaScript thread. */
+  loadEncoder(config: NativeEncoderConfig, tensors: NativeTensorSpec[]): Promise<NativeEncoder>;
   cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; fp32Matmul: string; bf16Matmul: string };
 }
 
