@@ -91,13 +91,15 @@ bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, fl
   for (int64_t bh = 0; bh < B * heads; bh++) {
     const int64_t b = bh / heads, h = bh % heads;
     const int32_t* m = s.mask + b * T;
-    const int64_t e = mask_extent(m, T);
+    // packed: the row's tokens start at row_start[b]; padded: at b * T
+    const int64_t base = s.row_start ? s.row_start[b] : b * T;
+    const int64_t e = s.row_start ? s.row_start[b + 1] - base : mask_extent(m, T);
     const int64_t tid = omp_get_thread_num();
     float* P = probs ? probs + bh * T * T : scratch + tid * T * T;  // (e, e) used
-    const float* q = qkv + b * T * 3 * H + h * d;
+    const float* q = qkv + base * 3 * H + h * d;
     const float* k = q + H;
     const float* v = q + 2 * H;
-    float* c = ctx + b * T * H + h * d;
+    float* c = ctx + base * H + h * d;
     if (e > 0) {
       // the 1/sqrt(d) scale rides on the GEMM
       ok = ok && gemm_f32(false, true, e, e, d, scale, q, 3 * H, k, 3 * H, 0.0f, P, e);
@@ -111,7 +113,8 @@ bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, fl
       }
       ok = ok && gemm_f32(false, false, e, d, e, 1.0f, Pv, e, v, 3 * H, 0.0f, c, H);
     }
-    for (int64_t t = e; t < T; t++) std::memset(c + t * H, 0, d * sizeof(float));
+    if (!s.row_start)
+      for (int64_t t = e; t < T; t++) std::memset(c + t * H, 0, d * sizeof(float));
   }
   return ok;
 }
@@ -223,7 +226,7 @@ uint64_t BlockSaved::bytes() const {
 }
 
 void Workspace::reserve(const BlockShape& s, int64_t adapter_size, bool bf16) {
-  const int64_t N = s.B * s.T, H = s.H, I = s.I;
+  const int64_t N = s.tokens(), H = s.H, I = s.I;
   if (bf16 && in16.size() < (size_t)(N * (H > I ? H : I))) in16.resize(N * (H > I ? H : I));
   grow(qkv, N * 3 * H);
   grow(ctx, N * H);
@@ -250,18 +253,19 @@ void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool
 
 uint64_t Workspace::bytes() const {
   uint64_t n = in16.capacity() * 2;
-  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &dA, &dB, &dC, &dff,
-                                       &dqkv, &dad, &dscores, &pdrop})
+  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &dA, &dB, &dC,
+                                       &dff, &dqkv, &dad, &dscores, &pdrop})
     n += v->capacity() * 4;
-  return n;
+  return n + row_start.capacity() * 8;
 }
 
 void Workspace::trim(uint64_t keep) {
   if (bytes() > keep) {
-    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &dA, &dB, &dC, &dff,
+    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &dA, &dB, &dC, &dff,
                                    &dqkv, &dad, &dscores, &pdrop})
       drop(*v);
     drop(in16);
+    drop(row_start);
   }
   held = bytes();
 }
@@ -273,7 +277,7 @@ std::string block_forward(const BlockWeights& w, const BlockShape& s, const floa
   if (!w.packed) return "block_forward needs prepacked linear layers";
   LayerLinears& L = *w.packed;
   const OpsTable& K = ops();
-  const int64_t N = s.B * s.T, H = s.H;
+  const int64_t N = s.tokens(), H = s.H;
   if (!linear_packed(*L.qkv, ws.qkv.data(), x, N, LinearAct::None, ws.in16)) return "oneDNN matmul failed (QKV)";
   if (!attention_fwd(ws.ctx.data(), nullptr, ws.scores.data(), nullptr, nullptr, ws.qkv.data(), s, nullptr))
     return "attention GEMM failed";
@@ -405,6 +409,30 @@ std::string block_backward(const BlockWeights& w, const BlockShape& s, const Blo
                   H, 3 * H, true))
     return "GEMM failed (QKV backward)";
   return "";
+}
+
+// ---------------------------------------------------------------- packing
+
+int64_t pack_layout(std::vector<int64_t>& row_start, const int32_t* mask, int64_t B, int64_t T) {
+  row_start.resize(B + 1);
+  row_start[0] = 0;
+  for (int64_t b = 0; b < B; b++) row_start[b + 1] = row_start[b] + mask_extent(mask + b * T, T);
+  return row_start[B];
+}
+
+void pack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B, int64_t T, int64_t H) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; b++)
+    std::memcpy(dst + row_start[b] * H, src + b * T * H, (row_start[b + 1] - row_start[b]) * H * sizeof(float));
+}
+
+void unpack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B, int64_t T, int64_t H) {
+  // back to front, so that dst may hold src at its start (packed rows never move forward)
+  for (int64_t b = B - 1; b >= 0; b--) {
+    const int64_t e = row_start[b + 1] - row_start[b];
+    std::memmove(dst + b * T * H, src + row_start[b] * H, e * H * sizeof(float));
+    std::memset(dst + (b * T + e) * H, 0, (T - e) * H * sizeof(float));
+  }
 }
 
 // ---------------------------------------------------------------- embeddings

@@ -84,13 +84,25 @@ struct BlockWeights {
   bool trainable() const { return g_qkv_w != nullptr; }
 };
 
-// The batch a block runs on.
+// The batch a block runs on: (B, T, H) padded rows, or packed (forward-only): row b's
+// first extent tokens at rows row_start[b] .. row_start[b + 1] - 1 of a (tokens, H)
+// array, with no padding between rows (the linear layers then skip the padding).
 struct BlockShape {
   int64_t B = 0, T = 0, H = 0, I = 0, heads = 0;
   float eps = 1e-12f;
-  const int32_t* mask = nullptr;  // (B, T)
+  const int32_t* mask = nullptr;  // (B, T), also in the packed layout
   int threads = 1;
+  const int64_t* row_start = nullptr;  // (B + 1) in the packed layout, else null
+  int64_t tokens() const { return row_start ? row_start[B] : B * T; }
 };
+
+// The packed layout of a padded batch: row_start (B + 1) from each row's extent.
+// Returns the packed token count.
+int64_t pack_layout(std::vector<int64_t>& row_start, const int32_t* mask, int64_t B, int64_t T);
+// dst (tokens, H) = the first extent tokens of each row of src (B, T, H)
+void pack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B, int64_t T, int64_t H);
+// dst (B, T, H) = src (tokens, H) scattered back to its rows, zeros past each row's extent
+void unpack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B, int64_t T, int64_t H);
 
 // Dropout of one block in one step (all probabilities 0: none). Streams are
 // stream(step, site + {0 probabilities, 1 attention output, 2 FFN output}, part).
@@ -116,6 +128,8 @@ struct Workspace {
   std::vector<float> qkv, ctx, t1, ff, scores;  // (N,3H), (N,H) x2, (N,I), (threads,T,T)
   std::vector<float> ad_pre, ad_act;            // (N, b) forward-only adapters
   std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
+  std::vector<float> packed;                    // (tokens, H) the packed hidden states
+  std::vector<int64_t> row_start;               // (B + 1) their layout
   // backward
   std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
   void reserve(const BlockShape& s, int64_t adapter_size, bool bf16);
@@ -132,8 +146,8 @@ constexpr uint64_t kWorkspaceKeepBytes = uint64_t(256) << 20;
 // position. Attention skips the padded tail after it.
 int64_t mask_extent(const int32_t* mask, int64_t T);
 
-// Forward-only: x (N, H) -> out (N, H); out may equal x. Needs w.packed and a workspace
-// reserved for the shape.
+// Forward-only: x (N, H) -> out (N, H) with N = s.tokens(); out may equal x. Needs
+// w.packed and a workspace reserved for the shape.
 std::string block_forward(const BlockWeights& w, const BlockShape& s, const float* x, float* out,
                           Workspace& ws, GemmFn adapter_gemm);
 

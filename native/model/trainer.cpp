@@ -340,31 +340,48 @@ void prepare_packed(TaskModel::Impl& m, const TrainConfig& cfg, Encoder& enc) {
   m.packed_stale = false;
 }
 
-// Forward-only (inference models): nothing saved; the top layer's output lands in m.hidden.
+// Forward-only (inference models): nothing saved, padding skipped (rows run packed); the
+// top layer's output lands in m.hidden (B, T, H), zeros past each row's extent.
 std::string forward_only(Pass& p) {
   TaskModel::Impl& m = p.m;
-  const int64_t N = p.shape.B * p.shape.T, H = p.shape.H;
+  const int64_t B = p.shape.B, T = p.shape.T, N = B * T, H = p.shape.H;
   if (m.packed_stale) prepare_packed(m, p.cfg, p.enc);
   grow(m.hidden, N * H);
   const float* x = m.hidden.data();
   if (p.recycled) {
-    x = p.in.hidden;  // the first block reads the input in place
-    if (m.layers.empty()) std::memcpy(m.hidden.data(), x, N * H * sizeof(float));
+    x = p.in.hidden;
   } else if (m.embeddings_in_graph) {
     embeddings_forward(m.tables(), m.hidden.data(), nullptr, nullptr, nullptr, p.in.ids, p.in.positions,
                        p.in.types, N, H, p.enc.cfg.eps);
   } else {
     std::string err = encoder_forward(p.enc, m.hidden.data(), p.in.ids, p.in.positions, p.in.types, p.in.mask,
-                                      p.shape.B, p.shape.T, m.first, p.in.threads);
+                                      B, T, m.first, p.in.threads);
     if (!err.empty()) return err;
   }
-  omp_set_num_threads(p.in.threads);
-  m.ws.reserve(p.shape, max_adapter(m), p.cfg.bf16);
-  for (TLayer& L : m.layers) {
-    std::string err = block_forward(L.w, p.shape, x, m.hidden.data(), m.ws, p.gemm);
-    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
-    x = m.hidden.data();
+  if (m.layers.empty()) {
+    if (x != m.hidden.data()) std::memcpy(m.hidden.data(), x, N * H * sizeof(float));
+    return "";
   }
+  omp_set_num_threads(p.in.threads);
+  Workspace& ws = m.ws;
+  BlockShape s = p.shape;
+  const int64_t tokens = pack_layout(ws.row_start, s.mask, B, T);
+  const bool packed = tokens < N;
+  float* h = m.hidden.data();
+  if (packed) {
+    s.row_start = ws.row_start.data();
+    grow(ws.packed, tokens * H);
+    pack_rows(ws.packed.data(), x, s.row_start, B, T, H);
+    h = ws.packed.data();
+    x = h;
+  }
+  ws.reserve(s, max_adapter(m), p.cfg.bf16);
+  for (TLayer& L : m.layers) {
+    std::string err = block_forward(L.w, s, x, h, ws, p.gemm);
+    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
+    x = h;
+  }
+  if (packed) unpack_rows(m.hidden.data(), h, s.row_start, B, T, H);
   return "";
 }
 
