@@ -79,6 +79,10 @@ export interface Server {
 
 export const SERVE_DEFAULTS = { port: 8080, host: '127.0.0.1', maxInputs: 64, maxTextChars: 100_000 } as const;
 
+/** The event-loop lag histogram: a timer every LOOP_LAG_TICK_MS, and its lateness buckets (ms). */
+const LOOP_LAG_TICK_MS = 10;
+const LOOP_LAG_BOUNDS_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 200, 500, 1000];
+
 /** HTTP status of a request whose client closed the connection before the answer (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
@@ -172,6 +176,16 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
   // the event loop's delay while the server runs (what a blocking call would show)
   const loopDelay = monitorEventLoopDelay({ resolution: 5 });
   loopDelay.enable();
+  // and as a histogram (scrapers take rates and windows from its counts): how late a
+  // 10 ms timer fires
+  const loopLag = new Histogram(LOOP_LAG_BOUNDS_MS);
+  let lagDue = performance.now() + LOOP_LAG_TICK_MS;
+  const lagTimer = setInterval(() => {
+    const now = performance.now();
+    loopLag.observe(Math.max(0, now - lagDue));
+    lagDue = now + LOOP_LAG_TICK_MS;
+  }, LOOP_LAG_TICK_MS);
+  lagTimer.unref();
 
   // the HTTP layer's own metrics
   const httpCounts = new Map<string, { labels: Record<string, string>; value: number }>();
@@ -342,6 +356,7 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
       { labels: { quantile: '0.99' }, value: loopDelay.percentile(99) / 1e9 },
       { labels: { quantile: '1' }, value: loopDelay.max / 1e9 },
     ]);
+    w.histogram('er_event_loop_lag_seconds', `how late a ${LOOP_LAG_TICK_MS} ms timer fired (event-loop blocking), one observation per tick`, [{ labels: {}, hist: loopLag.snapshot(), scale: 1e-3 }]);
     const perTask: { task: string; m: Partial<SessionMetrics> }[] = [];
     for (const [task, s] of sessions) {
       if (typeof s.metrics !== 'function') continue;
@@ -367,6 +382,7 @@ export function createServer(tasks: Map<string, ServedSession> | Record<string, 
   async function doClose(): Promise<void> {
     closing = true;
     loopDelay.disable();
+    clearInterval(lagTimer);
     // stop listening at once; fastify answers 503 to requests that arrive from now on
     const appClosed = app.close();
     // every accepted request (its headers arrived before the close) gets its answer
