@@ -245,6 +245,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     int64_t B = 0, T = 0, from = 0, to = 0;
     int threads = 1;
     bool from_hidden = false;
+    bool round_f16 = false;  // round the output to fp16 and back (what an fp16 store holds)
 
     void run() override {
       const uint64_t out_bytes = (uint64_t)B * T * enc_->cfg.hidden * sizeof(float);
@@ -259,6 +260,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
             ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
             : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
         if (!err.empty()) fail(err);
+        else if (round_f16) er::round_to_f16(out_->data(), (int64_t)out_->size());
       } catch (const std::bad_alloc&) {
         fail("out of memory in the forward pass (" + std::to_string(B) + " x " + std::to_string(T) +
              " tokens); lower the batch size or the sequence length");
@@ -277,7 +279,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     return (size_t)(B * T);
   }
 
-  // forward(ids, positions, typeIds | null, mask, B, T, toLayer, threads)
+  // forward(ids, positions, typeIds | null, mask, B, T, toLayer, threads[, roundF16])
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     THROW_IF(!enc_, "encoder is closed");
@@ -298,6 +300,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     w->T = T;
     w->to = to;
     w->threads = threads;
+    w->round_f16 = info.Length() > 8 && info[8].ToBoolean().Value();
     return queue()->submit(info.Env(), std::move(w));
   }
 
@@ -400,13 +403,7 @@ Napi::Value CopyF32(const Napi::CallbackInfo& info) {
 Napi::Value RoundF16(const Napi::CallbackInfo& info) {
   THROW_IF(info.Length() < 1, "roundF16(Float32Array)");
   float* x = er_binding::array_data<float>(info[0], napi_float32_array, (size_t)-1, "roundF16 argument (a Float32Array)");
-  const size_t n = info[0].As<Napi::TypedArray>().ElementLength();
-  uint16_t tmp[4096];
-  for (size_t i = 0; i < n; i += 4096) {
-    const int64_t m = (int64_t)std::min<size_t>(4096, n - i);
-    er::ops().f32_to_f16(tmp, x + i, m);
-    er::ops().f16_to_f32(x + i, tmp, m);
-  }
+  er::round_to_f16(x, (int64_t)info[0].As<Napi::TypedArray>().ElementLength());
   return info.Env().Undefined();
 }
 

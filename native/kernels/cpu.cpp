@@ -45,4 +45,14 @@ const OpsTable& ops() {
   return *chosen;
 }
 
+void round_to_f16(float* x, int64_t n) {
+  const OpsTable& K = ops();
+  uint16_t tmp[4096];
+  for (int64_t i = 0; i < n; i += 4096) {
+    const int64_t m = n - i < 4096 ? n - i : 4096;
+    K.f32_to_f16(tmp, x + i, m);
+    K.f16_to_f32(x + i, tmp, m);
+  }
+}
+
 }  // namespace er

@@ -58,4 +58,8 @@ const OpsTable* ops_for_level(const char* level);
 // The plain reference implementations.
 const OpsTable& ops_reference();
 
+// x (n) rounded to IEEE half precision and back, in place: the value an fp16 store hands
+// back for x (its writer converts with f32_to_f16).
+void round_to_f16(float* x, int64_t n);
+
 }  // namespace er

@@ -9,7 +9,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Encoder, poolHidden } from '../model/encoder';
 import type { Encoded } from '../model/tokenizer';
-import { native } from '../native/binding';
 import { ActivationStore } from '../store/store';
 import { Batcher, BatcherMetrics, SubmitOptions } from './batcher';
 import { batchingOptions } from './session';
@@ -119,8 +118,7 @@ export class EmbeddingSession {
       let h;
       if (store && store.identity.dtype === 'fp16' && k > 0) {
         // the values a later hit reads back: layer k rounded as the store writer rounds it
-        const hk = await enc.forward(batch, { toLayer: k });
-        native().roundF16(hk.data);
+        const hk = await enc.forward(batch, { toLayer: k, roundF16: true });
         h = await enc.forwardFrom(hk, batch.attentionMask, { fromLayer: k });
       } else {
         h = await enc.forward(batch);

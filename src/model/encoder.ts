@@ -45,6 +45,8 @@ export type Precision = 'fp32' | 'bf16';
 export interface ForwardOptions {
   /** Last layer to run: 0 = embeddings (+ LayerNorm) only, N = the full encoder (default). */
   toLayer?: number;
+  /** Round the output to fp16 and back on the compute thread: the values an fp16 store holds for it. */
+  roundF16?: boolean;
 }
 
 /** Options of {@link Encoder.forwardFrom}. */
@@ -363,8 +365,8 @@ export class Encoder {
 
   /**
    * Runs the embeddings and layers 1..toLayer. Resolves to the hidden states of
-   * layer `toLayer`, shape [batchSize, seqLen, hidden]. Values at padding
-   * positions are unspecified. Runs on a worker thread.
+   * layer `toLayer`, shape [batchSize, seqLen, hidden]. Padding positions hold
+   * zeros (padded rows run packed). Runs on the encoder's compute thread.
    */
   async forward(batch: Batch, opts: ForwardOptions = {}): Promise<Tensor> {
     const toLayer = checkInt('toLayer', opts.toLayer ?? this.numLayers, 0, this.numLayers);
@@ -377,7 +379,7 @@ export class Encoder {
     const types = this.checkpoint.shape.typeVocabSize > 0 ? batch.tokenTypeIds ?? null : null;
     const err = new Error();
     try {
-      const out = await this.live().forward(batch.inputIds, positions, types, batch.attentionMask, batch.batchSize, batch.seqLen, toLayer, this.threads);
+      const out = await this.live().forward(batch.inputIds, positions, types, batch.attentionMask, batch.batchSize, batch.seqLen, toLayer, this.threads, opts.roundF16 === true);
       return tensor(out, [batch.batchSize, batch.seqLen, this.hidden]);
     } catch (e) {
       err.message = `forward failed: ${(e as Error).message}`;

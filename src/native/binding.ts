@@ -40,6 +40,7 @@ export interface NativeEncoder {
     seqLen: number,
     toLayer: number,
     threads: number,
+    roundF16?: boolean,
   ): Promise<Float32Array>;
   forwardFrom(
     hidden: Float32Array,

@@ -10,7 +10,6 @@ import * as os from 'os';
 import * as path from 'path';
 import type { ActivationStore } from '../store/store';
 import type { Tensor } from '../tensor/tensor';
-import { native } from '../native/binding';
 import { IGNORE, Row } from './rows';
 import { linearSchedule, TaskModel, TrainInput } from './model';
 
@@ -70,12 +69,11 @@ export async function inputsFor(
     }
   }
   const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
-  const hidden: Tensor = await enc.forward(batch, { toLayer: model.k });
   // A text that is not in an fp16 store gets the values the store would have given it:
-  // its layer-k activations rounded to fp16, as the writer rounds them. So a cache miss
-  // and a later hit of the same text see the same activations (and the same logits), and
-  // both match what the task was trained on when it was trained from the store.
-  if (store && store.identity.dtype === 'fp16') native().roundF16(hidden.data);
+  // its layer-k activations rounded to fp16 (on the compute thread), as the writer rounds
+  // them. So a cache miss and a later hit of the same text see the same activations (and
+  // the same logits), and both match what the task was trained on from the store.
+  const hidden: Tensor = await enc.forward(batch, { toLayer: model.k, roundF16: store?.identity.dtype === 'fp16' });
   onComputed?.(rows, hidden);
   return { input: { hidden, attentionMask: batch.attentionMask }, T: batch.seqLen, fromStore: 0 };
 }
