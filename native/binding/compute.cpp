@@ -1,10 +1,16 @@
 #include "binding/compute.h"
+#include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <new>
 #include <thread>
+#include <cstdlib>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace er_binding {
 
@@ -109,7 +115,22 @@ struct ComputeQueue::State {
 
 namespace {
 
+// The compute thread (and the OpenMP workers it starts, which inherit it) runs at a lower
+// scheduling priority than the JavaScript thread: when every core is busy computing, the
+// event loop still gets a core at once to accept, parse and answer requests. Default
+// nice +5 over the process; ER_COMPUTE_NICE=0 keeps the process's priority.
+void lower_priority() {
+  int delta = 5;
+  if (const char* e = std::getenv("ER_COMPUTE_NICE")) delta = std::atoi(e);
+  if (delta <= 0) return;
+  const pid_t tid = (pid_t)syscall(SYS_gettid);
+  errno = 0;
+  const int now = getpriority(PRIO_PROCESS, (id_t)tid);
+  if (errno == 0) setpriority(PRIO_PROCESS, (id_t)tid, std::min(19, now + delta));  // advisory
+}
+
 void loop(std::shared_ptr<ComputeQueue::State> st) {
+  lower_priority();
   for (;;) {
     ComputeJob* job;
     {
