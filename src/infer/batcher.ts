@@ -1,8 +1,9 @@
 /**
  * The dynamic batcher behind inference sessions and embedding sessions: concurrent
  * requests are queued and packed into batches, as the dynamic batchers of inference
- * servers do. A batch starts when the queued rows hold `maxBatchTokens` tokens or the
- * oldest request has waited `maxDelayMs`; a batch's rows are sorted by length and cut
+ * servers do. A batch starts when the queued rows hold `maxBatchTokens` tokens, or the
+ * oldest request has waited `maxDelayMs`, or no other request is on its way (being
+ * tokenized: nothing would join, so an idle engine does not wait); a batch's rows are sorted by length and cut
  * into compute batches whose padded size stays within the token budget; one compute
  * batch runs at a time (the engine uses every core for it) while the next one fills.
  * Requests can be aborted (AbortSignal); a full queue (`maxQueue` inputs) refuses at once.
@@ -223,7 +224,8 @@ export class Batcher<R, O> {
       if (tokens >= this.o.maxBatchTokens) break;
     }
     const waited = performance.now() - this.queue[0].enqueued;
-    if (tokens < this.o.maxBatchTokens && waited < this.o.maxDelayMs && !this.closing) {
+    // waiting is for requests on their way (being tokenized): with none, nothing would join
+    if (tokens < this.o.maxBatchTokens && waited < this.o.maxDelayMs && this.preparing > 0 && !this.closing) {
       if (!this.timer) {
         this.timer = setTimeout(() => {
           this.timer = null;

@@ -55,6 +55,19 @@ describe('InferenceSession batching', () => {
     await s.close();
   });
 
+  it('a lone request does not wait for maxDelayMs: with no other request on its way, its batch starts at once', async () => {
+    const s = await InferenceSession.open(taskDir, { maxDelayMs: 2000 });
+    await s.predict([{ text: texts[0] }]); // warm
+    const queued: number[] = [];
+    for (const t of texts.slice(0, 5)) await s.predict([{ text: t }], { onTiming: (x) => queued.push(x.queueMs) });
+    expect(Math.max(...queued)).toBeLessThan(500);
+    // concurrent requests still wait for each other (they are batched)
+    const before = s.metrics().batches;
+    await Promise.all(texts.slice(0, 8).map((t) => s.predict([{ text: t }])));
+    expect(s.metrics().batches - before).toBeLessThan(4);
+    await s.close();
+  });
+
   it('an aborted request rejects with an AbortError and leaves the others alone', async () => {
     const s = await InferenceSession.open(taskDir, { maxDelayMs: 50 });
     const ctl = new AbortController();
