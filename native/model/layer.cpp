@@ -8,21 +8,6 @@
 
 namespace er {
 
-namespace {
-
-void grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-void grow8(std::vector<uint8_t>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-template <class V>
-void drop(V& v) {
-  V().swap(v);
-}
-
-}  // namespace
-
 bool linear_forward(GemmFn gemm, float* out, const float* x, const float* W, const float* b, int64_t N,
                 int64_t C, int64_t OC) {
   if (!gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC)) return false;

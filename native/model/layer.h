@@ -35,6 +35,18 @@ namespace er {
 enum class AdapterAct : int32_t { Gelu = 0, Relu = 1 };
 
 // C = alpha op(A) op(B) + beta C (gemm_f32 or gemm_bf16 of kernels/gemm.h)
+// Scratch vectors grow to the largest batch and are kept (grow, grow8), or freed (drop).
+inline void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+inline void grow8(std::vector<uint8_t>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+template <class V>
+void drop(V& v) {
+  V().swap(v);
+}
+
 using GemmFn = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                         const float*, int64_t, float, float*, int64_t);
 

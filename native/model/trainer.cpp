@@ -17,17 +17,6 @@ namespace {
 // part = batch row x head for the probabilities.
 enum Site : uint64_t { kEmb = 0, kHead = 1, kLayerBase = 16 };
 
-void grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-void grow8(std::vector<uint8_t>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-template <class V>
-void drop(V& v) {
-  V().swap(v);
-}
-
 }  // namespace
 
 // Storage of one or more parameters: values, gradients and Adam moments.
