@@ -44,6 +44,7 @@ Napi::Float32Array adopt_floats(Napi::Env env, std::vector<float>* buf) {
 class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
  public:
   static Napi::FunctionReference* ctor;
+  static std::shared_ptr<er::Encoder>* adopting;  // JavaScript thread only
   std::shared_ptr<er::Encoder> encoder() const { return enc_; }
 
   static Napi::Function Init(Napi::Env env) {
@@ -54,15 +55,16 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
                         InstanceMethod("close", &EncoderHandle::Close)});
   }
 
-  // new NativeEncoder(config, tensors), or (from loadEncoder) new NativeEncoder(External<encoder>)
+  // new NativeEncoder(config, tensors); loadEncoder's completion constructs one with no
+  // arguments while `adopting` holds the encoder it loaded (no napi External: its wrapper
+  // would outlive the process when the GC never ran)
   // config: {vocab, hidden, layers, heads, intermediate, maxPositions, typeVocab, eps, precision}
   // tensors: [{slot, file, offset, bytes, dtype: 0 F32 | 1 F16 | 2 BF16, count}]
   EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
     er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kEncoderTag);
-    if (info.Length() == 1 && info[0].IsExternal()) {
-      auto* loaded = info[0].As<Napi::External<std::shared_ptr<er::Encoder>>>().Data();
-      THROW_IF(!loaded || !*loaded, "NativeEncoder: nothing was loaded");
-      enc_ = std::move(*loaded);
+    if (adopting && info.Length() == 0) {
+      enc_ = std::move(*adopting);
+      adopting = nullptr;
       return;
     }
     LoadSpec spec = parse_load(info);
@@ -98,6 +100,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     c.max_positions = get_int(cfg, "maxPositions");
     c.type_vocab = get_int(cfg, "typeVocab");
     c.eps = (float)er_binding::get_number(cfg.Get("eps"), "config.eps");
+    if (!cfg.Get("relBuckets").IsUndefined()) c.rel_buckets = get_int(cfg, "relBuckets", 0, 1 << 16);
+    if (!cfg.Get("relMaxDistance").IsUndefined()) c.rel_max_distance = get_int(cfg, "relMaxDistance", 1, 1 << 20);
     THROW_IF(c.vocab <= 0 || c.hidden <= 0 || c.layers < 0 || c.heads <= 0 ||
                  c.hidden % c.heads != 0 || c.intermediate <= 0 || c.max_positions <= 0 ||
                  c.type_vocab < 0,
@@ -161,8 +165,10 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       if (!err.empty()) SetError(err);
     }
     void OnOK() override {
-      auto ext = Napi::External<std::shared_ptr<er::Encoder>>::New(Env(), &spec_.enc);
-      deferred.Resolve(ctor->Value().New({ext}));
+      adopting = &spec_.enc;
+      Napi::Object o = ctor->Value().New({});
+      adopting = nullptr;
+      deferred.Resolve(o);
     }
     void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
 
@@ -191,6 +197,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       return c.type_vocab > 0 && count == c.type_vocab * H ? &e.token_type : nullptr;
     if (slot == "embeddings.ln.weight") return count == H ? &e.ln_w : nullptr;
     if (slot == "embeddings.ln.bias") return count == H ? &e.ln_b : nullptr;
+    if (slot == "encoder.rel_bias")
+      return c.rel_buckets > 0 && count == (uint64_t)(c.rel_buckets * c.heads) ? &enc.rel_bias : nullptr;
     if (slot.rfind("layer.", 0) != 0) return nullptr;
     size_t dot = slot.find('.', 6);
     if (dot == std::string::npos) return nullptr;
@@ -225,6 +233,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     if (!e.position) return "embeddings.position";
     if (enc.cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";
     if (!e.ln_w || !e.ln_b) return "embeddings.ln";
+    if (enc.cfg.rel_buckets > 0 && !enc.rel_bias) return "encoder.rel_bias";
     for (size_t l = 0; l < enc.layer.size(); l++) {
       const er::LayerWeights& w = enc.layer[l];
       const float* all[] = {w.q_w, w.q_b, w.k_w, w.k_b, w.v_w, w.v_b, w.o_w, w.o_b,
@@ -359,6 +368,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
 };
 
 Napi::FunctionReference* EncoderHandle::ctor = nullptr;
+std::shared_ptr<er::Encoder>* EncoderHandle::adopting = nullptr;
 
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());

@@ -110,7 +110,8 @@ struct ComputeQueue::State {
   std::condition_variable cv;
   std::deque<ComputeJob*> jobs;
   bool stop = false;
-  std::shared_ptr<JsChannel> channel;  // kept by the thread until it has posted every result
+  std::shared_ptr<JsChannel> channel;
+  std::thread thread;
 };
 
 namespace {
@@ -129,7 +130,7 @@ void lower_priority() {
   if (errno == 0) setpriority(PRIO_PROCESS, (id_t)tid, std::min(19, now + delta));  // advisory
 }
 
-void loop(std::shared_ptr<ComputeQueue::State> st) {
+void loop(ComputeQueue::State* st) {
   lower_priority();
   for (;;) {
     ComputeJob* job;
@@ -154,19 +155,25 @@ void loop(std::shared_ptr<ComputeQueue::State> st) {
 
 ComputeQueue::ComputeQueue(Napi::Env env) : st_(std::make_shared<State>()) {
   st_->channel = std::make_shared<JsChannel>(env, "embedding-recycler compute");
-  std::thread(loop, st_).detach();
+  st_->thread = std::thread(loop, st_.get());
 }
 
+// Every submitted job keeps the queue alive until it is settled, so this runs (on the
+// JavaScript thread) only once the queue is idle: the thread is woken and joined at once.
+// (A process that exits while jobs are still queued leaves the thread blocked or computing;
+// it is not torn down under them.)
 ComputeQueue::~ComputeQueue() {
   {
     std::lock_guard<std::mutex> lock(st_->mu);
     st_->stop = true;
   }
   st_->cv.notify_all();
+  if (st_->thread.joinable()) st_->thread.join();
 }
 
 Napi::Promise ComputeQueue::submit(Napi::Env env, std::unique_ptr<ComputeJob> job) {
   Napi::Promise p = job->promise();
+  job->keep_queue = shared_from_this();
   st_->channel->expect(env);
   {
     std::lock_guard<std::mutex> lock(st_->mu);

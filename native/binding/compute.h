@@ -13,6 +13,8 @@
 
 namespace er_binding {
 
+class ComputeQueue;
+
 // A channel from native threads to the JavaScript thread: post() runs a function there.
 // The loop is kept alive only while posts are expected (expect() on the JavaScript thread
 // before the native side may post). Safe against the environment's teardown: posts after
@@ -57,17 +59,20 @@ class ComputeJob {
   void execute();
   void settle(Napi::Env env);
   Napi::Promise promise() { return deferred_.Promise(); }
+  // the queue it was submitted to, kept alive until the job is settled (and deleted)
+  std::shared_ptr<ComputeQueue> keep_queue;
 
  private:
   Napi::Promise::Deferred deferred_;
   std::string error_;
 };
 
-class ComputeQueue {
+class ComputeQueue : public std::enable_shared_from_this<ComputeQueue> {
  public:
-  // A queue with its own thread. The thread does not keep the process alive while idle.
+  // A queue with its own thread (made by compute_queue_for, owned by shared_ptr). The
+  // thread does not keep the process alive while idle.
   explicit ComputeQueue(Napi::Env env);
-  // Takes no more work; the thread finishes what was queued, settles it, and exits.
+  // Stops and joins the thread; runs once no job is left (each job holds the queue).
   ~ComputeQueue();
   ComputeQueue(const ComputeQueue&) = delete;
   ComputeQueue& operator=(const ComputeQueue&) = delete;

@@ -37,6 +37,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   }
 
   static Napi::FunctionReference* ctor;
+  // buildTaskModel's completion constructs one with no arguments while this holds the model
+  static std::shared_ptr<er::TaskModel>* adopting;  // JavaScript thread only
 
   // The training configuration from its JavaScript object (checked; throws a JS error).
   static er::TrainConfig parse_config(const Napi::CallbackInfo& info, const Napi::Object& c, const er::Encoder& enc_ref) {
@@ -77,13 +79,12 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
   // new TaskModel(encoder, {mode, k, head, numLabels, adapterSize, adapterLayers, adapterAct,
   //   hiddenDropout, attentionDropout, headDropout, seed, classWeights}); or, from
-  // buildTaskModel(), new TaskModel(External<model>)
+  // buildTaskModel(), new TaskModel() while `adopting` holds the built model
   TaskModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TaskModelHandle>(info) {
     er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kTaskModelTag);
-    if (info.Length() == 1 && info[0].IsExternal()) {
-      auto* built = info[0].As<Napi::External<std::shared_ptr<er::TaskModel>>>().Data();
-      THROW_IF(!built || !*built, "TaskModel: nothing was built");
-      model_ = std::move(*built);
+    if (adopting && info.Length() == 0) {
+      model_ = std::move(*adopting);
+      adopting = nullptr;
       hidden_ = model_->encoder_hidden();
       queue_ = er_binding::compute_queue_for(info.Env(), model_->encoder().get());
       return;
@@ -120,8 +121,10 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       }
     }
     void OnOK() override {
-      Napi::External<std::shared_ptr<er::TaskModel>> ext = Napi::External<std::shared_ptr<er::TaskModel>>::New(Env(), &model_);
-      deferred.Resolve(ctor->New({ext}));
+      adopting = &model_;
+      Napi::Object o = ctor->New({});
+      adopting = nullptr;
+      deferred.Resolve(o);
     }
     void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
 
@@ -311,6 +314,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 }  // namespace
 
 Napi::FunctionReference* TaskModelHandle::ctor = nullptr;
+std::shared_ptr<er::TaskModel>* TaskModelHandle::adopting = nullptr;
 
 void init_train(Napi::Env env, Napi::Object exports) {
   Napi::Function f = TaskModelHandle::Init(env);
