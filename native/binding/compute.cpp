@@ -160,8 +160,8 @@ ComputeQueue::ComputeQueue(Napi::Env env) : st_(std::make_shared<State>()) {
 
 // Every submitted job keeps the queue alive until it is settled, so this runs (on the
 // JavaScript thread) only once the queue is idle: the thread is woken and joined at once.
-// (A process that exits while jobs are still queued leaves the thread blocked or computing;
-// it is not torn down under them.)
+// (compute_queue_for keeps its queues for the life of the process, so this runs only for a
+// queue made otherwise.)
 ComputeQueue::~ComputeQueue() {
   {
     std::lock_guard<std::mutex> lock(st_->mu);
@@ -184,17 +184,16 @@ Napi::Promise ComputeQueue::submit(Napi::Env env, std::unique_ptr<ComputeJob> jo
 }
 
 std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env, const void* engine) {
-  // JavaScript thread only (per environment); entries of finished engines expire
+  (void)engine;
+  // One queue per environment, for the life of the process: the CPU engines share the
+  // cores anyway (one OpenMP team at a time is the fast way to use them), and a thread
+  // that never exits keeps its OpenMP pool, instead of tearing one down per encoder.
+  // (A worker thread's environment leaves its queue's thread blocked when it ends.)
   static std::mutex mu;
-  static std::map<std::pair<napi_env, const void*>, std::weak_ptr<ComputeQueue>> queues;
+  static std::map<napi_env, std::shared_ptr<ComputeQueue>> queues;
   std::lock_guard<std::mutex> lock(mu);
-  for (auto it = queues.begin(); it != queues.end();) it = it->second.expired() ? queues.erase(it) : std::next(it);
-  auto key = std::make_pair((napi_env)env, engine);
-  std::shared_ptr<ComputeQueue> q = queues[key].lock();
-  if (!q) {
-    q = std::make_shared<ComputeQueue>(env);
-    queues[key] = q;
-  }
+  std::shared_ptr<ComputeQueue>& q = queues[(napi_env)env];
+  if (!q) q = std::make_shared<ComputeQueue>(env);
   return q;
 }
 

@@ -1,6 +1,6 @@
 // Compute threads owned by the addon. Long native work (forward passes, training and
-// inference steps) is queued to a thread of its own, one per encoder and shared by the
-// task models built on it, instead of being parked in libuv's pool: the pool stays free
+// inference steps) is queued to a thread of its own, one per JavaScript environment and
+// shared by every encoder and task model in it, instead of being parked in libuv's pool: the pool stays free
 // for fs, dns and crypto, and concurrent calls wait in this queue, not on a mutex inside
 // a pool thread. Results come back to the JavaScript thread through a thread-safe
 // function and settle the promise the caller holds.
@@ -85,7 +85,8 @@ class ComputeQueue : public std::enable_shared_from_this<ComputeQueue> {
   std::shared_ptr<State> st_;
 };
 
-// The queue of an engine (one per encoder, keyed by its address), made on first use.
+// The compute queue of this environment (made on first use, kept for the process; the
+// engine argument names who asks, for a future per-device split).
 std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env, const void* engine);
 
 }  // namespace er_binding
