@@ -21,6 +21,9 @@ struct EncoderConfig {
   int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, intermediate = 0;
   int64_t max_positions = 0, type_vocab = 0;  // type_vocab 0: no token-type embeddings
   float eps = 1e-12f;
+  // MPNet's relative position bias: buckets of relative distance (0: none), the distance
+  // past which buckets stop growing
+  int64_t rel_buckets = 0, rel_max_distance = 128;
 };
 
 // Compute precision of the linear layers. FP32 is the reference. BF16 runs the
@@ -41,6 +44,7 @@ struct Encoder {
   EncoderConfig cfg;
   EmbeddingTables emb;
   std::vector<LayerWeights> layer;  // as loaded; blocks[] below run them
+  const float* rel_bias = nullptr;  // (rel_buckets, heads) when cfg.rel_buckets > 0
   WeightSet weights;
   Precision precision = Precision::FP32;
   // one per layer, for `precision`; built once at load (task models read the stacked
@@ -50,6 +54,15 @@ struct Encoder {
   Workspace ws;
   std::mutex mu;  // one forward at a time per encoder (the workspace is shared)
 };
+
+// MPNet's bucket of a relative position (memory - context), bidirectional: exact below a
+// quarter of the buckets, log-spaced up to max_distance (transformers' relative_position_bucket,
+// in its float32 arithmetic).
+int64_t relative_bucket(int64_t relative_position, int64_t buckets, int64_t max_distance);
+
+// The bias a (T)-token row adds to its attention scores: out (heads, 2T - 1), the bias of
+// query i and key j at out[h][j - i + T - 1]. Leaves out empty without a relative bias.
+void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out);
 
 // Builds the linear layers for a precision (after every weight is set); BF16
 // converts and prepacks the linear weights once. Returns an error message or "".

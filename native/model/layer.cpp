@@ -88,6 +88,11 @@ bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, fl
     if (e > 0) {
       // the 1/sqrt(d) scale rides on the GEMM
       ok = ok && gemm_f32(false, true, e, e, d, scale, q, 3 * H, k, 3 * H, 0.0f, P, e);
+      if (s.rel) {
+        const float* r = s.rel + h * (2 * T - 1) + (T - 1);  // r[j - i]
+        for (int64_t i = 0; i < e; i++)
+          for (int64_t j = 0; j < e; j++) P[i * e + j] += r[j - i];
+      }
       K.softmax_masked_forward(P, m, 1.0f, e, e);
       const float* Pv = P;
       if (p_att > 0) {
@@ -238,16 +243,16 @@ void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool
 
 uint64_t Workspace::bytes() const {
   uint64_t n = in16.capacity() * 2;
-  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &dA, &dB, &dC,
-                                       &dff, &dqkv, &dad, &dscores, &pdrop})
+  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &dA, &dB,
+                                       &dC, &dff, &dqkv, &dad, &dscores, &pdrop})
     n += v->capacity() * 4;
   return n + row_start.capacity() * 8;
 }
 
 void Workspace::trim(uint64_t keep) {
   if (bytes() > keep) {
-    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &dA, &dB, &dC, &dff,
-                                   &dqkv, &dad, &dscores, &pdrop})
+    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &dA, &dB, &dC,
+                                   &dff, &dqkv, &dad, &dscores, &pdrop})
       drop(*v);
     drop(in16);
     drop(row_start);

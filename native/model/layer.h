@@ -105,6 +105,9 @@ struct BlockShape {
   const int32_t* mask = nullptr;  // (B, T), also in the packed layout
   int threads = 1;
   const int64_t* row_start = nullptr;  // (B + 1) in the packed layout, else null
+  // relative position bias added to the scaled scores (MPNet): (heads, 2T - 1), query i and
+  // key j at [h][j - i + T - 1]; null: none. A constant: no gradient flows to it.
+  const float* rel = nullptr;
   int64_t tokens() const { return row_start ? row_start[B] : B * T; }
 };
 
@@ -142,6 +145,7 @@ struct Workspace {
   std::vector<uint16_t> in16;                   // (N, max(H, I)) bf16 GEMM input
   std::vector<float> packed;                    // (tokens, H) the packed hidden states
   std::vector<int64_t> row_start;               // (B + 1) their layout
+  std::vector<float> rel;                       // (heads, 2T - 1) relative position bias
   // backward
   std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
   void reserve(const BlockShape& s, int64_t adapter_size, bool bf16);

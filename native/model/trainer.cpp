@@ -506,6 +506,9 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   s.B = in.B; s.T = in.T; s.H = ec.hidden; s.I = ec.intermediate; s.heads = ec.heads; s.eps = ec.eps;
   s.mask = in.mask;
   s.threads = in.threads;
+  // MPNet's relative position bias (a constant of the encoder: not trained)
+  relative_bias(*enc_, in.T, m.ws.rel);
+  if (!m.ws.rel.empty()) s.rel = m.ws.rel.data();
   Pass p{m, cfg_, *enc_, in, s, cfg_.bf16 ? &gemm_bf16 : &gemm_f32,
          train ? cfg_.hidden_dropout : 0.0f, train ? cfg_.attention_dropout : 0.0f,
          train ? cfg_.head_dropout : 0.0f, m.step_counter++, recycled};

@@ -178,7 +178,7 @@ export function weightFingerprintAsync(ckpt: Checkpoint, k: number): Promise<str
   if (known) return known.promise;
   const wanted = tensorsUpTo(ckpt, k).map((t) => ({ slot: t.slot, file: t.file, offset: t.offset, bytes: t.bytes }));
   const promise = new Promise<string>((resolve, reject) => {
-    const w = new Worker(HASH_WORKER, { eval: true, workerData: { shape: JSON.stringify(ckpt.shape), tensors: wanted } });
+    const w = new Worker(HASH_WORKER, { eval: true, workerData: { shape: shapeText(ckpt.shape), tensors: wanted } });
     w.once('message', (m: { hex?: string; error?: string }) => {
       if (m.hex) resolve(m.hex);
       else reject(new CheckpointError(m.error ?? 'hashing the weights failed'));
@@ -230,10 +230,20 @@ function tensorsUpTo(ckpt: Checkpoint, k: number) {
   });
 }
 
+/**
+ * The shape as the fingerprint hashes it. Fields added after stores and tasks existed are
+ * left out while they hold their "absent" value, so a model's fingerprint (and every store
+ * and task bound to it) stays what it was: `relativeBuckets` is hashed only when non-zero.
+ */
+export function shapeText(shape: EncoderShape): string {
+  const { relativeBuckets, ...rest } = shape;
+  return JSON.stringify(relativeBuckets ? shape : rest);
+}
+
 function hashWeights(ckpt: Checkpoint, k: number): string {
   const wanted = tensorsUpTo(ckpt, k).map((t) => ({ slot: t.slot, file: t.file, offset: t.offset, bytes: t.bytes }));
   try {
-    return hashTensors(JSON.stringify(ckpt.shape), wanted);
+    return hashTensors(shapeText(ckpt.shape), wanted);
   } catch (err) {
     throw new CheckpointError((err as Error).message);
   }

@@ -157,6 +157,7 @@ export class Encoder {
         intermediate: s.intermediate,
         maxPositions: s.maxPositions,
         typeVocab: s.typeVocabSize,
+        relBuckets: s.relativeBuckets,
         eps: s.layerNormEps,
         precision,
       },
@@ -305,7 +306,7 @@ export class Encoder {
   private fillPositions(ids: Int32Array, out: Int32Array, B: number, T: number): void {
     const s = this.checkpoint.shape;
     for (let b = 0; b < B; b++) {
-      if (s.family === 'roberta') {
+      if (s.family === 'roberta' || s.family === 'mpnet') {
         // real tokens count from pad + 1; padding tokens take the pad id
         let seen = 0;
         for (let t = 0; t < T; t++) {

@@ -5,10 +5,11 @@
  *
  * Canonical slots: `embeddings.word|position|token_type`, `embeddings.ln.weight|bias`,
  * and per layer i (0-based): `layer.i.attn.q|k|v|out.weight|bias`,
- * `layer.i.attn.ln.weight|bias`, `layer.i.ffn.in|out.weight|bias`, `layer.i.ffn.ln.weight|bias`.
+ * `layer.i.attn.ln.weight|bias`, `layer.i.ffn.in|out.weight|bias`, `layer.i.ffn.ln.weight|bias`;
+ * MPNet adds `encoder.rel_bias` (its relative position bias, [buckets, heads]).
  */
 
-export type FamilyName = 'bert' | 'roberta' | 'distilbert';
+export type FamilyName = 'bert' | 'roberta' | 'distilbert' | 'mpnet';
 
 /** The architecture-independent view of a config.json. */
 export interface EncoderShape {
@@ -24,8 +25,10 @@ export interface EncoderShape {
   typeVocabSize: number;
   layerNormEps: number;
   padTokenId: number;
-  /** first position id of real tokens: 0 for BERT, padding_idx + 1 for RoBERTa */
+  /** first position id of real tokens: 0 for BERT, padding_idx + 1 for RoBERTa and MPNet */
   positionOffset: number;
+  /** buckets of MPNet's relative position bias (0: none) */
+  relativeBuckets: number;
   activation: string;
 }
 
@@ -104,6 +107,7 @@ const bertLike = (name: FamilyName, modelTypes: string[], prefixes: string[], po
       layerNormEps: num(config, 'layer_norm_eps', 1e-12),
       padTokenId,
       positionOffset: positionOffset(config),
+      relativeBuckets: 0,
       activation: typeof config.hidden_act === 'string' ? config.hidden_act : 'gelu',
     };
   },
@@ -118,6 +122,59 @@ const bertLike = (name: FamilyName, modelTypes: string[], prefixes: string[], po
     }
   },
 });
+
+/** Layer sub-names of MPNet. */
+const MPNET_LAYER: Record<string, string[]> = {
+  'attn.q': ['attention.attn.q'],
+  'attn.k': ['attention.attn.k'],
+  'attn.v': ['attention.attn.v'],
+  'attn.out': ['attention.attn.o'],
+  'attn.ln': ['attention.LayerNorm'],
+  'ffn.in': ['intermediate.dense'],
+  'ffn.out': ['output.dense'],
+  'ffn.ln': ['output.LayerNorm'],
+};
+
+/**
+ * MPNet (all-mpnet-base-v2): BERT-like post-LayerNorm blocks, positions numbered from
+ * padding_idx + 1 as in RoBERTa, no token types, and a relative position bias (bucketed,
+ * bidirectional, one table shared by every layer) added to the attention scores.
+ */
+const MPNET: Family = {
+  name: 'mpnet',
+  modelTypes: ['mpnet'],
+  prefixes: ['', 'mpnet.'],
+  shape(config, modelType) {
+    const padTokenId = num(config, 'pad_token_id', 1);
+    return {
+      family: 'mpnet',
+      modelType,
+      vocabSize: num(config, 'vocab_size'),
+      hidden: num(config, 'hidden_size'),
+      layers: num(config, 'num_hidden_layers'),
+      heads: num(config, 'num_attention_heads'),
+      intermediate: num(config, 'intermediate_size'),
+      maxPositions: num(config, 'max_position_embeddings'),
+      typeVocabSize: 0,
+      layerNormEps: num(config, 'layer_norm_eps', 1e-12),
+      padTokenId,
+      positionOffset: padTokenId + 1,
+      relativeBuckets: num(config, 'relative_attention_num_buckets', 32),
+      activation: typeof config.hidden_act === 'string' ? config.hidden_act : 'gelu',
+    };
+  },
+  names(slot) {
+    switch (slot) {
+      case 'embeddings.word': return ['embeddings.word_embeddings.weight'];
+      case 'embeddings.position': return ['embeddings.position_embeddings.weight'];
+      case 'embeddings.token_type': return [];
+      case 'embeddings.ln.weight': return ['embeddings.LayerNorm.weight'];
+      case 'embeddings.ln.bias': return ['embeddings.LayerNorm.bias'];
+      case 'encoder.rel_bias': return ['encoder.relative_attention_bias.weight'];
+      default: return layerNames(MPNET_LAYER, 'encoder.layer', slot);
+    }
+  },
+};
 
 export const FAMILIES: readonly Family[] = [
   bertLike('bert', ['bert'], ['', 'bert.'], () => 0),
@@ -141,6 +198,7 @@ export const FAMILIES: readonly Family[] = [
         layerNormEps: 1e-12,
         padTokenId: num(config, 'pad_token_id', 0),
         positionOffset: 0,
+        relativeBuckets: 0,
         activation: typeof config.activation === 'string' ? config.activation : 'gelu',
       };
     },
@@ -155,6 +213,7 @@ export const FAMILIES: readonly Family[] = [
       }
     },
   },
+  MPNET,
 ];
 
 /** Every model_type this package can load. */
@@ -165,6 +224,7 @@ export function canonicalSlots(shape: EncoderShape): string[] {
   const slots = ['embeddings.word', 'embeddings.position'];
   if (shape.typeVocabSize > 0) slots.push('embeddings.token_type');
   slots.push('embeddings.ln.weight', 'embeddings.ln.bias');
+  if (shape.relativeBuckets > 0) slots.push('encoder.rel_bias');
   for (let i = 0; i < shape.layers; i++) {
     for (const part of ['attn.q', 'attn.k', 'attn.v', 'attn.out', 'attn.ln', 'ffn.in', 'ffn.out', 'ffn.ln']) {
       slots.push(`layer.${i}.${part}.weight`, `layer.${i}.${part}.bias`);
@@ -180,6 +240,7 @@ export function slotShape(shape: EncoderShape, slot: string): number[] {
     case 'embeddings.word': return [shape.vocabSize, H];
     case 'embeddings.position': return [shape.maxPositions, H];
     case 'embeddings.token_type': return [shape.typeVocabSize, H];
+    case 'encoder.rel_bias': return [shape.relativeBuckets, shape.heads];
   }
   if (slot.endsWith('ffn.in.weight')) return [I, H];
   if (slot.endsWith('ffn.in.bias')) return [I];

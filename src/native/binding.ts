@@ -28,6 +28,8 @@ export interface NativeEncoderConfig {
   typeVocab: number;
   eps: number;
   precision: 'fp32' | 'bf16';
+  /** buckets of MPNet's relative position bias (0 or absent: none) */
+  relBuckets?: number;
 }
 
 export interface NativeEncoder {

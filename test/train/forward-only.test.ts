@@ -125,3 +125,24 @@ describe('padding is skipped (rows run packed)', () => {
     expect(maxDiff(cont.data, top.data)).toBe(0);
   });
 });
+
+describe('MPNet (relative position bias) in the task models', () => {
+  it('every mode trains on the tiny MPNet, and forward-only logits equal evaluation within 1e-5', async () => {
+    const mp = await Encoder.load(path.join(FIXTURES, 'tiny-mpnet'), { threads: 2 });
+    try {
+      const b = await mp.tokenize(TEXTS, {});
+      for (const mode of TRAIN_MODES) {
+        const opts: TaskModelOptions = { mode, k: 1, head: { kind: 'sequence', numLabels: 3 }, adapter: mode.endsWith('adapters') ? { size: 8 } : undefined };
+        const { train, infer, input, y } = await twins(mp, opts, b);
+        const first = (await train.evalStep(input, y)).loss!;
+        for (let s = 0; s < 20; s++) await train.trainStep(input, y, 5e-3);
+        const ref = await train.evalStep(input, y);
+        expect(ref.loss!, mode).toBeLessThan(first);
+        for (const name of train.parameterNames()) infer.setParameter(name, train.parameter(name));
+        expect(maxDiff((await infer.evalStep(input, y)).logits, ref.logits), mode).toBeLessThan(1e-5);
+      }
+    } finally {
+      mp.close();
+    }
+  });
+});
