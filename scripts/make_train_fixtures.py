@@ -46,6 +46,12 @@ CLASS_WEIGHTS = [0.5, 1.0, 2.0]
 def canonical_layer_names(family):
     if family == "distilbert":
         raise ValueError("not used")
+    if family == "mpnet":
+        return {
+            "attention.attn.q": "attn.q", "attention.attn.k": "attn.k", "attention.attn.v": "attn.v",
+            "attention.attn.o": "attn.out", "attention.LayerNorm": "attn.ln",
+            "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
+        }
     return {
         "attention.self.query": "attn.q", "attention.self.key": "attn.k", "attention.self.value": "attn.v",
         "attention.output.dense": "attn.out", "attention.output.LayerNorm": "attn.ln",
@@ -64,6 +70,8 @@ def canonical(name, family):
     }
     if name in emb:
         return emb[name]
+    if name == "encoder.relative_attention_bias.weight":  # MPNet
+        return "encoder.rel_bias"
     parts = name.split(".")
     assert parts[0] == "encoder" and parts[1] == "layer", name
     i = parts[2]
@@ -94,7 +102,22 @@ def add_adapters(model, layers, gen):
     adapters = {}
     for i in layers:
         layer = model.encoder.layer[i]
-        for site, module in (("attn", layer.attention.output), ("ffn", layer.output)):
+        if model.config.model_type == "mpnet":
+            # MPNetAttention runs attn (q, k, v, o) then LayerNorm(dropout(out) + input)
+            ad = Adapter(hidden, ADAPTER, gen)
+            layer.attention.adapter = ad
+            adapters[(i, "attn")] = ad
+
+            def attn_fwd(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kw):
+                out = self.attn(hidden_states, attention_mask, position_bias, output_attentions=output_attentions)
+                h = self.adapter(self.dropout(out[0]))
+                return (self.LayerNorm(h + hidden_states),) + out[1:]
+
+            layer.attention.forward = attn_fwd.__get__(layer.attention)
+            sites = (("ffn", layer.output),)
+        else:
+            sites = (("attn", layer.attention.output), ("ffn", layer.output))
+        for site, module in sites:
             ad = Adapter(hidden, ADAPTER, gen)
             module.adapter = ad
             adapters[(i, site)] = ad
@@ -133,7 +156,7 @@ def make_batch(family, vocab, pad_id):
     mask = torch.zeros((B, T), dtype=torch.long)
     for b, n in enumerate(lengths):
         ids[b, :n] = torch.randint(5, vocab, (n,), generator=g)
-        ids[b, 0] = 0 if family == "roberta" else 2   # a CLS-like first token
+        ids[b, 0] = 0 if family in ("roberta", "mpnet") else 2   # a CLS-like first token
         mask[b, :n] = 1
     types = torch.zeros((B, T), dtype=torch.long)
     if family == "bert":
@@ -205,8 +228,9 @@ def run_case(family, mode, kind, out, meta, adam, class_weights=None):
                            token_type_ids=batch["token_type_ids"] if family == "bert" else None,
                            output_hidden_states=True).hidden_states
             h = hs[K].detach()
+            extra = {"position_bias": model.encoder.compute_position_bias(h)} if family == "mpnet" else {}
             for layer in model.encoder.layer[K:]:
-                h = layer(h, attention_mask=ext)
+                h = layer(h, attention_mask=ext, **extra)
                 h = h[0] if isinstance(h, tuple) else h
         else:
             h = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -258,7 +282,7 @@ def main():
         "schedule": "lr(step) = lr * (step+1)/warmup for step < warmup, else lr * (steps-step)/(steps-warmup)",
         "cases": [], "batches": {},
     }
-    for family in ("bert", "roberta"):
+    for family in ("bert", "roberta", "mpnet"):
         model = AutoModel.from_pretrained(os.path.join(FIX, f"tiny-{family}"), add_pooling_layer=False)
         b = make_batch(family, model.config.vocab_size, model.config.pad_token_id)
         for key in ("input_ids", "attention_mask", "token_type_ids", "labels", "token_labels", "starts", "ends"):

@@ -48,9 +48,8 @@ int64_t relative_bucket(int64_t relative_position, int64_t buckets, int64_t max_
   return ret + large;
 }
 
-void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out) {
-  const EncoderConfig& c = enc.cfg;
-  if (c.rel_buckets <= 0 || !enc.rel_bias) {
+void relative_bias(const EncoderConfig& c, const float* table, int64_t T, std::vector<float>& out) {
+  if (c.rel_buckets <= 0 || !table) {
     out.clear();
     return;
   }
@@ -58,7 +57,19 @@ void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out) {
   out.resize((size_t)(heads * W));
   for (int64_t d = -(T - 1); d <= T - 1; d++) {
     const int64_t bucket = relative_bucket(d, c.rel_buckets, c.rel_max_distance);
-    for (int64_t h = 0; h < heads; h++) out[h * W + d + T - 1] = enc.rel_bias[bucket * heads + h];
+    for (int64_t h = 0; h < heads; h++) out[h * W + d + T - 1] = table[bucket * heads + h];
+  }
+}
+
+void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out) {
+  relative_bias(enc.cfg, enc.rel_bias, T, out);
+}
+
+void relative_bias_backward(const EncoderConfig& c, float* gtable, const float* drel, int64_t T) {
+  const int64_t W = 2 * T - 1, heads = c.heads;
+  for (int64_t d = -(T - 1); d <= T - 1; d++) {
+    const int64_t bucket = relative_bucket(d, c.rel_buckets, c.rel_max_distance);
+    for (int64_t h = 0; h < heads; h++) gtable[bucket * heads + h] += drel[h * W + d + T - 1];
   }
 }
 

@@ -60,9 +60,13 @@ struct Encoder {
 // in its float32 arithmetic).
 int64_t relative_bucket(int64_t relative_position, int64_t buckets, int64_t max_distance);
 
-// The bias a (T)-token row adds to its attention scores: out (heads, 2T - 1), the bias of
-// query i and key j at out[h][j - i + T - 1]. Leaves out empty without a relative bias.
+// The bias a (T)-token row adds to its attention scores, from a (buckets, heads) table:
+// out (heads, 2T - 1), the bias of query i and key j at out[h][j - i + T - 1]. Leaves out
+// empty without a relative bias (cfg.rel_buckets 0 or no table).
+void relative_bias(const EncoderConfig& cfg, const float* table, int64_t T, std::vector<float>& out);
 void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out);
+// Its backward: gtable (buckets, heads) += the gradient drel (heads, 2T - 1) gathered by bucket.
+void relative_bias_backward(const EncoderConfig& cfg, float* gtable, const float* drel, int64_t T);
 
 // Builds the linear layers for a precision (after every weight is set); BF16
 // converts and prepacks the linear weights once. Returns an error message or "".

@@ -144,6 +144,11 @@ bool attention_bwd(float* dqkv, const float* dctx, const float* qkv, const float
       ok = ok && gemm_f32(true, false, e, d, e, 1.0f, Pv, e, dc, H, 0.0f, dv, 3 * H);  // dV = P'^T dctx
       if (p_att > 0) dropout_backward(dP, mask_p + bh * T * T, dP, e * e, p_att);
       K.softmax_backward(dP, P, dP, e, e);                                                  // dS
+      if (s.drel) {  // the relative bias was added to the scaled scores: its gradient is dS
+        float* g = s.drel + (tid * heads + h) * (2 * T - 1) + (T - 1);  // g[j - i]
+        for (int64_t i = 0; i < e; i++)
+          for (int64_t j = 0; j < e; j++) g[j - i] += dP[i * e + j];
+      }
       ok = ok && gemm_f32(false, false, e, d, e, scale, dP, e, k, 3 * H, 0.0f, dq, 3 * H);  // dQ = s dS K
       ok = ok && gemm_f32(true, false, e, d, e, scale, dP, e, q, 3 * H, 0.0f, dk, 3 * H);   // dK = s dS^T Q
     }
@@ -243,7 +248,7 @@ void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool
 
 uint64_t Workspace::bytes() const {
   uint64_t n = in16.capacity() * 2;
-  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &dA, &dB,
+  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &drel, &dA, &dB,
                                        &dC, &dff, &dqkv, &dad, &dscores, &pdrop})
     n += v->capacity() * 4;
   return n + row_start.capacity() * 8;
@@ -251,7 +256,7 @@ uint64_t Workspace::bytes() const {
 
 void Workspace::trim(uint64_t keep) {
   if (bytes() > keep) {
-    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &dA, &dB, &dC,
+    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &drel, &dA, &dB, &dC,
                                    &dff, &dqkv, &dad, &dscores, &pdrop})
       drop(*v);
     drop(in16);

@@ -106,8 +106,11 @@ struct BlockShape {
   int threads = 1;
   const int64_t* row_start = nullptr;  // (B + 1) in the packed layout, else null
   // relative position bias added to the scaled scores (MPNet): (heads, 2T - 1), query i and
-  // key j at [h][j - i + T - 1]; null: none. A constant: no gradient flows to it.
+  // key j at [h][j - i + T - 1]; null: none
   const float* rel = nullptr;
+  // when non-null, the backward adds dL/d rel here: (threads, heads, 2T - 1), one slab per
+  // OpenMP thread (the caller zeroes it and sums the slabs)
+  float* drel = nullptr;
   int64_t tokens() const { return row_start ? row_start[B] : B * T; }
 };
 
@@ -146,6 +149,7 @@ struct Workspace {
   std::vector<float> packed;                    // (tokens, H) the packed hidden states
   std::vector<int64_t> row_start;               // (B + 1) their layout
   std::vector<float> rel;                       // (heads, 2T - 1) relative position bias
+  std::vector<float> drel;                      // (threads, heads, 2T - 1) its gradient
   // backward
   std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
   void reserve(const BlockShape& s, int64_t adapter_size, bool bf16);

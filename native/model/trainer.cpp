@@ -47,6 +47,8 @@ struct TaskModel::Impl {
   std::vector<float> emb_s, emb_mean, emb_rstd;
   std::vector<uint8_t> emb_mask;
   float *head_w = nullptr, *head_b = nullptr, *g_head_w = nullptr, *g_head_b = nullptr;
+  // MPNet's relative position bias table, trained in mode full (else the encoder's is read)
+  float *rel_table = nullptr, *g_rel = nullptr;
   std::vector<float> final_h, head_in, logits, dlogits, dhead_in;
   std::vector<uint8_t> head_mask;
   Workspace ws;               // forward-only scratch and backward buffers
@@ -111,6 +113,8 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
     if (e.token_type) own("embeddings.token_type", e.token_type, ec.type_vocab * H, &m.emb_type, &m.g_type);
     own("embeddings.ln.weight", e.ln_w, H, &m.emb_ln_w, &m.g_ln_w);
     own("embeddings.ln.bias", e.ln_b, H, &m.emb_ln_b, &m.g_ln_b);
+    if (ec.rel_buckets > 0 && enc_->rel_bias)
+      own("encoder.rel_bias", enc_->rel_bias, ec.rel_buckets * ec.heads, &m.rel_table, &m.g_rel);
   }
   std::vector<bool> adapter_allowed(N, false);
   if (with_adapters) {
@@ -457,12 +461,24 @@ std::string backward(Pass& p) {
   } else {
     std::memcpy(d, m.dhead_in.data(), N * H * sizeof(float));
   }
+  const int64_t W = 2 * T - 1, heads = p.shape.heads;
+  if (m.g_rel) {  // per-thread slabs of the relative bias's gradient, summed below
+    m.ws.drel.assign((size_t)(p.shape.threads * heads * W), 0.0f);
+    p.shape.drel = m.ws.drel.data();
+  }
   for (int64_t li = (int64_t)m.layers.size() - 1; li >= 0; li--) {
     TLayer& L = m.layers[li];
     const bool need_dx = li > 0 || m.embeddings_in_graph;
     std::string err = block_backward(L.w, p.shape, p.dropout(L), L.saved, d, need_dx, m.ws, p.gemm);
     if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
     if (!need_dx) break;
+  }
+  if (m.g_rel) {
+    float* sum = m.ws.drel.data();
+    for (int t = 1; t < p.shape.threads; t++)
+      for (int64_t i = 0; i < heads * W; i++) sum[i] += m.ws.drel[t * heads * W + i];
+    relative_bias_backward(p.enc.cfg, m.g_rel, sum, T);
+    p.shape.drel = nullptr;
   }
   if (m.embeddings_in_graph) {
     // x0 = dropout(LN(word + position + type))
@@ -506,8 +522,8 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   s.B = in.B; s.T = in.T; s.H = ec.hidden; s.I = ec.intermediate; s.heads = ec.heads; s.eps = ec.eps;
   s.mask = in.mask;
   s.threads = in.threads;
-  // MPNet's relative position bias (a constant of the encoder: not trained)
-  relative_bias(*enc_, in.T, m.ws.rel);
+  // MPNet's relative position bias (this model's copy in mode full, else the encoder's)
+  relative_bias(ec, m.rel_table ? m.rel_table : enc_->rel_bias, in.T, m.ws.rel);
   if (!m.ws.rel.empty()) s.rel = m.ws.rel.data();
   Pass p{m, cfg_, *enc_, in, s, cfg_.bf16 ? &gemm_bf16 : &gemm_f32,
          train ? cfg_.hidden_dropout : 0.0f, train ? cfg_.attention_dropout : 0.0f,

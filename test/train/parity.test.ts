@@ -8,7 +8,7 @@ import { linearSchedule, TaskModel, TrainInput, TrainMode, HeadKind } from '../.
 import { FIXTURES, f32, int32, loadTensors } from '../helpers/fixtures';
 
 interface Case {
-  family: 'bert' | 'roberta'; mode: TrainMode; head: HeadKind; numLabels: number; classWeights: number[] | null;
+  family: 'bert' | 'roberta' | 'mpnet'; mode: TrainMode; head: HeadKind; numLabels: number; classWeights: number[] | null;
   prefix: string; loss: number; trainable: string[]; frozen: string[]; adam: boolean; adamLosses?: number[];
 }
 const meta = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'train-parity.json'), 'utf8')) as {
@@ -33,7 +33,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
 
 const encoders = new Map<string, Encoder>();
 beforeAll(async () => {
-  for (const f of ['bert', 'roberta']) encoders.set(f, await Encoder.load(path.join(FIXTURES, `tiny-${f}`), { threads: 2 }));
+  for (const f of ['bert', 'roberta', 'mpnet']) encoders.set(f, await Encoder.load(path.join(FIXTURES, `tiny-${f}`), { threads: 2 }));
 });
 afterAll(() => encoders.forEach((e) => e.close()));
 
