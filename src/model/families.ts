@@ -123,6 +123,18 @@ const bertLike = (name: FamilyName, modelTypes: string[], prefixes: string[], po
   },
 });
 
+/** Embedding names of DistilBERT and MPNet (no token types, no gamma/beta spellings); null for other slots. */
+function plainEmbeddingNames(slot: string): string[] | null {
+  switch (slot) {
+    case 'embeddings.word': return ['embeddings.word_embeddings.weight'];
+    case 'embeddings.position': return ['embeddings.position_embeddings.weight'];
+    case 'embeddings.token_type': return [];
+    case 'embeddings.ln.weight': return ['embeddings.LayerNorm.weight'];
+    case 'embeddings.ln.bias': return ['embeddings.LayerNorm.bias'];
+    default: return null;
+  }
+}
+
 /** Layer sub-names of MPNet. */
 const MPNET_LAYER: Record<string, string[]> = {
   'attn.q': ['attention.attn.q'],
@@ -164,15 +176,8 @@ const MPNET: Family = {
     };
   },
   names(slot) {
-    switch (slot) {
-      case 'embeddings.word': return ['embeddings.word_embeddings.weight'];
-      case 'embeddings.position': return ['embeddings.position_embeddings.weight'];
-      case 'embeddings.token_type': return [];
-      case 'embeddings.ln.weight': return ['embeddings.LayerNorm.weight'];
-      case 'embeddings.ln.bias': return ['embeddings.LayerNorm.bias'];
-      case 'encoder.rel_bias': return ['encoder.relative_attention_bias.weight'];
-      default: return layerNames(MPNET_LAYER, 'encoder.layer', slot);
-    }
+    if (slot === 'encoder.rel_bias') return ['encoder.relative_attention_bias.weight'];
+    return plainEmbeddingNames(slot) ?? layerNames(MPNET_LAYER, 'encoder.layer', slot);
   },
 };
 
@@ -203,14 +208,7 @@ export const FAMILIES: readonly Family[] = [
       };
     },
     names(slot) {
-      switch (slot) {
-        case 'embeddings.word': return ['embeddings.word_embeddings.weight'];
-        case 'embeddings.position': return ['embeddings.position_embeddings.weight'];
-        case 'embeddings.token_type': return [];
-        case 'embeddings.ln.weight': return ['embeddings.LayerNorm.weight'];
-        case 'embeddings.ln.bias': return ['embeddings.LayerNorm.bias'];
-        default: return layerNames(DISTILBERT_LAYER, 'transformer.layer', slot);
-      }
+      return plainEmbeddingNames(slot) ?? layerNames(DISTILBERT_LAYER, 'transformer.layer', slot);
     },
   },
   MPNET,
