@@ -123,6 +123,8 @@ const bertLike = (name: FamilyName, modelTypes: string[], prefixes: string[], po
   },
 });
 
+const BERT = bertLike('bert', ['bert'], ['', 'bert.'], () => 0);
+
 /** Embedding names of DistilBERT and MPNet (no token types, no gamma/beta spellings); null for other slots. */
 function plainEmbeddingNames(slot: string): string[] | null {
   switch (slot) {
@@ -157,22 +159,15 @@ const MPNET: Family = {
   modelTypes: ['mpnet'],
   prefixes: ['', 'mpnet.'],
   shape(config, modelType) {
+    // BERT's config keys; MPNet's own: positions from the pad id, no token types, the buckets
     const padTokenId = num(config, 'pad_token_id', 1);
     return {
+      ...BERT.shape(config, modelType),
       family: 'mpnet',
-      modelType,
-      vocabSize: num(config, 'vocab_size'),
-      hidden: num(config, 'hidden_size'),
-      layers: num(config, 'num_hidden_layers'),
-      heads: num(config, 'num_attention_heads'),
-      intermediate: num(config, 'intermediate_size'),
-      maxPositions: num(config, 'max_position_embeddings'),
       typeVocabSize: 0,
-      layerNormEps: num(config, 'layer_norm_eps', 1e-12),
       padTokenId,
       positionOffset: padTokenId + 1,
       relativeBuckets: num(config, 'relative_attention_num_buckets', 32),
-      activation: typeof config.hidden_act === 'string' ? config.hidden_act : 'gelu',
     };
   },
   names(slot) {
@@ -182,7 +177,7 @@ const MPNET: Family = {
 };
 
 export const FAMILIES: readonly Family[] = [
-  bertLike('bert', ['bert'], ['', 'bert.'], () => 0),
+  BERT,
   // RoBERTa numbers real tokens from padding_idx + 1 (position ids are offset by the pad id).
   bertLike('roberta', ['roberta', 'xlm-roberta', 'camembert'], ['', 'roberta.'], (c) => num(c, 'pad_token_id', 1) + 1),
   {
