@@ -357,9 +357,9 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     return info.Env().Undefined();
   }
 
-  // this encoder's compute thread, shared with the task models built on it
+  // the compute thread of this environment (shared by every encoder and task model)
   const std::shared_ptr<er_binding::ComputeQueue>& queue() {
-    if (!queue_) queue_ = er_binding::compute_queue_for(Env(), enc_.get());
+    if (!queue_) queue_ = er_binding::compute_queue_for(Env());
     return queue_;
   }
 
@@ -407,16 +407,6 @@ Napi::Value CopyF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// roundF16(Float32Array): rounds every value to IEEE half precision and back, in place,
-// with the same conversion the store's writer uses (so a value computed now equals the
-// one an fp16 store would hand back for it).
-Napi::Value RoundF16(const Napi::CallbackInfo& info) {
-  THROW_IF(info.Length() < 1, "roundF16(Float32Array)");
-  float* x = er_binding::array_data<float>(info[0], napi_float32_array, (size_t)-1, "roundF16 argument (a Float32Array)");
-  er::round_to_f16(x, (int64_t)info[0].As<Napi::TypedArray>().ElementLength());
-  return info.Env().Undefined();
-}
-
 // externalMemory(): the external memory V8 has been told about (napi_adjust_external_memory
 // by 0), for tests and tools that check the addon's accounting.
 Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
@@ -432,7 +422,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory));
-  exports.Set("roundF16", Napi::Function::New(env, RoundF16));
   init_store(env, exports);
   init_train(env, exports);
   return exports;

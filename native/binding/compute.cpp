@@ -158,10 +158,8 @@ ComputeQueue::ComputeQueue(Napi::Env env) : st_(std::make_shared<State>()) {
   st_->thread = std::thread(loop, st_.get());
 }
 
-// Every submitted job keeps the queue alive until it is settled, so this runs (on the
-// JavaScript thread) only once the queue is idle: the thread is woken and joined at once.
-// (compute_queue_for keeps its queues for the life of the process, so this runs only for a
-// queue made otherwise.)
+// compute_queue_for keeps its queues for the life of the process; a queue made otherwise
+// is woken here and joined once its thread has run what was queued.
 ComputeQueue::~ComputeQueue() {
   {
     std::lock_guard<std::mutex> lock(st_->mu);
@@ -173,7 +171,6 @@ ComputeQueue::~ComputeQueue() {
 
 Napi::Promise ComputeQueue::submit(Napi::Env env, std::unique_ptr<ComputeJob> job) {
   Napi::Promise p = job->promise();
-  job->keep_queue = shared_from_this();
   st_->channel->expect(env);
   {
     std::lock_guard<std::mutex> lock(st_->mu);
@@ -183,8 +180,7 @@ Napi::Promise ComputeQueue::submit(Napi::Env env, std::unique_ptr<ComputeJob> jo
   return p;
 }
 
-std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env, const void* engine) {
-  (void)engine;
+std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env) {
   // One queue per environment, for the life of the process: the CPU engines share the
   // cores anyway (one OpenMP team at a time is the fast way to use them), and a thread
   // that never exits keeps its OpenMP pool, instead of tearing one down per encoder.

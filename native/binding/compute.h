@@ -13,8 +13,6 @@
 
 namespace er_binding {
 
-class ComputeQueue;
-
 // A channel from native threads to the JavaScript thread: post() runs a function there.
 // The loop is kept alive only while posts are expected (expect() on the JavaScript thread
 // before the native side may post). Safe against the environment's teardown: posts after
@@ -59,20 +57,18 @@ class ComputeJob {
   void execute();
   void settle(Napi::Env env);
   Napi::Promise promise() { return deferred_.Promise(); }
-  // the queue it was submitted to, kept alive until the job is settled (and deleted)
-  std::shared_ptr<ComputeQueue> keep_queue;
 
  private:
   Napi::Promise::Deferred deferred_;
   std::string error_;
 };
 
-class ComputeQueue : public std::enable_shared_from_this<ComputeQueue> {
+class ComputeQueue {
  public:
   // A queue with its own thread (made by compute_queue_for, owned by shared_ptr). The
   // thread does not keep the process alive while idle.
   explicit ComputeQueue(Napi::Env env);
-  // Stops and joins the thread; runs once no job is left (each job holds the queue).
+  // Stops and joins the thread once it has run what was queued.
   ~ComputeQueue();
   ComputeQueue(const ComputeQueue&) = delete;
   ComputeQueue& operator=(const ComputeQueue&) = delete;
@@ -85,8 +81,7 @@ class ComputeQueue : public std::enable_shared_from_this<ComputeQueue> {
   std::shared_ptr<State> st_;
 };
 
-// The compute queue of this environment (made on first use, kept for the process; the
-// engine argument names who asks, for a future per-device split).
-std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env, const void* engine);
+// The compute queue of this environment (made on first use, kept for the process).
+std::shared_ptr<ComputeQueue> compute_queue_for(Napi::Env env);
 
 }  // namespace er_binding

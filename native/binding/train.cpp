@@ -86,7 +86,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       model_ = std::move(*adopting);
       adopting = nullptr;
       hidden_ = model_->encoder_hidden();
-      queue_ = er_binding::compute_queue_for(info.Env(), model_->encoder().get());
+      queue_ = er_binding::compute_queue_for(info.Env());
       return;
     }
     THROW_IF(info.Length() < 2 || !info[1].IsObject(), "TaskModel(encoder, config)");
@@ -100,7 +100,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
-    queue_ = er_binding::compute_queue_for(info.Env(), enc.get());
+    queue_ = er_binding::compute_queue_for(info.Env());
   }
 
   // Builds the model (allocating and copying its parameters) on a worker thread.

@@ -96,34 +96,13 @@ static BlockShape shape(const Encoder& enc, const int32_t* mask, int64_t B, int6
   return s;
 }
 
-// Blocks from..to-1 into `out`: the first reads `in` in place (in may equal out); with no
-// block to run, out is a copy of in. Rows with padding run packed (the padding skipped);
-// out then holds zeros past each row's extent. The caller holds enc.mu.
+// Blocks from..to-1 on `in` into `out` (in may equal out). The caller holds enc.mu.
 static std::string run_blocks(Encoder& enc, const float* in, float* out, BlockShape s, int64_t from, int64_t to) {
-  const int64_t H = s.H;
-  if (from == to) {
-    if (out != in) std::memcpy(out, in, (size_t)(s.B * s.T * H) * sizeof(float));
-    return "";
-  }
-  omp_set_num_threads(s.threads);
-  Workspace& ws = enc.ws;
-  relative_bias(enc, s.T, ws.rel);
-  if (!ws.rel.empty()) s.rel = ws.rel.data();
-  const int64_t tokens = pack_layout(ws.row_start, s.mask, s.B, s.T);
-  const bool packed = tokens < s.B * s.T;
-  if (packed) {
-    s.row_start = ws.row_start.data();
-    if (ws.packed.size() < (size_t)(tokens * H)) ws.packed.resize(tokens * H);
-    pack_rows(ws.packed.data(), in, s.row_start, s.B, s.T, H);
-  }
-  ws.reserve(s, 0, enc.precision == Precision::BF16);
-  float* h = packed ? ws.packed.data() : out;
-  for (int64_t l = from; l < to; l++) {
-    std::string err = block_forward(enc.blocks[l], s, l == from && !packed ? in : h, h, ws, &gemm_f32);
-    if (!err.empty()) return err + " in layer " + std::to_string(l + 1);
-  }
-  if (packed) unpack_rows(out, h, s.row_start, s.B, s.T, H);
-  return "";
+  std::vector<const BlockWeights*> blocks;
+  for (int64_t l = from; l < to; l++) blocks.push_back(&enc.blocks[l]);
+  relative_bias(enc, s.T, enc.ws.rel);
+  if (!enc.ws.rel.empty()) s.rel = enc.ws.rel.data();
+  return blocks_forward(blocks, from, s, in, out, enc.ws, 0, enc.precision == Precision::BF16, &gemm_f32);
 }
 
 std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const int32_t* positions,

@@ -203,21 +203,38 @@ uint64_t LayerLinears::bytes() const {
   return n;
 }
 
+// Every buffer of a BlockSaved / Workspace, for fn(vector&) (one list, so freeing and
+// counting cannot drift apart).
+template <class Saved, class Fn>
+static void each_buffer(Saved& b, Fn fn) {
+  for (auto* v : {&b.x, &b.qkv, &b.probs, &b.ctx, &b.a, &b.s1, &b.mean1, &b.rstd1, &b.y1, &b.ffpre, &b.ffact, &b.f,
+                  &b.s2, &b.mean2, &b.rstd2, &b.ad_pre[0], &b.ad_act[0], &b.ad_pre[1], &b.ad_act[1]})
+    fn(*v);
+  for (auto* v : {&b.mask_p, &b.mask_a, &b.mask_f}) fn(*v);
+}
+
+template <class Ws, class Fn>
+static void each_workspace_buffer(Ws& w, Fn fn) {
+  for (auto* v : {&w.qkv, &w.ctx, &w.t1, &w.ff, &w.scores, &w.ad_pre, &w.ad_act, &w.packed, &w.rel, &w.drel, &w.dA,
+                  &w.dB, &w.dC, &w.dff, &w.dqkv, &w.dad, &w.dscores, &w.pdrop})
+    fn(*v);
+  fn(w.in16);
+  fn(w.row_start);
+}
+
+template <class V>
+static uint64_t capacity_bytes(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
+}
+
 void BlockSaved::clear() {
-  for (std::vector<float>* v : {&x, &qkv, &probs, &ctx, &a, &s1, &mean1, &rstd1, &y1, &ffpre, &ffact,
-                                 &f, &s2, &mean2, &rstd2, &ad_pre[0], &ad_act[0], &ad_pre[1], &ad_act[1]})
-    drop(*v);
-  drop(mask_p);
-  drop(mask_a);
-  drop(mask_f);
+  each_buffer(*this, [](auto& v) { drop(v); });
 }
 
 uint64_t BlockSaved::bytes() const {
   uint64_t n = 0;
-  for (const std::vector<float>* v : {&x, &qkv, &probs, &ctx, &a, &s1, &mean1, &rstd1, &y1, &ffpre, &ffact,
-                                       &f, &s2, &mean2, &rstd2, &ad_pre[0], &ad_act[0], &ad_pre[1], &ad_act[1]})
-    n += v->capacity() * 4;
-  return n + mask_p.capacity() + mask_a.capacity() + mask_f.capacity();
+  each_buffer(*this, [&](const auto& v) { n += capacity_bytes(v); });
+  return n;
 }
 
 void Workspace::reserve(const BlockShape& s, int64_t adapter_size, bool bf16) {
@@ -247,21 +264,13 @@ void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool
 }
 
 uint64_t Workspace::bytes() const {
-  uint64_t n = in16.capacity() * 2;
-  for (const std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &drel, &dA, &dB,
-                                       &dC, &dff, &dqkv, &dad, &dscores, &pdrop})
-    n += v->capacity() * 4;
-  return n + row_start.capacity() * 8;
+  uint64_t n = 0;
+  each_workspace_buffer(*this, [&](const auto& v) { n += capacity_bytes(v); });
+  return n;
 }
 
 void Workspace::trim(uint64_t keep) {
-  if (bytes() > keep) {
-    for (std::vector<float>* v : {&qkv, &ctx, &t1, &ff, &scores, &ad_pre, &ad_act, &packed, &rel, &drel, &dA, &dB, &dC,
-                                   &dff, &dqkv, &dad, &dscores, &pdrop})
-      drop(*v);
-    drop(in16);
-    drop(row_start);
-  }
+  if (bytes() > keep) each_workspace_buffer(*this, [](auto& v) { drop(v); });
   held = bytes();
 }
 
@@ -298,6 +307,35 @@ std::string block_forward(const BlockWeights& w, const BlockShape& s, const floa
     f = ws.qkv.data();
   }
   K.layernorm_forward(out, nullptr, nullptr, f, y1, w.ln2_w, w.ln2_b, N, H, s.eps);
+  return "";
+}
+
+std::string blocks_forward(const std::vector<const BlockWeights*>& blocks, int64_t first, BlockShape s,
+                           const float* x, float* out, Workspace& ws, int64_t adapter_size, bool bf16,
+                           GemmFn adapter_gemm) {
+  const int64_t B = s.B, T = s.T, H = s.H, N = B * T;
+  if (blocks.empty()) {
+    if (out != x) std::memcpy(out, x, (size_t)(N * H) * sizeof(float));
+    return "";
+  }
+  omp_set_num_threads(s.threads);
+  const int64_t tokens = pack_layout(ws.row_start, s.mask, B, T);
+  const bool packed = tokens < N;
+  float* h = out;
+  if (packed) {
+    s.row_start = ws.row_start.data();
+    grow(ws.packed, tokens * H);
+    pack_rows(ws.packed.data(), x, s.row_start, B, T, H);
+    h = ws.packed.data();
+    x = h;
+  }
+  ws.reserve(s, adapter_size, bf16);
+  for (size_t i = 0; i < blocks.size(); i++) {
+    std::string err = block_forward(*blocks[i], s, x, h, ws, adapter_gemm);
+    if (!err.empty()) return err + " in layer " + std::to_string(first + (int64_t)i + 1);
+    x = h;
+  }
+  if (packed) unpack_rows(out, h, s.row_start, B, T, H);
   return "";
 }
 

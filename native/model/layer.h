@@ -171,6 +171,14 @@ int64_t mask_extent(const int32_t* mask, int64_t T);
 std::string block_forward(const BlockWeights& w, const BlockShape& s, const float* x, float* out,
                           Workspace& ws, GemmFn adapter_gemm);
 
+// Forward-only through a stack of blocks (layers first + 1 .. first + blocks.size(), for
+// messages): x (B, T, H) -> out (B, T, H); x may equal out; s.rel, when set, is the
+// relative bias of every block. Rows with padding run packed (the padding skipped) and out
+// holds zeros past each row's extent. With no block, out is a copy of x.
+std::string blocks_forward(const std::vector<const BlockWeights*>& blocks, int64_t first, BlockShape s,
+                           const float* x, float* out, Workspace& ws, int64_t adapter_size, bool bf16,
+                           GemmFn adapter_gemm);
+
 // Saving forward: reads saved.x (N, H), writes out (N, H) (not saved.x) and every saved
 // intermediate; `gemm` runs the linear layers.
 std::string block_forward_saving(const BlockWeights& w, const BlockShape& s, const BlockDropout& drop,

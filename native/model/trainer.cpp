@@ -351,31 +351,9 @@ std::string forward_only(Pass& p) {
                                       B, T, m.first, p.in.threads);
     if (!err.empty()) return err;
   }
-  if (m.layers.empty()) {
-    if (x != m.hidden.data()) std::memcpy(m.hidden.data(), x, N * H * sizeof(float));
-    return "";
-  }
-  omp_set_num_threads(p.in.threads);
-  Workspace& ws = m.ws;
-  BlockShape s = p.shape;
-  const int64_t tokens = pack_layout(ws.row_start, s.mask, B, T);
-  const bool packed = tokens < N;
-  float* h = m.hidden.data();
-  if (packed) {
-    s.row_start = ws.row_start.data();
-    grow(ws.packed, tokens * H);
-    pack_rows(ws.packed.data(), x, s.row_start, B, T, H);
-    h = ws.packed.data();
-    x = h;
-  }
-  ws.reserve(s, max_adapter(m), p.cfg.bf16);
-  for (TLayer& L : m.layers) {
-    std::string err = block_forward(L.w, s, x, h, ws, p.gemm);
-    if (!err.empty()) return err + " in layer " + std::to_string(L.index + 1);
-    x = h;
-  }
-  if (packed) unpack_rows(m.hidden.data(), h, s.row_start, B, T, H);
-  return "";
+  std::vector<const BlockWeights*> blocks;
+  for (const TLayer& L : m.layers) blocks.push_back(&L.w);
+  return blocks_forward(blocks, m.first, p.shape, x, m.hidden.data(), m.ws, max_adapter(m), p.cfg.bf16, p.gemm);
 }
 
 // logits (R, labels) from the top layer's output: the first token of each row (sequence

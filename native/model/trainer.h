@@ -92,7 +92,6 @@ class TaskModel {
   std::vector<Param>& params() { return params_; }
   const TrainConfig& config() const { return cfg_; }
   int64_t encoder_hidden() const { return enc_->cfg.hidden; }
-  const std::shared_ptr<Encoder>& encoder() const { return enc_; }
   int64_t steps() const { return adam_t_; }
   // Bytes held: parameters + gradients + moments, and the activation buffers.
   uint64_t param_bytes() const;

@@ -246,10 +246,8 @@ int Prefetcher::ready_slot(uint64_t index) const {
 }
 
 void Prefetcher::acquire_async(uint64_t index, Ready done) {
-  if (!threaded_) {
-    std::string err;
-    int slot = acquire(index, &err);
-    done(slot, err);
+  if (!threaded_) {  // the binding decodes on demand with acquire() instead
+    done(-1, "acquire_async needs a prefetch thread (depth >= 1)");
     return;
   }
   int slot = -1;

@@ -88,7 +88,7 @@ class Prefetcher {
   // Waits for batch `index` (the next in schedule order) and returns its slot, or -1
   // with *err set (a corrupt record, a stopped prefetcher, out of order).
   int acquire(uint64_t index, std::string* err);
-  // The same without waiting (threaded prefetchers): when batch `index` is ready (or an
+  // The same without waiting (threaded prefetchers only): when batch `index` is ready (or an
   // error is known) done(slot, err) runs now, on the calling thread; otherwise it runs
   // later on the prefetch thread once the batch is decoded, or from stop() with the
   // error "stopped". One waiter at a time.

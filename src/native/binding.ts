@@ -134,8 +134,6 @@ export interface NativeAddon {
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */
   copyF32(src: Float32Array, dst: Float32Array, reps?: number): number;
-  /** Rounds every value to IEEE fp16 and back, in place (the store writer's conversion). */
-  roundF16(values: Float32Array): void;
   /** External memory V8 has been told about (the addon's accounting), in bytes. */
   externalMemory(): number;
   StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
