@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One-time setup on a fresh Debian/Ubuntu machine: system packages (cmake, g++,
-# oneDNN; clang 14 with its sanitizer and libFuzzer runtimes for `npm run fuzz` and
+# oneDNN, SQLite; clang 14 with its sanitizer and libFuzzer runtimes for `npm run fuzz` and
 # the fuzz smoke test), npm dependencies (which builds the native addon), and the real
 # all-MiniLM-L6-v2 model into models/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in cmake g++ libdnnl-dev clang-14 libclang-rt-14-dev; do
+for pkg in cmake g++ libdnnl-dev libsqlite3-dev clang-14 libclang-rt-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)

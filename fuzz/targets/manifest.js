@@ -20,12 +20,12 @@ const { ROOT, lib, scratch, expectLibraryError } = require('./common');
 
 const { ActivationStore, StoreError } = lib('store/store');
 const { identityHash, INDEX_SCHEMA } = lib('store/format');
-const Database = require('better-sqlite3');
+const { IndexDatabase } = lib('store/sqlite');
 
 const dir = scratch('manifest');
 fs.mkdirSync(path.join(dir, 'segments'));
 const seed = JSON.parse(fs.readFileSync(path.join(ROOT, 'fuzz', 'corpus', 'manifest', 'fp16-manifest.bin')).subarray(1).toString('utf8'));
-const db = new Database(path.join(dir, 'index.sqlite'));
+const db = new IndexDatabase(path.join(dir, 'index.sqlite'));
 db.pragma('journal_mode = DELETE');
 db.pragma('synchronous = OFF');
 db.exec(INDEX_SCHEMA);

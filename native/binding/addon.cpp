@@ -15,6 +15,7 @@
 
 void init_store(Napi::Env env, Napi::Object exports);
 void init_train(Napi::Env env, Napi::Object exports);
+void init_sqlite(Napi::Env env, Napi::Object exports);
 std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
 
 namespace {
@@ -424,6 +425,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory));
   init_store(env, exports);
   init_train(env, exports);
+  init_sqlite(env, exports);
   return exports;
 }
 

@@ -28,6 +28,8 @@ inline constexpr napi_type_tag kWriterTag = {0x6572577269746572ULL, 0x7202b5d4ca
 inline constexpr napi_type_tag kReaderTag = {0x6572526561646572ULL, 0x7203c6e5dbf4f7f3ULL};
 inline constexpr napi_type_tag kPrefetcherTag = {0x6572507265666574ULL, 0x7204d7f6ec05f8f4ULL};
 inline constexpr napi_type_tag kTaskModelTag = {0x65725461736b4d6fULL, 0x7205e807fd16f9f5ULL};
+inline constexpr napi_type_tag kSqliteDbTag = {0x6572537146646244ULL, 0x7206f918fe270af6ULL};
+inline constexpr napi_type_tag kSqliteStmtTag = {0x6572537153746d74ULL, 0x72070a290f381bf7ULL};
 
 inline void tag_object(const Napi::Object& o, const napi_type_tag& tag) {
   napi_status s = napi_type_tag_object(o.Env(), o, &tag);

@@ -126,7 +126,34 @@ export interface NativeTaskConfig {
   classWeights: Float32Array | null; precision: 'fp32' | 'bf16'; inference?: boolean;
 }
 
+/** One prepared statement of the store's index (native/binding/sqlite.cpp). */
+export interface NativeSqliteStatement {
+  /** Parameters are the call's arguments, in order; so for get, all and bind. */
+  run(...params: unknown[]): { changes: number };
+  /** The first row (an object, or its first column when plucking), or undefined. */
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  bind(...params: unknown[]): void;
+  /** The next row, or undefined when done (the statement is then reset). */
+  step(): unknown;
+  reset(): void;
+  /** Rows become their first column. */
+  pluck(on: boolean): void;
+}
+
+/** The store's index database: the system's SQLite, used synchronously. */
+export interface NativeSqliteDatabase {
+  exec(sql: string): void;
+  prepare(sql: string): NativeSqliteStatement;
+  inTransaction(): boolean;
+  /** Finalizes every statement and closes the file. */
+  close(): void;
+}
+
 export interface NativeAddon {
+  SqliteDatabase: new (file: string, readonly: boolean, mustExist: boolean) => NativeSqliteDatabase;
+  /** Version of the SQLite library the addon runs. */
+  sqliteVersion: string;
   TaskModel: new (encoder: NativeEncoder, config: NativeTaskConfig) => NativeTaskModel;
   /** Builds a TaskModel on a worker thread. */
   buildTaskModel(encoder: NativeEncoder, config: NativeTaskConfig): Promise<NativeTaskModel>;

@@ -14,7 +14,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { createHash } from 'crypto';
-import Database from 'better-sqlite3';
+import { IndexDatabase } from './sqlite';
 import { native, NativePrefetcher, NativeStoreReader, NativeStoreWriter } from '../native/binding';
 import { Encoder } from '../model/encoder';
 import { weightFingerprint, weightFingerprintAsync } from '../model/checkpoint';
@@ -310,7 +310,7 @@ export class ActivationStore {
     readonly dir: string,
     /** What produced the store. */
     readonly manifest: Manifest,
-    private readonly db: Database.Database,
+    private readonly db: IndexDatabase,
     /** The encoder bound to this store (needed to encode). */
     readonly encoder: Encoder | undefined,
     /** False when opened for writing. */
@@ -359,7 +359,7 @@ export class ActivationStore {
       modelDir: encoder.checkpoint.dir,
       createdAt: new Date().toISOString(),
     };
-    const db = new Database(path.join(abs, 'index.sqlite'));
+    const db = new IndexDatabase(path.join(abs, 'index.sqlite'));
     db.pragma('journal_mode = WAL');
     db.exec(INDEX_SCHEMA);
     db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)').run('identityHash', manifest.identityHash);
@@ -393,9 +393,9 @@ export class ActivationStore {
     if (opts.write && !opts.encoder) throw new TypeError('opening a store for writing needs { encoder }');
     const indexFile = path.join(abs, 'index.sqlite');
     if (!fs.existsSync(indexFile)) throw new StoreError(`${indexFile}: missing; the store is damaged`);
-    let db: Database.Database;
+    let db: IndexDatabase;
     try {
-      db = new Database(indexFile, { readonly: !opts.write, fileMustExist: true });
+      db = new IndexDatabase(indexFile, { readonly: !opts.write, fileMustExist: true });
       db.pragma('busy_timeout = 10000');
       if (opts.write) {
         db.pragma('journal_mode = WAL');

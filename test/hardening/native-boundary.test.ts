@@ -65,6 +65,20 @@ describe('the native boundary refuses what would crash it', () => {
   it('a prefetch plan with offsets that are not record offsets is refused', () => {
     expectRefused('planNegativeOffset', /plan record 0: offset .* is not a record offset/);
   });
+  it('the index database: closed, forged or misused statements and unbindable values are errors', () => {
+    expectRefused('sqliteStatementAfterClose', /the index database is closed/);
+    expectRefused('sqliteForgedStatement', /SqliteStatement objects come from SqliteDatabase.prepare/);
+    expectRefused('sqliteWrongThis', /Illegal invocation|must be called on a SqliteStatement/);
+    expectRefused('sqliteBindObject', /parameter 1: only numbers, bigints, booleans, strings, Uint8Arrays and null can be bound/);
+    expectRefused('sqliteBindDetached', /bound a detached buffer as an empty key: 0 rows/);
+  });
+  it('an index file that is not a database is a StoreError naming it', () => {
+    const copy = path.join(tmp, 'garbage-index');
+    fs.cpSync(storeDir, copy, { recursive: true });
+    for (const f of fs.readdirSync(copy)) if (f.startsWith('index.sqlite')) fs.rmSync(path.join(copy, f));
+    fs.writeFileSync(path.join(copy, 'index.sqlite'), Buffer.alloc(8192, 0x5a));
+    expectRefused('sqliteNotADatabase', /index\.sqlite: cannot open the index: .*not a database/, copy);
+  });
   it('a segment truncated under a live mapping is a StoreError naming the file, not SIGBUS', () => {
     const copy = path.join(tmp, 'truncated');
     fs.cpSync(storeDir, copy, { recursive: true });

@@ -24,6 +24,42 @@ function plan(n, over = {}) {
 }
 
 const cases = {
+  // the index database: a statement used after its database closed
+  async sqliteStatementAfterClose() {
+    const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
+    const st = db.prepare('SELECT key FROM records');
+    db.close();
+    st.step();
+  },
+  // a statement's class reached through an instance and called with made-up arguments
+  async sqliteForgedStatement() {
+    const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
+    const st = db.prepare('SELECT 1');
+    new st.constructor({}, db, 'SELECT 1');
+  },
+  // a statement method called on the database object
+  async sqliteWrongThis() {
+    const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
+    const st = db.prepare('SELECT 1');
+    st.get.call(db);
+  },
+  // a parameter SQLite cannot hold
+  async sqliteBindObject() {
+    const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
+    db.prepare('SELECT * FROM records WHERE key = ?').get({ toString() { return 'x'; } });
+  },
+  // a detached buffer as a key
+  async sqliteBindDetached() {
+    const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
+    const u = new Uint8Array(32);
+    structuredClone(u.buffer, { transfer: [u.buffer] });
+    const r = db.prepare('SELECT count(*) AS n FROM records WHERE key = ?').get(u);
+    throw new Error(`bound a detached buffer as an empty key: ${r.n} rows`);
+  },
+  // a file that is not a database where the index should be
+  async sqliteNotADatabase() {
+    await lib.ActivationStore.open(storeDir);
+  },
   // a prefetch ring far larger than memory, no maxBytes
   async hugeRing() {
     const store = await lib.ActivationStore.open(storeDir);
