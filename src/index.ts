@@ -23,7 +23,7 @@ export { ActivationStore, StoreError, storeIdentity } from './store/store';
 export type { EncodeItem, CreateStoreOptions, OpenStoreOptions, EncodeOptions, EncodeProgress, WindowRef, StoreBatch, BatchOptions, VerifyResult } from './store/store';
 export { FORMAT_VERSION, windowKey } from './store/format';
 export type { StoreDtype, StoreIdentity, Manifest } from './store/format';
-export { readJsonl } from './store/input';
+export { readJsonl, InputError } from './store/input';
 export { TaskModel, linearSchedule, TRAIN_MODES, HEAD_KINDS, TRAIN_DEFAULTS } from './train/model';
 export type { TaskModelOptions, TrainInput, StepOptions, TaskManifest, TrainMode, HeadKind } from './train/model';
 export { fit, evaluate } from './train/loop';

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 #include "kernels/ops.h"
+#include "kernels/crc32c.h"
 #include "kernels/linear.h"
 #include "model/encoder.h"
 
@@ -408,6 +409,46 @@ Napi::Value CopyF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
+// microKernel(name, ...arrays, reps): one kernel of the engine run `reps` times on
+// caller-owned arrays, for the micro-benchmarks (bench/micro.mjs); returns seconds.
+//   'crc32c'    (Uint8Array data)
+//   'gelu'      (Float32Array inp, Float32Array out)                       erf GELU
+//   'layerNorm' (Float32Array inp, Float32Array out, Float32Array weight, Float32Array bias)
+//               rows = inp.length / weight.length
+Napi::Value MicroKernel(const Napi::CallbackInfo& info) {
+  THROW_IF(info.Length() < 2 || !info[0].IsString(), "microKernel(name, ...arrays, reps)");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  const size_t last = info.Length() - 1;
+  int reps = (int)er_binding::get_int(info[last], "reps", 0, 1 << 30);
+  auto t0 = std::chrono::steady_clock::now();
+  volatile uint32_t sink = 0;
+  if (name == "crc32c" && last == 2) {
+    const uint8_t* d = er_binding::array_data<const uint8_t>(info[1], napi_uint8_array, (size_t)-1, "crc32c data (a Uint8Array)");
+    size_t n = info[1].As<Napi::TypedArray>().ElementLength();
+    for (int r = 0; r < reps; r++) sink = sink + er::crc32c(0, d, n);
+  } else if (name == "gelu" && last == 3) {
+    const float* in = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)-1, "gelu input (a Float32Array)");
+    size_t n = info[1].As<Napi::TypedArray>().ElementLength();
+    float* out = er_binding::array_data<float>(info[2], napi_float32_array, n, "gelu output (a Float32Array as long as the input)");
+    for (int r = 0; r < reps; r++) er::ops().gelu_forward(out, in, (int64_t)n);
+  } else if (name == "layerNorm" && last == 5) {
+    const float* w = er_binding::array_data<const float>(info[3], napi_float32_array, (size_t)-1, "layerNorm weight (a Float32Array)");
+    size_t C = info[3].As<Napi::TypedArray>().ElementLength();
+    THROW_IF(C == 0, "layerNorm weight must not be empty");
+    const float* b = er_binding::array_data<const float>(info[4], napi_float32_array, C, "layerNorm bias (a Float32Array as long as the weight)");
+    const float* in = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)-1, "layerNorm input (a Float32Array)");
+    size_t n = info[1].As<Napi::TypedArray>().ElementLength();
+    THROW_IF(n % C != 0, "layerNorm input length must be a multiple of the weight's");
+    float* out = er_binding::array_data<float>(info[2], napi_float32_array, n, "layerNorm output (a Float32Array as long as the input)");
+    for (int r = 0; r < reps; r++) er::ops().layernorm_forward(out, nullptr, nullptr, in, nullptr, w, b, (int64_t)(n / C), (int64_t)C, 1e-12f);
+  } else {
+    throw Napi::TypeError::New(info.Env(), "microKernel: unknown kernel or wrong arguments: " + name +
+                                               " (crc32c(data, reps), gelu(inp, out, reps), layerNorm(inp, out, weight, bias, reps))");
+  }
+  (void)sink;
+  return Napi::Number::New(info.Env(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
 // externalMemory(): the external memory V8 has been told about (napi_adjust_external_memory
 // by 0), for tests and tools that check the addon's accounting.
 Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
@@ -423,6 +464,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory));
+  exports.Set("microKernel", Napi::Function::New(env, MicroKernel));
   init_store(env, exports);
   init_train(env, exports);
   init_sqlite(env, exports);

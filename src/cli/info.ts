@@ -5,11 +5,11 @@ import { cpuInfo } from '../native/info';
 export function registerInfo(program: Command): void {
   program
     .command('info')
-    .description('print the kernel level, GEMM library and thread count the engine uses here')
+    .description('print the kernel level, GEMM library, thread count, SQLite version and addon file the engine uses here')
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) => {
       const info = cpuInfo();
       if (opts.json) process.stdout.write(JSON.stringify(info) + '\n');
-      else process.stdout.write(`kernels: ${info.kernels}\ngemm: ${info.gemm}\nthreads: ${info.defaultThreads}\n`);
+      else process.stdout.write(`kernels: ${info.kernels}\ngemm: ${info.gemm}\nthreads: ${info.defaultThreads}\nsqlite: ${info.sqlite}\naddon: ${info.addon}\n`);
     });
 }

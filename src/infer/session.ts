@@ -22,6 +22,7 @@ import { readTaskDir, TaskSpec } from '../tasks/taskdir';
 
 export { QueueFullError } from './batcher';
 
+/** How a session batches and bounds its work (batch size, wait, queue limit, threads, cache). */
 export interface SessionOptions {
   /** the base model directory; default: the one recorded in task.json */
   model?: string;
@@ -53,6 +54,11 @@ export interface SessionMetrics extends BatcherMetrics {
   writeErrors: number;
 }
 
+/**
+ * A trained task directory opened for predictions: batches concurrent requests, reads
+ * recycled activations from the task's store when a text is there, runs the rest forward-only
+ * on the addon's compute thread (see the README's serving section).
+ */
 export class InferenceSession {
   private readonly batcher: Batcher<Row, Float32Array>;
   private readonly writeCounts = { writesPending: 0, writeErrors: 0 };

@@ -176,6 +176,7 @@ const MPNET: Family = {
   },
 };
 
+/** The encoder families the engine runs (BERT, RoBERTa, DistilBERT, MPNet, ...): each one's config keys, weight names and shape rules. */
 export const FAMILIES: readonly Family[] = [
   BERT,
   // RoBERTa numbers real tokens from padding_idx + 1 (position ids are offset by the pad id).

@@ -161,6 +161,8 @@ export interface NativeAddon {
   f16ToF32(src: Uint16Array, dst: Float32Array, reps?: number): number;
   /** memcpy of fp32 values `reps` times (the decode benchmark's baseline); returns seconds. */
   copyF32(src: Float32Array, dst: Float32Array, reps?: number): number;
+  /** One engine kernel run `reps` times on the given arrays (micro-benchmarks); returns seconds. */
+  microKernel(name: 'crc32c' | 'gelu' | 'layerNorm', ...args: (Float32Array | Uint8Array | number)[]): number;
   /** External memory V8 has been told about (the addon's accounting), in bytes. */
   externalMemory(): number;
   StoreWriter: new (dir: string, identity: Uint8Array, maxSegmentBytes: number) => NativeStoreWriter;
@@ -176,34 +178,125 @@ export interface NativeAddon {
 }
 
 let cached: NativeAddon | undefined;
+let loadedFrom = '';
 
-/** Loads the addon: a local build first, then a prebuilt binary; one error listing every attempt. */
+/** Where the addon in use was loaded from (its file), or '' before the first load. */
+export function addonPath(): string {
+  return loadedFrom;
+}
+
+/** The platform packages to try, most specific first: the CUDA build where an NVIDIA driver is present. */
+export function platformPackages(): string[] {
+  const base = `@embedding-recycler/${process.platform}-${process.arch}`;
+  const nvidia = process.platform === 'linux' && fs.existsSync('/proc/driver/nvidia/version');
+  return nvidia && process.env.ER_CUDA !== 'off' ? [`${base}-cuda`, base] : [base];
+}
+
+interface PlatformManifest {
+  requires?: { glibc?: string; glibcxx?: string };
+}
+
+function versionBelow(have: string, need: string): boolean {
+  const a = have.split('.').map(Number), b = need.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0);
+  return false;
+}
+
+/** The C library this process runs on: glibc's version, or null on another libc. */
+export function runtimeGlibc(): string | null {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return report?.header?.glibcVersionRuntime ?? null;
+}
+
+/** Why a platform package cannot serve this machine, before the dynamic linker is asked; '' if it can. */
+export function platformMismatch(dir: string, name: string): string {
+  let m: PlatformManifest = {};
+  try {
+    m = JSON.parse(fs.readFileSync(path.join(dir, 'platform.json'), 'utf8')) as PlatformManifest;
+  } catch (err) {
+    return `${name}/platform.json is unreadable (${(err as Error).message}); reinstall the package`;
+  }
+  const need = m.requires?.glibc;
+  if (!need || need === '0') return '';
+  const have = runtimeGlibc();
+  if (have === null) return `${name} is built for glibc ${need}+, and this system's C library is not glibc (musl?); build from source`;
+  if (versionBelow(have, need)) {
+    return `${name} needs glibc ${need} or newer and this machine has glibc ${have}; upgrade the system or build from source ` +
+      '(npm rebuild embedding-recycler --build-from-source)';
+  }
+  return '';
+}
+
+/** A dynamic-linker error made readable: which library or symbol version is missing, and what to do. */
+export function explainLoadError(message: string): string {
+  const sym = /version `((GLIBCXX|GLIBC|CXXABI)_[\d.]+)' not found/.exec(message);
+  if (sym) {
+    const lib = sym[2] === 'GLIBC' ? 'glibc' : 'libstdc++';
+    return `${message}\n    (this machine's ${lib} is older than the build needs: it lacks ${sym[1]}; upgrade ${lib} or build from source)`;
+  }
+  const missing = /^(lib[^:]+\.so[.\d]*): cannot open shared object file/m.exec(message);
+  if (missing) return `${message}\n    (${missing[1]} is not installed and not bundled beside the addon)`;
+  return message;
+}
+
+interface Candidate {
+  source: string;
+  file: string;
+  /** checked before loading; a reason not to try, or '' */
+  precheck?: () => string;
+}
+
+/**
+ * Loads the addon, trying in order: ER_ADDON_PATH (when set, only it), a local build
+ * (build/Release, build/Debug), the platform packages. On failure one error lists
+ * every attempt with its reason and what to do.
+ */
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = path.resolve(__dirname, '..', '..');
-  const candidates = [
-    process.env.ER_ADDON_PATH,
-    path.join(root, 'build', 'Release', 'embedding_recycler.node'),
-    path.join(root, 'build', 'Debug', 'embedding_recycler.node'),
-    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'embedding_recycler.node'),
-  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
+  const candidates: Candidate[] = [];
+  if (process.env.ER_ADDON_PATH) candidates.push({ source: 'ER_ADDON_PATH', file: path.resolve(process.env.ER_ADDON_PATH) });
+  for (const kind of ['Release', 'Debug']) {
+    candidates.push({ source: `local build (${kind})`, file: path.join(root, 'build', kind, 'embedding_recycler.node') });
+  }
+  for (const name of platformPackages()) {
+    let dir = '';
+    try {
+      dir = path.dirname(require.resolve(`${name}/platform.json`, { paths: [root] }));
+    } catch {
+      candidates.push({ source: name, file: `${name} (not installed)` });
+      continue;
+    }
+    candidates.push({ source: name, file: path.join(dir, 'embedding_recycler.node'), precheck: () => platformMismatch(dir, name) });
+  }
   const attempts: string[] = [];
-  for (const file of candidates) {
-    if (!fs.existsSync(file)) {
-      attempts.push(`  ${file}: not found`);
+  const explicit = !!process.env.ER_ADDON_PATH;
+  for (const c of candidates) {
+    // an addon named by ER_ADDON_PATH is the one wanted: no quiet fallback to another
+    if (explicit && c.source !== 'ER_ADDON_PATH') break;
+    if (!fs.existsSync(c.file)) {
+      attempts.push(`  ${c.source}: ${c.file}: not found`);
+      continue;
+    }
+    const why = c.precheck?.() ?? '';
+    if (why) {
+      attempts.push(`  ${c.source}: ${why}`);
       continue;
     }
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      cached = require(file) as NativeAddon;
+      cached = require(c.file) as NativeAddon;
+      loadedFrom = c.file;
       return cached;
     } catch (err) {
-      attempts.push(`  ${file}: ${(err as Error).message}`);
+      attempts.push(`  ${c.source}: ${c.file}: ${explainLoadError((err as Error).message)}`);
     }
   }
   throw new Error(
     'embedding-recycler: could not load the native addon. Tried:\n' +
       attempts.join('\n') +
-      '\nBuild it from source with `npm run build:native` (needs cmake, g++ and libdnnl-dev).',
+      `\nInstall the prebuilt addon (npm install ${platformPackages().at(-1)}, which npm installs with embedding-recycler ` +
+      'on supported platforms), point ER_ADDON_PATH at an addon, or build from source: npm rebuild embedding-recycler ' +
+      '--build-from-source (needs cmake, g++, libdnnl-dev and libsqlite3-dev, and the packages cmake-js and node-addon-api).',
   );
 }

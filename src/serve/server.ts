@@ -50,6 +50,7 @@ export interface RequestLog {
   error?: string;
 }
 
+/** What `createServer` serves and how: sessions by name, host, port, limits, request logging. */
 export interface ServerOptions {
   /** default 8080; 0 picks a free port */
   port?: number;
@@ -69,6 +70,7 @@ export interface ServerOptions {
   embedder?: ServedEmbedder;
 }
 
+/** A running HTTP server (`createServer`): its address, and `close()` to drain and stop. */
 export interface Server {
   app: FastifyInstance;
   /** Starts listening; resolves to `http://HOST:PORT` with the bound port. */
@@ -77,6 +79,7 @@ export interface Server {
   close(): Promise<void>;
 }
 
+/** `er serve`'s defaults (host, port, body and queue limits). */
 export const SERVE_DEFAULTS = { port: 8080, host: '127.0.0.1', maxInputs: 64, maxTextChars: 100_000 } as const;
 
 /** The event-loop lag histogram: a timer every LOOP_LAG_TICK_MS, and its lateness buckets (ms). */

@@ -10,6 +10,7 @@ export const FORMAT_VERSION = 1;
 
 /** Stored value types and their codec numbers in record headers. */
 export const CODECS = { fp32: 0, fp16: 1 } as const;
+/** How a store keeps activations: `fp16` (half the bytes) or `fp32` (exact). */
 export type StoreDtype = keyof typeof CODECS;
 
 /** Bytes per stored value. */
@@ -38,6 +39,7 @@ export interface StoreIdentity {
   stride: number;
 }
 
+/** A store's manifest.json: what produced it (its identity and hash), from which model, when. */
 export interface Manifest {
   identity: StoreIdentity;
   /** SHA-256 of the canonical identity JSON; keys and segment headers derive from it */

@@ -21,6 +21,7 @@ export interface BadLine {
   reason: string;
 }
 
+/** An input file (JSONL) line that cannot be used: the error names the file, the line and the reason. */
 export class InputError extends Error {
   constructor(readonly bad: BadLine) {
     super(`${bad.file}:${bad.line}: ${bad.reason}`);

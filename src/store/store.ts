@@ -148,6 +148,7 @@ export interface BatchOptions {
   copy?: boolean;
 }
 
+/** What `store.verify()` found: per segment, in the index, and overall (`ok`). */
 export interface VerifyResult {
   ok: boolean;
   segments: { file: string; committedBytes: number; fileBytes: number; records: number; problems: string[] }[];

@@ -14,10 +14,12 @@ import type { Tensor } from '../tensor/tensor';
 
 /** Training modes (see the README's table). */
 export const TRAIN_MODES = ['full', 'frozen-prefix', 'reduced', 'reduced-adapters', 'full-adapters'] as const;
+/** One of TRAIN_MODES. */
 export type TrainMode = (typeof TRAIN_MODES)[number];
 
 /** Heads: [CLS] classification, per-token classification, extractive QA (start/end). */
 export const HEAD_KINDS = ['sequence', 'token', 'qa'] as const;
+/** One of HEAD_KINDS. */
 export type HeadKind = (typeof HEAD_KINDS)[number];
 
 /** Default hyperparameters, in one place. */
@@ -32,6 +34,7 @@ export const TRAIN_DEFAULTS = {
   clip: 1.0,
 };
 
+/** How to build a task model: mode, k, head, adapters, dropout, seed, precision (see the README's training section). */
 export interface TaskModelOptions {
   mode: TrainMode;
   /** Layers 1..k are the recycled (or frozen) prefix; default N/2. Ignored by full and full-adapters. */
