@@ -2,13 +2,14 @@
 // the native addon (SQLite linked from the system) against better-sqlite3 (the
 // index's library up to 0.1.0, which compiles at install time), when it is installed
 // (`npm install --no-save better-sqlite3@12`). Writes bench/results/index-lookup-<date>.{md,json}.
-//   node bench/index-lookup.mjs [--records 100000]
+//   node bench/index-lookup.mjs [--records 100000] [--allow-dirty]
 import { createRequire } from 'module';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { execSync } from 'child_process';
+import { cpuDescription, nproc, localDate } from './lib/system.mjs';
+import { checkTree, cpuText, writeResults } from './lib/cli.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -17,6 +18,8 @@ const { INDEX_SCHEMA } = require(path.join(root, 'lib', 'store', 'format'));
 const { native } = require(path.join(root, 'lib', 'native', 'binding'));
 const argi = process.argv.indexOf('--records');
 const N = argi > 0 ? Number(process.argv[argi + 1]) : 100000;
+const allowDirty = process.argv.includes('--allow-dirty');
+const start = checkTree(root, { allowDirty });
 
 const engines = [['native (addon, SQLite ' + native().sqliteVersion + ')', (f) => new IndexDatabase(f)]];
 try {
@@ -64,20 +67,14 @@ for (const [name, open] of engines) {
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 
-const cpu = os.cpus()[0].model;
-let commit = 'unknown', dirty = '';
-try {
-  commit = execSync('git rev-parse --short HEAD', { cwd: root }).toString().trim();
-  dirty = execSync('git status --porcelain', { cwd: root }).toString().trim() ? ' (dirty tree)' : '';
-} catch {}
-const date = new Date().toISOString().slice(0, 10);
+const cpu = cpuDescription();
+const date = localDate();
 const f = (x) => x.toFixed(2);
-let md = `# Store index: cost per operation (${date})\n\n${cpu}, ${os.cpus().length} logical CPUs, Node ${process.version}, commit ${commit}${dirty}.\n` +
+let md = `# Store index: cost per operation (${date})\n\n${cpuText(cpu)}, ${nproc()} CPUs, Node ${process.version}.\n` +
   `${N} records with 32-byte keys in the store's schema (WAL, synchronous = FULL); lookups in a scattered order, 3 passes.\n\n` +
   '| engine | insert (µs/row, 256 per transaction) | lookup by key (µs) | exists (µs) | full scan (µs/row) |\n|---|---:|---:|---:|---:|\n';
 for (const r of rows) md += `| ${r.engine} | ${f(r.insertUs)} | ${f(r.lookupUs)} | ${f(r.existsUs)} | ${f(r.scanUsPerRow)} |\n`;
 if (rows.length === 2) md += `\nRatio native / better-sqlite3: lookup ${f(rows[0].lookupUs / rows[1].lookupUs)}, exists ${f(rows[0].existsUs / rows[1].existsUs)}, insert ${f(rows[0].insertUs / rows[1].insertUs)}, scan ${f(rows[0].scanUsPerRow / rows[1].scanUsPerRow)}.\n`;
 fs.mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
-fs.writeFileSync(path.join(root, 'bench', 'results', `index-lookup-${date}.md`), md);
-fs.writeFileSync(path.join(root, 'bench', 'results', `index-lookup-${date}.json`), JSON.stringify({ cpu, commit: commit + dirty, records: N, rows }, null, 2) + '\n');
+writeResults(path.join(root, 'bench', 'results', `index-lookup-${date}`), md, { cpu, records: N, rows }, 'index-lookup', { root, allowDirty, start });
 console.log(md);
