@@ -34,9 +34,8 @@ const keys = Array.from({ length: N }, () => crypto.randomBytes(32));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'er-index-bench-'));
 const us = (t0, n) => Number(process.hrtime.bigint() - t0) / 1e3 / n;
 
-const rows = [];
-for (const [name, open] of engines) {
-  const file = path.join(tmp, `${rows.length}.sqlite`);
+function measure(name, open, round) {
+  const file = path.join(tmp, `${round}-${name.length}-${Math.random().toString(36).slice(2)}.sqlite`);
   const db = open(file);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
@@ -62,16 +61,30 @@ for (const [name, open] of engines) {
   for (const r of db.prepare('SELECT key, segment, offset, bytes, tokens FROM records').iterate()) n += r.tokens > 0 ? 1 : 0;
   const scan = us(t0, n);
   db.close();
-  rows.push({ engine: name, insertUs: insert, lookupUs: lookup, existsUs: exists, scanUsPerRow: scan, checksum: s });
-  console.log(rows.at(-1));
+  return { insertUs: insert, lookupUs: lookup, existsUs: exists, scanUsPerRow: scan, checksum: s };
 }
+
+// rounds alternate between the engines; each figure is the median over the rounds
+const ROUNDS = 5;
+const samples = engines.map(() => []);
+for (let round = 0; round < ROUNDS; round++) {
+  engines.forEach(([name, open], e) => samples[e].push(measure(name, open, round)));
+}
+const med = (xs) => { const a = [...xs].sort((x, y) => x - y); return a[Math.floor(a.length / 2)]; };
+const rows = engines.map(([name], e) => {
+  const r = { engine: name };
+  for (const k of ['insertUs', 'lookupUs', 'existsUs', 'scanUsPerRow']) r[k] = med(samples[e].map((x) => x[k]));
+  r.rounds = samples[e];
+  console.log(name, r.lookupUs.toFixed(2), r.existsUs.toFixed(2));
+  return r;
+});
 fs.rmSync(tmp, { recursive: true, force: true });
 
 const cpu = cpuDescription();
 const date = localDate();
 const f = (x) => x.toFixed(2);
 let md = `# Store index: cost per operation (${date})\n\n${cpuText(cpu)}, ${nproc()} CPUs, Node ${process.version}.\n` +
-  `${N} records with 32-byte keys in the store's schema (WAL, synchronous = FULL); lookups in a scattered order, 3 passes.\n\n` +
+  `${N} records with 32-byte keys in the store's schema (WAL, synchronous = FULL); lookups in a scattered order, 3 passes; ${ROUNDS} rounds alternating between the engines, medians.\n\n` +
   '| engine | insert (µs/row, 256 per transaction) | lookup by key (µs) | exists (µs) | full scan (µs/row) |\n|---|---:|---:|---:|---:|\n';
 for (const r of rows) md += `| ${r.engine} | ${f(r.insertUs)} | ${f(r.lookupUs)} | ${f(r.existsUs)} | ${f(r.scanUsPerRow)} |\n`;
 if (rows.length === 2) md += `\nRatio native / better-sqlite3: lookup ${f(rows[0].lookupUs / rows[1].lookupUs)}, exists ${f(rows[0].existsUs / rows[1].existsUs)}, insert ${f(rows[0].insertUs / rows[1].insertUs)}, scan ${f(rows[0].scanUsPerRow / rows[1].scanUsPerRow)}.\n`;
