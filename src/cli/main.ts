@@ -11,6 +11,7 @@ import { registerInspect } from './inspect';
 import { registerTask } from './task';
 import { registerInfo } from './info';
 import { registerServe } from './serve';
+import { registerStore } from './store';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerTask(program);
   registerServe(program);
+  registerStore(program);
   return program;
 }
 

@@ -298,6 +298,66 @@ function compareIdentity(dir: string, stored: StoreIdentity, wanted: Partial<Sto
   }
 }
 
+/**
+ * Lays out a new store in `abs` (empty or missing): segments/, the index with the
+ * identity hash, and last the manifest (a directory without it is an unfinished creation).
+ */
+function initStoreDir(abs: string, manifest: Manifest): void {
+  fs.mkdirSync(path.join(abs, 'segments'), { recursive: true });
+  const db = new IndexDatabase(path.join(abs, 'index.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.exec(INDEX_SCHEMA);
+  db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)').run('identityHash', manifest.identityHash);
+  db.close();
+  writeFileAtomic(path.join(abs, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+}
+
+function segmentFile(dir: string, segment: number): string {
+  return path.join(dir, 'segments', `seg-${String(segment).padStart(6, '0')}.ers`);
+}
+
+function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** What {@link ActivationStore.merge} did. */
+export interface MergeResult {
+  /** the merged store's directory */
+  dir: string;
+  shards: number;
+  /** segment files copied in */
+  segments: number;
+  /** segment bytes copied */
+  bytes: number;
+  /** index entries added (records already in the store, from it or an earlier shard, are not) */
+  recordsAdded: number;
+  /** records of the shards whose key the store already held: stored once in the index */
+  recordsDuplicate: number;
+  docsAdded: number;
+  docsDuplicate: number;
+}
+
+/** Options of {@link ActivationStore.merge}. */
+export interface MergeOptions {
+  /** check every shard (store.verify()) before taking anything from it; default true */
+  verify?: boolean;
+  /** delete each shard directory once the merged index that holds it is committed */
+  removeShards?: boolean;
+  /** called after each shard is merged */
+  onShard?: (info: { shard: string; index: number; recordsAdded: number; bytes: number }) => void;
+}
+
+/** A store's writer lock and index, opened without an encoder: what merging needs. */
+interface RawWriter {
+  db: IndexDatabase;
+  lock: NativeStoreWriter;
+}
+
 /** A memory-mapped, crash-safe store of layer-k activations. */
 export class ActivationStore {
   private writer: NativeStoreWriter | null = null;
@@ -353,20 +413,13 @@ export class ActivationStore {
       // a creation interrupted before its manifest was written: nothing was committed
       for (const f of fs.readdirSync(abs)) fs.rmSync(path.join(abs, f), { recursive: true, force: true });
     }
-    fs.mkdirSync(path.join(abs, 'segments'), { recursive: true });
     const manifest: Manifest = {
       identity,
       identityHash: identityHash(identity),
       modelDir: encoder.checkpoint.dir,
       createdAt: new Date().toISOString(),
     };
-    const db = new IndexDatabase(path.join(abs, 'index.sqlite'));
-    db.pragma('journal_mode = WAL');
-    db.exec(INDEX_SCHEMA);
-    db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)').run('identityHash', manifest.identityHash);
-    db.close();
-    // the manifest is written last: a directory without it is an unfinished creation
-    writeFileAtomic(path.join(abs, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    initStoreDir(abs, manifest);
     return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
   }
 
@@ -421,6 +474,153 @@ export class ActivationStore {
       }
     }
     return store;
+  }
+
+  /**
+   * Merges shard stores (made with the same identity: model, layer, dtype, tokenizer,
+   * window settings) into the store at `dir`, creating it when missing, without
+   * re-encoding: each shard's committed segment bytes are copied in under new segment
+   * numbers (only the 4-byte number in each file header changes), then one index
+   * transaction adds the shards' records and documents. A key or document id already
+   * present is kept once (the first one wins; content addressing makes them equal).
+   * A crash before that commit leaves the store as it was (copied files that no index
+   * row names are overwritten by the next merge or append). Shards are read, never
+   * changed, unless `removeShards` deletes them after the commit.
+   */
+  static async merge(dir: string, shards: readonly string[], opts: MergeOptions = {}): Promise<MergeResult> {
+    if (!Array.isArray(shards) || shards.length === 0) throw new TypeError('merge(dir, shards) needs at least one shard directory');
+    const abs = path.resolve(dir);
+    const shardDirs = shards.map((d) => path.resolve(d));
+    if (shardDirs.includes(abs)) throw new StoreError(`${abs}: a store cannot be merged into itself`);
+    if (new Set(shardDirs).size !== shardDirs.length) throw new StoreError('the same shard is named twice');
+    // every shard: same identity, whole (verified) before anything is taken from it
+    const opened: ActivationStore[] = [];
+    try {
+      for (const d of shardDirs) {
+        const sh = await ActivationStore.open(d);
+        opened.push(sh);
+        if (sh.manifest.identityHash !== opened[0].manifest.identityHash) {
+          compareIdentity(d, sh.identity, opened[0].identity);
+          throw new StoreError(`${d}: its identity differs from ${shardDirs[0]}'s; shards of one store must come from the same model and settings`);
+        }
+        if (opts.verify !== false) {
+          const v = await sh.verify();
+          if (!v.ok) {
+            const first = [...v.indexProblems, ...v.segments.flatMap((x) => x.problems)].slice(0, 3).join('; ');
+            throw new StoreError(`${d}: the shard fails verification (${first}); re-encode it before merging`);
+          }
+        }
+      }
+    } finally {
+      for (const sh of opened) sh.close();
+    }
+    const manifest0 = readManifest(shardDirs[0]);
+    if (fs.existsSync(path.join(abs, 'manifest.json'))) {
+      const m = readManifest(abs);
+      if (m.identityHash !== manifest0.identityHash) {
+        compareIdentity(abs, m.identity, manifest0.identity);
+        throw new StoreError(`${abs}: the store's identity differs from the shards'`);
+      }
+    } else {
+      if (fs.existsSync(abs) && fs.readdirSync(abs).length > 0) {
+        if (!isUnfinishedCreation(abs)) throw new StoreError(`${abs}: exists, is not empty and has no manifest.json; choose an empty or new directory`);
+        for (const f of fs.readdirSync(abs)) fs.rmSync(path.join(abs, f), { recursive: true, force: true });
+      }
+      initStoreDir(abs, { ...manifest0, createdAt: new Date().toISOString() });
+    }
+    const raw = ActivationStore.openRawWriter(abs, manifest0.identityHash);
+    const result: MergeResult = { dir: abs, shards: shardDirs.length, segments: 0, bytes: 0, recordsAdded: 0, recordsDuplicate: 0, docsAdded: 0, docsDuplicate: 0 };
+    try {
+      const { db } = raw;
+      const count = (sql: string) => db.prepare(sql).pluck().get() as number;
+      let next = (count('SELECT coalesce(max(segment), 0) FROM segments') as number) + 1;
+      for (let i = 0; i < shardDirs.length; i++) {
+        const shard = shardDirs[i];
+        db.prepare("ATTACH DATABASE ? AS shard").run(`file:${encodeURI(path.join(shard, 'index.sqlite'))}?mode=ro`);
+        try {
+          const segs = db.prepare('SELECT segment, committed FROM shard.segments ORDER BY segment').all() as { segment: number; committed: number }[];
+          // 1. the bytes: each committed segment copied under its new number, made durable
+          const map: [number, number][] = [];
+          let bytes = 0;
+          for (const sg of segs) {
+            const dst = segmentFile(abs, next);
+            fs.rmSync(dst, { force: true }); // a copy a crashed merge left, that no index row names
+            fs.copyFileSync(segmentFile(shard, sg.segment), dst);
+            fs.truncateSync(dst, sg.committed);
+            const fd = fs.openSync(dst, 'r+');
+            try {
+              const num = Buffer.alloc(4);
+              num.writeUInt32LE(next, 0);
+              fs.writeSync(fd, num, 0, 4, 12);
+              fs.fsyncSync(fd);
+            } finally {
+              fs.closeSync(fd);
+            }
+            map.push([sg.segment, next]);
+            bytes += sg.committed;
+            next++;
+          }
+          fsyncPath(path.join(abs, 'segments'));
+          // 2. the index: one transaction for the shard's records, segments and documents
+          let added = 0;
+          db.transaction(() => {
+            db.exec('CREATE TEMP TABLE IF NOT EXISTS segmap (src INTEGER PRIMARY KEY, dst INTEGER NOT NULL)');
+            db.exec('DELETE FROM temp.segmap');
+            const ins = db.prepare('INSERT INTO temp.segmap (src, dst) VALUES (?, ?)');
+            for (const [a, b] of map) ins.run(a, b);
+            const records = count('SELECT count(*) FROM shard.records');
+            const docs = count('SELECT count(*) FROM shard.docs');
+            added = db.prepare(
+              'INSERT OR IGNORE INTO main.records (key, segment, offset, bytes, tokens, crc) ' +
+                'SELECT r.key, m.dst, r.offset, r.bytes, r.tokens, r.crc FROM shard.records r JOIN temp.segmap m ON m.src = r.segment',
+            ).run().changes;
+            db.prepare('INSERT INTO main.segments (segment, committed) SELECT m.dst, s.committed FROM shard.segments s JOIN temp.segmap m ON m.src = s.segment').run();
+            const docsAdded = db.prepare('INSERT OR IGNORE INTO main.docs (id, content, windows, tokens) SELECT id, content, windows, tokens FROM shard.docs').run().changes;
+            result.recordsAdded += added;
+            result.recordsDuplicate += records - added;
+            result.docsAdded += docsAdded;
+            result.docsDuplicate += docs - docsAdded;
+          })();
+          result.segments += map.length;
+          result.bytes += bytes;
+          opts.onShard?.({ shard, index: i, recordsAdded: added, bytes });
+        } finally {
+          db.exec('DETACH DATABASE shard');
+        }
+      }
+    } finally {
+      raw.db.close();
+      raw.lock.close();
+    }
+    if (opts.removeShards) for (const d of shardDirs) fs.rmSync(d, { recursive: true, force: true });
+    return result;
+  }
+
+  /** The writer lock and a writable index of the store at `abs`, without an encoder. */
+  private static openRawWriter(abs: string, identityHash: string): RawWriter {
+    const lock = new (native().StoreWriter)(abs, segmentIdentity(identityHash), DEFAULT_MAX_SEGMENT_BYTES);
+    let db: IndexDatabase | undefined;
+    try {
+      db = new IndexDatabase(path.join(abs, 'index.sqlite'), { fileMustExist: true });
+      db.pragma('busy_timeout = 10000');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      const row = db.prepare("SELECT v FROM meta WHERE k = 'identityHash'").pluck().get();
+      if (row !== identityHash) throw new StoreError(`${abs}/index.sqlite: belongs to another store (its identity differs from manifest.json)`);
+      // an interrupted append past the last committed length is dropped, as the writer does
+      const segs = db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
+      for (const sg of segs) {
+        const f = segmentFile(abs, sg.segment);
+        const size = fs.existsSync(f) ? fs.statSync(f).size : -1;
+        if (size < sg.committed) throw new StoreError(`${f}: the index commits records up to byte ${sg.committed} but the file ${size < 0 ? 'is missing' : `has ${size} bytes`}; the store is damaged (er inspect --verify)`);
+        if (size > sg.committed) fs.truncateSync(f, sg.committed);
+      }
+      return { db, lock };
+    } catch (err) {
+      db?.close();
+      lock.close();
+      throw err;
+    }
   }
 
   /** Takes the writer lock and recovers from an interrupted append. */
