@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One-time setup on a fresh Debian/Ubuntu machine: system packages (cmake, g++,
 # oneDNN, SQLite; clang 14 with its sanitizer and libFuzzer runtimes for `npm run fuzz` and
-# the fuzz smoke test), npm dependencies (which builds the native addon), and the real
+# the fuzz smoke test; redis-server for the scale-out tests), moto[server] from PyPI (the S3-compatible
+# server of the push/pull tests), npm dependencies (which builds the native addon), and the real
 # all-MiniLM-L6-v2 model into models/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in cmake g++ libdnnl-dev libsqlite3-dev clang-14 libclang-rt-14-dev; do
+for pkg in cmake g++ libdnnl-dev libsqlite3-dev clang-14 libclang-rt-14-dev redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
@@ -20,6 +21,7 @@ if ((${#need[@]})); then
 fi
 
 npm ci --no-audit --no-fund
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]>=5.2,<6'
 # jazzer.js (devDependency, the JS fuzzer) ships only a prebuilt addon linked against glibc 2.38
 python3 fuzz/patch-jazzer-glibc.py
 python3 scripts/fetch-model.py

@@ -7,6 +7,45 @@ import { nerRows } from '../tasks/features';
 import type { EncodeItem } from '../store/store';
 import { ActivationStore } from '../store/store';
 import { formatBytes, formatDuration, Progress } from './progress';
+import { DEFAULT_QUEUE_NAME, encodeWithQueue } from '../scale/queue';
+
+/** `er encode --queue`: shards to the workers, progress from the queue, then the merge. */
+async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: number): Promise<void> {
+  if (detectFormat(f.input) === 'conll') throw new Error('--queue takes JSON-lines input; encode CoNLL files without --queue');
+  if (f.onBadLine !== 'fail' && f.onBadLine !== 'skip') throw new Error(`--on-bad-line must be fail or skip, got ${JSON.stringify(f.onBadLine)}`);
+  const items: EncodeItem[] = [];
+  let badLines = 0;
+  for await (const it of readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, (b) => {
+    if (f.onBadLine === 'fail') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
+    badLines++;
+    process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
+  })) items.push(it);
+  const progress = new Progress();
+  const t0 = Date.now();
+  const r = await encodeWithQueue({
+    queue: f.queue!, queueName: f.queueName, encoder, layer, dtype: f.dtype as StoreDtype,
+    maxLength: int('--max-length', f.maxLength, 8, encoder.maxLength), stride: int('--stride', f.stride, 0, encoder.maxLength),
+    store: f.store, items: items.map((i) => ({ id: i.id, text: i.text, ...(i.pair !== undefined ? { pair: i.pair } : {}) })),
+    shardSize: int('--shard-size', f.shardSize, 1, 10_000_000), batchSize: int('--batch-size', f.batchSize, 1, 4096),
+    attempts: int('--attempts', f.attempts, 1, 100), keepShards: f.keepShards,
+    shardsTo: f.shardsTo ? { url: f.shardsTo, endpoint: f.endpoint } : undefined,
+    onProgress: f.quiet ? undefined : (p) => {
+      const sec = (Date.now() - t0) / 1000;
+      const text = p.redisDown ? `Redis unreachable: ${p.redisDown}; waiting` :
+        p.phase === 'merging' ? 'merging the shard stores' :
+        `${p.shardsDone}/${p.shards} shards (${p.shardsActive} in work), ${p.textsDone}/${p.texts} texts, ` +
+          `${(p.textsDone / Math.max(sec, 1e-9)).toFixed(1)} texts/s, ${formatBytes(p.bytesDone)} written`;
+      progress.update(p.textsDone, p.texts, text, p.phase !== 'encoding');
+    },
+  });
+  if (!f.quiet) progress.finish();
+  process.stdout.write(
+    `run ${r.run}: ${r.shards} shard(s) by ${r.workers.length} worker(s), ${r.texts} texts (${r.textsSkipped} were already stored)` +
+      `${r.requeued ? `, ${r.requeued} job(s) queued again after Redis lost them` : ''}; encode ${formatDuration(r.encodeSeconds * 1000)}, merge ${formatDuration(r.mergeSeconds * 1000)}\n` +
+      `store ${r.store}: ${r.records} windows, ${r.tokens} tokens, ${formatBytes(r.bytes)}\n` +
+      (badLines ? `skipped ${badLines} bad line(s)\n` : ''),
+  );
+}
 
 function int(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
@@ -19,6 +58,7 @@ interface EncodeFlags {
   model: string; layer: string; dtype: string; input: string; store: string;
   maxLength?: string; stride?: string; batchSize?: string; threads?: string;
   onBadLine: string; idField?: string; textField?: string; pairField?: string; quiet?: boolean;
+  queue?: string; queueName?: string; shardSize?: string; attempts?: string; shardsTo?: string; endpoint?: string; keepShards?: boolean;
 }
 
 /** `er encode`: run layers 1..k over a corpus and append the activations to a store. */
@@ -40,11 +80,26 @@ export function registerEncode(program: Command): void {
     .option('--text-field <name>', 'JSON field of the text (default "text")')
     .option('--pair-field <name>', 'JSON field of the second text (default "text_pair")')
     .option('--quiet', 'no progress output')
+    .option('--queue <url>', 'encode through er worker processes on this Redis queue (redis://host:port/db), then merge')
+    .option('--queue-name <name>', 'BullMQ queue name', DEFAULT_QUEUE_NAME)
+    .option('--shard-size <n>', 'texts per shard job (with --queue)', '5000')
+    .option('--attempts <n>', 'tries per shard before the run stops and names it (with --queue)', '3')
+    .option('--shards-to <url>', 'shard stores travel through s3://bucket/prefix instead of a shared --work-dir (with --queue)')
+    .option('--endpoint <url>', 'S3-compatible endpoint for --shards-to')
+    .option('--keep-shards', 'keep the shard stores after merging (with --queue)')
     .action(async (f: EncodeFlags) => {
       if (!(f.dtype in CODECS)) throw new Error(`--dtype must be one of ${Object.keys(CODECS).join(', ')}, got ${JSON.stringify(f.dtype)}`);
       if (f.onBadLine !== 'fail' && f.onBadLine !== 'skip') throw new Error(`--on-bad-line must be fail or skip, got ${JSON.stringify(f.onBadLine)}`);
       const encoder = await Encoder.load(f.model, { threads: int('--threads', f.threads, 1, 1024) });
       const layer = int('--layer', f.layer, 0, encoder.numLayers)!;
+      if (f.queue) {
+        try {
+          await encodeThroughQueue(f, encoder, layer);
+        } finally {
+          encoder.close();
+        }
+        return;
+      }
       const store = await ActivationStore.create(f.store, encoder, {
         layer,
         dtype: f.dtype as StoreDtype,

@@ -12,6 +12,7 @@ import { registerTask } from './task';
 import { registerInfo } from './info';
 import { registerServe } from './serve';
 import { registerStore } from './store';
+import { registerWorker } from './worker';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerTask(program);
   registerServe(program);
   registerStore(program);
+  registerWorker(program);
   return program;
 }
 
