@@ -162,6 +162,8 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     return e;
   };
   const lockMs = opts.lockMs ?? 30_000;
+  // a worker told its model loads it now, not when the first job arrives
+  if (opts.model) await encoderFor(opts.model);
 
   const processor = async (job: Job<ShardJob, ShardResult>): Promise<ShardResult> => {
     const d = job.data;
@@ -302,7 +304,7 @@ export class QueueEncodeError extends Error {
  * have fixed ids): finished shards are not redone.
  */
 export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEncodeResult> {
-  const { Queue } = bullmq();
+  const { Queue, QueueEvents } = bullmq();
   const enc = opts.encoder;
   const batchSize = opts.batchSize ?? 32;
   const attempts = opts.attempts ?? 3;
@@ -363,6 +365,13 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
   const results = new Map<number, ShardResult>();
   const pollMs = opts.pollMs ?? 500;
   let redisDownSince = 0;
+  // the poll below runs every pollMs, and at once when a job of the run completes or fails
+  const events = new QueueEvents(opts.queueName ?? DEFAULT_QUEUE_NAME, { connection: parseRedisUrl(opts.queue) });
+  let wake: (() => void) | null = null;
+  const nudge = ({ jobId: id }: { jobId: string }) => { if (id.startsWith(`${run}-`) && wake) wake(); };
+  events.on('completed', nudge);
+  events.on('failed', nudge);
+  events.on('error', () => undefined);
   try {
     await queue.waitUntilReady();
     for (const sh of shards) {
@@ -424,7 +433,13 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
       }
       Object.assign(progress, { shardsDone: results.size, shardsActive: active, textsDone: texts, tokensDone: tokens, bytesDone: bytes });
       opts.onProgress?.({ ...progress });
-      if (results.size < shards.length) await new Promise((r) => setTimeout(r, pollMs));
+      if (results.size < shards.length) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, pollMs);
+          wake = () => { clearTimeout(t); r(); };
+        });
+        wake = null;
+      }
     }
     result.encodeSeconds = (Date.now() - t0) / 1000;
     // the merge: shard stores from the shared folder, or pulled from object storage
@@ -471,6 +486,7 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
     }
     throw err;
   } finally {
+    await events.close().catch(() => undefined);
     await queue.close();
   }
 }
