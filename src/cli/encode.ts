@@ -29,6 +29,7 @@ async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: numbe
     shardSize: int('--shard-size', f.shardSize, 1, 10_000_000), batchSize: int('--batch-size', f.batchSize, 1, 4096),
     attempts: int('--attempts', f.attempts, 1, 100), keepShards: f.keepShards,
     shardsTo: f.shardsTo ? { url: f.shardsTo, endpoint: f.endpoint } : undefined,
+    onQueued: (q) => process.stdout.write(`run ${q.run}: ${q.shards} shard(s) of ${q.texts} texts queued on ${f.queue} (${q.textsSkipped} already stored)\n`),
     onProgress: f.quiet ? undefined : (p) => {
       const sec = (Date.now() - t0) / 1000;
       const text = p.redisDown ? `Redis unreachable: ${p.redisDown}; waiting` :

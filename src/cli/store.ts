@@ -19,17 +19,19 @@ export function registerStore(program: Command): void {
     .requiredOption('--store <dir>', 'the merged store (created if missing, else added to)')
     .argument('<shards...>', 'shard store directories')
     .option('--remove-shards', 'delete each shard once the merged index holds it')
+    .option('--link', 'hard-link segment files where their numbers are free (same filesystem; needs --remove-shards)')
     .option('--no-verify', 'skip checking every shard record before merging')
     .option('--quiet', 'no progress output')
-    .action(async (shards: string[], f: { store: string; removeShards?: boolean; verify: boolean; quiet?: boolean }) => {
+    .action(async (shards: string[], f: { store: string; removeShards?: boolean; link?: boolean; verify: boolean; quiet?: boolean }) => {
       const t0 = Date.now();
       const r = await ActivationStore.merge(f.store, shards, {
         verify: f.verify,
         removeShards: f.removeShards,
+        link: f.link,
         onShard: (s) => { if (!f.quiet) process.stderr.write(`merged ${s.shard}: ${s.recordsAdded} records, ${formatBytes(s.bytes)}\n`); },
       });
       process.stdout.write(`${r.dir}: merged ${r.shards} shard(s): ${r.recordsAdded} records added (${r.recordsDuplicate} already there), ` +
-        `${r.docsAdded} texts (${r.docsDuplicate} already there), ${r.segments} segment(s), ${formatBytes(r.bytes)} in ${formatDuration(Date.now() - t0)}\n`);
+        `${r.docsAdded} texts (${r.docsDuplicate} already there), ${r.segments} segment(s) (${r.linked} linked), ${formatBytes(r.bytes)} in ${formatDuration(Date.now() - t0)}\n`);
     });
 
   store

@@ -36,6 +36,9 @@ function bullmq(): BullMQ {
   }
 }
 
+/** Segment numbers reserved per shard (10 TiB at 1 GiB segments). */
+const SEGMENTS_PER_SHARD = 10_000;
+
 /** The default BullMQ queue name of encode jobs. */
 export const DEFAULT_QUEUE_NAME = 'er-encode';
 
@@ -69,6 +72,8 @@ export interface ShardJob {
   shards: number;
   /** index in the input of the shard's first text */
   first: number;
+  /** the shard store's first segment number: shards get disjoint ranges, so the merge links their files */
+  firstSegment: number;
   identity: StoreIdentity;
   identityHash: string;
   /** the coordinator's model directory: where a worker without --model looks */
@@ -182,7 +187,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     }
     const dir = path.join(workDir, d.run, `shard-${pad(d.shard)}`);
     log(`shard ${d.shard + 1}/${d.shards} of run ${d.run}: ${d.items.length} texts -> ${dir}`);
-    const st = await ActivationStore.create(dir, enc, { layer, dtype, maxLength, stride });
+    const st = await ActivationStore.create(dir, enc, { layer, dtype, maxLength, stride, firstSegment: d.firstSegment });
     let last = 0;
     let stats;
     try {
@@ -255,6 +260,8 @@ export interface QueueEncodeOptions {
   keepShards?: boolean;
   pollMs?: number;
   onProgress?: (p: QueueProgress) => void;
+  /** called once the run's jobs are in the queue */
+  onQueued?: (info: { run: string; shards: number; texts: number; textsSkipped: number }) => void;
 }
 
 /** Where a queued encode stands. */
@@ -315,6 +322,9 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
   const target = await ActivationStore.create(opts.store, enc, { layer: opts.layer, dtype: opts.dtype, maxLength: opts.maxLength, stride: opts.stride });
   const identity = target.identity;
   const idHash = target.manifest.identityHash;
+  // shard i numbers its segments from segmentBase + i * SEGMENTS_PER_SHARD: above the store's own
+  const lastSegment = target.stats().lastSegment;
+  const segmentBase = (Math.floor(lastSegment / SEGMENTS_PER_SHARD) + 1) * SEGMENTS_PER_SHARD + 1;
   const ids = new Set<string>();
   const todo: { id: string; text: string; pair?: string }[] = [];
   let skipped = 0;
@@ -343,7 +353,7 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
       continue;
     }
     if (fresh >= shardSize) {
-      shards.push({ run, shard: shards.length, shards: 0, first: i, identity, identityHash: idHash, modelDir: enc.checkpoint.dir, batchSize, items: [], output });
+      shards.push({ run, shard: shards.length, shards: 0, first: i, firstSegment: segmentBase + shards.length * SEGMENTS_PER_SHARD, identity, identityHash: idHash, modelDir: enc.checkpoint.dir, batchSize, items: [], output });
       fresh = 0;
     }
     shardOf.set(content, shards.length - 1);
@@ -363,6 +373,7 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
   const jobOpts = (s: number) => ({ jobId: jobId(s), attempts, backoff: { type: 'exponential' as const, delay: 1000 }, removeOnComplete: false, removeOnFail: false });
   const t0 = Date.now();
   const results = new Map<number, ShardResult>();
+  const failedSince = new Map<number, number>();
   const pollMs = opts.pollMs ?? 500;
   let redisDownSince = 0;
   // the poll below runs every pollMs, and at once when a job of the run completes or fails
@@ -379,6 +390,7 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
       if (!job) await queue.add('encode-shard', sh, jobOpts(sh.shard));
       else if ((await job.getState()) === 'failed') await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true }); // a new run of a shard that failed before
     }
+    opts.onQueued?.({ run, shards: shards.length, texts: todo.length, textsSkipped: skipped });
     progress.phase = 'encoding';
     while (results.size < shards.length) {
       let active = 0, texts = 0, tokens = 0, bytes = 0;
@@ -406,9 +418,13 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
             bytes += job.returnvalue.bytes;
             continue;
           }
-          if (state === 'failed') {
+          const refused = /^refused by worker/.test(job.failedReason ?? '');
+          // a failure with tries left can show as 'failed' for a moment before its retry is scheduled
+          if (state === 'failed' && !failedSince.has(sh.shard)) failedSince.set(sh.shard, Date.now());
+          if (state !== 'failed') failedSince.delete(sh.shard);
+          const stuck = state === 'failed' && Date.now() - failedSince.get(sh.shard)! > 10_000;
+          if (state === 'failed' && (refused || stuck || job.attemptsMade >= (job.opts.attempts ?? attempts))) {
             const last = sh.items.length ? `${JSON.stringify(sh.items[0].id)}..${JSON.stringify(sh.items[sh.items.length - 1].id)}` : '';
-            const refused = /^refused by worker/.test(job.failedReason ?? '');
             throw new QueueEncodeError(
               `shard ${sh.shard + 1}/${shards.length} (${sh.items.length} texts from text ${sh.first + 1} of the input, ids ${last}) ` +
                 `${refused ? 'was refused' : `failed ${job.attemptsMade} time(s)`}: ${job.failedReason}`,
@@ -463,7 +479,7 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
         dirs.push(r.dir);
       }
     }
-    await ActivationStore.merge(opts.store, dirs, { removeShards: !opts.keepShards });
+    await ActivationStore.merge(opts.store, dirs, { removeShards: !opts.keepShards, link: !opts.keepShards });
     if (fs.existsSync(pulled) && !opts.keepShards) fs.rmSync(pulled, { recursive: true, force: true });
     result.mergeSeconds = (Date.now() - t1) / 1000;
     const merged = await ActivationStore.open(opts.store);

@@ -343,7 +343,7 @@ export async function pullStore(url: string, storeDir: string, opts: TransferOpt
     }
     if (pushed.format !== 'er-store-push/1' || !Array.isArray(pushed.files)) throw new StoreError(`${url}/${PUSH_MANIFEST}: not a store push manifest (format ${JSON.stringify(pushed.format)})`);
     for (const f of pushed.files) {
-      if (typeof f.name !== 'string' || !/^(manifest\.json|index\.sqlite|segments\/seg-\d{6}\.ers)$/.test(f.name) || !Number.isSafeInteger(f.bytes) || f.bytes < 0 || !/^[0-9a-f]{64}$/.test(f.sha256)) {
+      if (typeof f.name !== 'string' || !/^(manifest\.json|index\.sqlite|segments\/seg-\d{6,10}\.ers)$/.test(f.name) || !Number.isSafeInteger(f.bytes) || f.bytes < 0 || !/^[0-9a-f]{64}$/.test(f.sha256)) {
         throw new StoreError(`${url}/${PUSH_MANIFEST}: bad file entry ${JSON.stringify(f).slice(0, 120)}`);
       }
     }

@@ -58,6 +58,11 @@ export interface CreateStoreOptions {
   stride?: number;
   /** Rotate to a new segment file past this many bytes; default 1 GiB. */
   maxSegmentBytes?: number;
+  /**
+   * The number of the store's first segment file (default 1). Shards of one store given
+   * disjoint ranges are merged by hard-linking their segment files instead of copying.
+   */
+  firstSegment?: number;
 }
 
 /** Options of {@link ActivationStore.open}. */
@@ -72,6 +77,8 @@ export interface OpenStoreOptions {
   write?: boolean;
   /** Rotate to a new segment file past this many bytes (writers only); default 1 GiB. */
   maxSegmentBytes?: number;
+  /** The first segment's number when the store has none yet (writers only); default 1. */
+  firstSegment?: number;
 }
 
 /** Progress of {@link ActivationStore.encode}, reported after every batch. */
@@ -330,9 +337,11 @@ export interface MergeResult {
   /** the merged store's directory */
   dir: string;
   shards: number;
-  /** segment files copied in */
+  /** segment files taken in (copied or linked) */
   segments: number;
-  /** segment bytes copied */
+  /** of which hard-linked */
+  linked: number;
+  /** segment bytes taken in */
   bytes: number;
   /** index entries added (records already in the store, from it or an earlier shard, are not) */
   recordsAdded: number;
@@ -348,6 +357,13 @@ export interface MergeOptions {
   verify?: boolean;
   /** delete each shard directory once the merged index that holds it is committed */
   removeShards?: boolean;
+  /**
+   * hard-link the shards' segment files instead of copying them, where their numbers are
+   * free in the store and the shard is on the same filesystem (else they are copied);
+   * needs `removeShards` (a linked file must not be written by two stores). Shards made
+   * with disjoint `firstSegment` ranges (as `er encode --queue` makes them) link whole.
+   */
+  link?: boolean;
   /** called after each shard is merged */
   onShard?: (info: { shard: string; index: number; recordsAdded: number; bytes: number }) => void;
 }
@@ -404,7 +420,7 @@ export class ActivationStore {
     if (fs.existsSync(path.join(abs, 'manifest.json'))) {
       const m = readManifest(abs);
       compareIdentity(abs, m.identity, identity);
-      return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
+      return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes, firstSegment: opts.firstSegment });
     }
     if (fs.existsSync(abs) && fs.readdirSync(abs).length > 0) {
       if (!isUnfinishedCreation(abs)) {
@@ -420,7 +436,7 @@ export class ActivationStore {
       createdAt: new Date().toISOString(),
     };
     initStoreDir(abs, manifest);
-    return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes });
+    return ActivationStore.open(abs, { encoder, write: true, maxSegmentBytes: opts.maxSegmentBytes, firstSegment: opts.firstSegment });
   }
 
   /** Opens an existing store (read-only unless `write`), checking it against what the caller expects. */
@@ -467,7 +483,7 @@ export class ActivationStore {
     const store = new ActivationStore(abs, manifest, db, opts.encoder, !opts.write);
     if (opts.write) {
       try {
-        store.openWriter(opts.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES);
+        store.openWriter(opts.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES, opts.firstSegment ?? 1);
       } catch (err) {
         store.close();
         throw err;
@@ -493,6 +509,7 @@ export class ActivationStore {
     const shardDirs = shards.map((d) => path.resolve(d));
     if (shardDirs.includes(abs)) throw new StoreError(`${abs}: a store cannot be merged into itself`);
     if (new Set(shardDirs).size !== shardDirs.length) throw new StoreError('the same shard is named twice');
+    if (opts.link && !opts.removeShards) throw new TypeError('merge: link needs removeShards (a segment file linked into the store must not stay writable by its shard)');
     // every shard: same identity, whole (verified) before anything is taken from it
     const opened: ActivationStore[] = [];
     try {
@@ -529,11 +546,14 @@ export class ActivationStore {
       initStoreDir(abs, { ...manifest0, createdAt: new Date().toISOString() });
     }
     const raw = ActivationStore.openRawWriter(abs, manifest0.identityHash);
-    const result: MergeResult = { dir: abs, shards: shardDirs.length, segments: 0, bytes: 0, recordsAdded: 0, recordsDuplicate: 0, docsAdded: 0, docsDuplicate: 0 };
+    const result: MergeResult = { dir: abs, shards: shardDirs.length, segments: 0, linked: 0, bytes: 0, recordsAdded: 0, recordsDuplicate: 0, docsAdded: 0, docsDuplicate: 0 };
     try {
       const { db } = raw;
       const count = (sql: string) => db.prepare(sql).pluck().get() as number;
-      let next = (count('SELECT coalesce(max(segment), 0) FROM segments') as number) + 1;
+      const used = new Set(db.prepare('SELECT segment FROM segments').pluck().all() as number[]);
+      const linked = new Set<number>();
+      const nextFree = () => Math.max(0, ...used) + 1;
+      const sameFs = (d: string) => fs.statSync(d).dev === fs.statSync(abs).dev;
       for (let i = 0; i < shardDirs.length; i++) {
         const shard = shardDirs[i];
         db.prepare("ATTACH DATABASE ? AS shard").run(`file:${encodeURI(path.join(shard, 'index.sqlite'))}?mode=ro`);
@@ -542,23 +562,46 @@ export class ActivationStore {
           // 1. the bytes: each committed segment copied under its new number, made durable
           const map: [number, number][] = [];
           let bytes = 0;
+          const linkable = opts.link === true && sameFs(shard);
           for (const sg of segs) {
-            const dst = segmentFile(abs, next);
-            fs.rmSync(dst, { force: true }); // a copy a crashed merge left, that no index row names
-            fs.copyFileSync(segmentFile(shard, sg.segment), dst);
-            fs.truncateSync(dst, sg.committed);
-            const fd = fs.openSync(dst, 'r+');
-            try {
-              const num = Buffer.alloc(4);
-              num.writeUInt32LE(next, 0);
-              fs.writeSync(fd, num, 0, 4, 12);
-              fs.fsyncSync(fd);
-            } finally {
-              fs.closeSync(fd);
+            const src = segmentFile(shard, sg.segment);
+            let num = sg.segment;
+            let didLink = false;
+            if (linkable && !used.has(num)) {
+              const dst = segmentFile(abs, num);
+              fs.rmSync(dst, { force: true }); // a file a crashed merge left, that no index row names
+              try {
+                fs.linkSync(src, dst);
+                didLink = true;
+                // bytes past the shard's committed length were never its records
+                if (fs.statSync(dst).size > sg.committed) fs.truncateSync(dst, sg.committed);
+              } catch {
+                didLink = false;
+              }
             }
-            map.push([sg.segment, next]);
+            if (!didLink) {
+              // copied under the next free number: only the number in its header changes
+              num = used.has(sg.segment) ? nextFree() : sg.segment;
+              const dst = segmentFile(abs, num);
+              fs.rmSync(dst, { force: true });
+              fs.copyFileSync(src, dst);
+              fs.truncateSync(dst, sg.committed);
+              const fd = fs.openSync(dst, 'r+');
+              try {
+                const b = Buffer.alloc(4);
+                b.writeUInt32LE(num, 0);
+                fs.writeSync(fd, b, 0, 4, 12);
+                fs.fsyncSync(fd);
+              } finally {
+                fs.closeSync(fd);
+              }
+            } else {
+              linked.add(num);
+              result.linked++;
+            }
+            used.add(num);
+            map.push([sg.segment, num]);
             bytes += sg.committed;
-            next++;
           }
           fsyncPath(path.join(abs, 'segments'));
           // 2. the index: one transaction for the shard's records, segments and documents
@@ -587,6 +630,17 @@ export class ActivationStore {
         } finally {
           db.exec('DETACH DATABASE shard');
         }
+      }
+      // the store appends to its last segment: that one must be its own file, not a link
+      const last = Math.max(0, ...used);
+      if (linked.has(last)) {
+        const dst = segmentFile(abs, last);
+        const tmpCopy = `${dst}.copy-${process.pid}`;
+        fs.copyFileSync(dst, tmpCopy);
+        fsyncPath(tmpCopy);
+        fs.renameSync(tmpCopy, dst);
+        fsyncPath(path.join(abs, 'segments'));
+        result.linked--;
       }
     } finally {
       raw.db.close();
@@ -624,7 +678,8 @@ export class ActivationStore {
   }
 
   /** Takes the writer lock and recovers from an interrupted append. */
-  private openWriter(maxSegmentBytes: number): void {
+  private openWriter(maxSegmentBytes: number, firstSegment: number): void {
+    checkInt('firstSegment', firstSegment, 1, 2 ** 32 - 2);
     const w = new (native().StoreWriter)(this.dir, this.identityBytes, maxSegmentBytes);
     try {
       const segs = this.db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
@@ -639,7 +694,7 @@ export class ActivationStore {
         if (size > s.committed && s !== segs[segs.length - 1]) fs.truncateSync(file, s.committed); // interrupted append
       }
       const last = segs[segs.length - 1];
-      w.openSegment(last ? last.segment : 1, last ? last.committed : 0);
+      w.openSegment(last ? last.segment : firstSegment, last ? last.committed : 0);
     } catch (err) {
       w.close();
       throw err;
@@ -687,12 +742,12 @@ export class ActivationStore {
   }
 
   /** Number of records (windows), documents, stored tokens and committed bytes. */
-  stats(): { records: number; docs: number; tokens: number; bytes: number; segments: number } {
+  stats(): { records: number; docs: number; tokens: number; bytes: number; segments: number; lastSegment: number } {
     this.live();
     const r = this.db.prepare('SELECT count(*) AS n, coalesce(sum(tokens), 0) AS t FROM records').get() as { n: number; t: number };
     const d = this.db.prepare('SELECT count(*) AS n FROM docs').get() as { n: number };
-    const s = this.db.prepare('SELECT count(*) AS n, coalesce(sum(committed), 0) AS b FROM segments').get() as { n: number; b: number };
-    return { records: r.n, docs: d.n, tokens: r.t, bytes: s.b, segments: s.n };
+    const s = this.db.prepare('SELECT count(*) AS n, coalesce(sum(committed), 0) AS b, coalesce(max(segment), 0) AS m FROM segments').get() as { n: number; b: number; m: number };
+    return { records: r.n, docs: d.n, tokens: r.t, bytes: s.b, segments: s.n, lastSegment: s.m };
   }
 
   /** Whether a document id is stored (all its windows committed). */

@@ -3,7 +3,8 @@
 // corpus; the merged store equals a single-process `er encode` of the same input
 // record for record. The failure cases: a worker whose model differs refuses the job
 // and the run stops naming the shard and why; a shard that fails on every attempt
-// stops the run, named; Redis restarting mid-run (losing the queue) does not stop it.
+// stops the run, named; a worker given damaged model files fails at start; Redis
+// restarting mid-run (losing the queue) does not stop it.
 import { ChildProcess, spawn } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -140,15 +141,28 @@ describe.skipIf(!redisAvailable)('er encode --queue with er worker on Redis', ()
   }, 120_000);
 
   it('a shard that fails on every attempt stops the run after --attempts, named', async () => {
-    const name = 'broken-model';
+    const name = 'blocked-shard';
+    const work = path.join(tmp, 'w-blocked');
+    const coord = coordinator(redis.url, name, path.join(tmp, 'merged-blocked'), ['--attempts', '2']);
+    const done = finished(coord);
+    // once the run is queued: its third shard's folder is taken by something that is not a store
+    const run = await new Promise<string>((resolve) => coord.stdout!.on('data', (d: Buffer) => { const m = /run ([0-9a-f]{16}): \d+ shard/.exec(String(d)); if (m) resolve(m[1]); }));
+    fs.mkdirSync(path.join(work, run, 'shard-000002'), { recursive: true });
+    fs.writeFileSync(path.join(work, run, 'shard-000002', 'notes.txt'), 'not a store');
+    worker(redis.url, name, work);
+    const r = await done;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/er: shard 3\/\d+ \(\d+ texts from text \d+ of the input, ids "t\d+"\.\."t\d+"\) failed 2 time\(s\): .*shard-000002: exists, is not empty and has no manifest\.json/);
+  }, 120_000);
+
+  it('a worker given a damaged model fails at start, saying which file', async () => {
     const broken = path.join(tmp, 'broken-model');
     fs.cpSync(TINY, broken, { recursive: true });
-    fs.truncateSync(path.join(broken, 'model.safetensors'), 100); // the worker's copy of the weights is damaged
-    worker(redis.url, name, path.join(tmp, 'w-broken'), ['--model', broken]);
-    const r = await finished(coordinator(redis.url, name, path.join(tmp, 'merged-broken'), ['--attempts', '2']));
+    fs.truncateSync(path.join(broken, 'model.safetensors'), 100);
+    const r = await finished(worker(redis.url, 'broken-model', path.join(tmp, 'w-broken'), ['--model', broken]));
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/er: shard \d+\/\d+ \(.*\) failed 2 time\(s\): .*model\.safetensors/);
-  }, 120_000);
+    expect(r.stderr).toMatch(/er: .*model\.safetensors/);
+  }, 60_000);
 
   it('Redis restarting mid-run, losing the queue, does not stop the run: lost jobs are queued again', async () => {
     const name = 'redis-restart';

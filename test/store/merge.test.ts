@@ -83,6 +83,40 @@ describe('ActivationStore.merge', () => {
     single.close();
   });
 
+  it('shards with disjoint segment ranges are hard-linked in, except the store\'s last segment; the result still equals the single encode', async () => {
+    const parts = [corpus.slice(0, 30), corpus.slice(30, 55), corpus.slice(55)];
+    const dirs = parts.map((_, i) => path.join(tmp, `ranged-${i}`));
+    for (const [i, items] of parts.entries()) {
+      const st = await ActivationStore.create(dirs[i], enc, { ...settings, firstSegment: 1 + (i + 1) * 10_000 });
+      await st.encode(items, { batchSize: 8 });
+      st.close();
+    }
+    const firstSeg = path.join(dirs[0], 'segments', 'seg-010001.ers');
+    const inode = fs.statSync(firstSeg).ino;
+    await expect(ActivationStore.merge(path.join(tmp, 'linked'), dirs, { link: true })).rejects.toThrow(/link needs removeShards/);
+    const r = await ActivationStore.merge(path.join(tmp, 'linked'), dirs, { link: true, removeShards: true });
+    expect(r.segments).toBeGreaterThan(3);
+    expect(r.linked).toBe(r.segments - 1); // all but the last, which the store will append to
+    const linkedFile = path.join(tmp, 'linked', 'segments', 'seg-010001.ers');
+    expect(fs.statSync(linkedFile).ino).toBe(inode);
+    for (const d of dirs) expect(fs.existsSync(d)).toBe(false);
+    const merged = await ActivationStore.open(path.join(tmp, 'linked'));
+    const single = await ActivationStore.open(path.join(tmp, 'single'));
+    expect((await merged.verify()).ok).toBe(true);
+    for (const { id } of corpus) expect(digest(merged, id)).toEqual(digest(single, id));
+    const last = merged.stats().lastSegment;
+    merged.close();
+    single.close();
+    expect(fs.statSync(path.join(tmp, 'linked', 'segments', `seg-${String(last).padStart(6, '0')}.ers`)).nlink).toBe(1);
+    // appending afterwards goes into the store's own last segment
+    const w = await ActivationStore.open(path.join(tmp, 'linked'), { encoder: enc, write: true, maxSegmentBytes: 16 << 10 });
+    await w.encode([{ id: 'after', text: 'a text added after the merge' }]);
+    w.close();
+    const again = await ActivationStore.open(path.join(tmp, 'linked'));
+    expect((await again.verify()).ok).toBe(true);
+    again.close();
+  });
+
   it('refuses a shard of another identity, one that fails verification, and the target itself', async () => {
     const other = path.join(tmp, 'other-layer');
     const st = await ActivationStore.create(other, enc, { ...settings, layer: 2 });
