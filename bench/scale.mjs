@@ -79,7 +79,7 @@ const t = () => performance.now();
 const { ActivationStore } = require(path.join(ROOT, 'lib'));
 const rounds = Number(flag('--rounds', quick ? '1' : '3'));
 const med = (xs) => { const a = [...xs].sort((x, y) => x - y); return a[Math.floor(a.length / 2)]; };
-const samples = { plain: [], 1: [], 2: [], 4: [] };
+const samples = { plain: [], plain1: [], 1: [], '1x1': [], 2: [], 4: [] };
 let plainStats, shardsN = null, merges = {}, same = {};
 // rounds alternate between the plain encode and the queued ones (this machine's speed drifts)
 for (let round = 0; round < rounds; round++) {
@@ -91,40 +91,52 @@ for (let round = 0; round < rounds; round++) {
   plainStats = ps.stats();
   ps.close();
   if (round < rounds - 1) fs.rmSync(plainDir, { recursive: true, force: true });
-  for (const n of [1, 2, 4]) {
-    const threadsEach = Math.max(1, Math.floor(cores / n));
-    const name = `bench-${n}-${round}`;
+  // the same pair with one compute thread: the queue's own cost, without two OpenMP threads to share the cores with
+  const plain1 = path.join(tmp, `plain1-${round}`);
+  t0 = t();
+  await run(['encode', ...common, '--store', plain1, '--threads', '1']);
+  samples.plain1.push((t() - t0) / 1000);
+  fs.rmSync(plain1, { recursive: true, force: true });
+  for (const cfg of [1, '1x1', 2, 4]) {
+    const n = cfg === '1x1' ? 1 : cfg;
+    const threadsEach = cfg === '1x1' ? 1 : Math.max(1, Math.floor(cores / n));
+    const name = `bench-${cfg}-${round}`;
     const ws = Array.from({ length: n }, (_, i) => {
       const c = spawn(process.execPath, [CLI, 'worker', '--queue', queue, '--queue-name', name, '--work-dir', path.join(tmp, `w${n}`), '--model', model, '--threads', String(threadsEach)], { stdio: ['ignore', 'ignore', 'pipe'] });
       children.push(c);
       return new Promise((res) => c.stderr.on('data', (d) => { if (/waiting for jobs/.test(String(d))) res(c); }));
     });
     const procs = await Promise.all(ws); // workers loaded and waiting: their start-up is not timed
-    const dir = path.join(tmp, `queued-${n}`);
+    const dir = path.join(tmp, `queued-${cfg}`);
     fs.rmSync(dir, { recursive: true, force: true });
     t0 = t();
     const out = await run(['encode', ...common, '--store', dir, '--queue', queue, '--queue-name', name, '--shard-size', String(shardSize)]);
-    samples[n].push((t() - t0) / 1000);
+    samples[cfg].push((t() - t0) / 1000);
     const m = /run \w+: (\d+) shard\(s\).*encode (\S+), merge (\S+)/.exec(out);
     shardsN = m ? Number(m[1]) : null;
-    merges[n] = m ? m[3] : null;
+    merges[cfg] = m ? m[3] : null;
     for (const p of procs) p.kill('SIGTERM');
     const st = await ActivationStore.open(dir);
-    same[n] = st.stats().records === plainStats.records && st.stats().tokens === plainStats.tokens;
+    same[cfg] = st.stats().records === plainStats.records && st.stats().tokens === plainStats.tokens;
     st.close();
-    console.log(`round ${round + 1}: plain ${samples.plain.at(-1).toFixed(1)} s, ${n} worker(s) ${samples[n].at(-1).toFixed(1)} s`);
+    console.log(`round ${round + 1}: plain ${samples.plain.at(-1).toFixed(1)} s (1 thread ${samples.plain1.at(-1).toFixed(1)} s), ${n} worker(s) x ${threadsEach} ${samples[cfg].at(-1).toFixed(1)} s`);
   }
 }
 const plainS = med(samples.plain);
 rows.push({ mode: 'plain er encode', workers: 0, threadsEach: cores, seconds: plainS, textsPerSecond: docsN / plainS, samples: samples.plain });
-for (const n of [1, 2, 4]) {
-  const s = med(samples[n]);
-  rows.push({ mode: `er encode --queue, ${n} worker(s)`, workers: n, threadsEach: Math.max(1, Math.floor(cores / n)), seconds: s, textsPerSecond: docsN / s, shards: shardsN, merge: merges[n], sameRecords: same[n], samples: samples[n] });
+const plain1S = med(samples.plain1);
+rows.push({ mode: 'plain er encode --threads 1', workers: 0, threadsEach: 1, seconds: plain1S, textsPerSecond: docsN / plain1S, samples: samples.plain1 });
+for (const cfg of [1, '1x1', 2, 4]) {
+  const n = cfg === '1x1' ? 1 : cfg;
+  const s = med(samples[cfg]);
+  rows.push({ mode: `er encode --queue, ${n} worker(s)`, workers: n, threadsEach: cfg === '1x1' ? 1 : Math.max(1, Math.floor(cores / n)), seconds: s, textsPerSecond: docsN / s, shards: shardsN, merge: merges[cfg], sameRecords: same[cfg], samples: samples[cfg] });
 }
 let t0;
-const q1 = rows.find((r) => r.workers === 1);
+const q1 = rows.find((r) => r.workers === 1 && r.threadsEach === cores);
+const q11 = rows.find((r) => r.workers === 1 && r.threadsEach === 1);
 const overheadPct = (q1.seconds / plainS - 1) * 100;
 const perShardMs = ((q1.seconds - plainS) / q1.shards) * 1000;
+const overhead1Pct = (q11.seconds / plain1S - 1) * 100;
 
 // ---- push / pull against plain PutObject / GetObject
 const s3Port = await freePort();
@@ -163,14 +175,15 @@ let md = `# Scale-out: queue encode and store transfer (${localDate()})\n\n${cpu
   `Input: ${docsN} documents of 2 sentences (${source}); ${path.basename(model)} layer ${layer}, fp16, windows of 128 at stride 32, batches of 32; ` +
   `${plainStats.records} records, ${(plainStats.bytes / 2 ** 20).toFixed(1)} MiB. Shards of ${shardSize} texts. Redis ${'7.0'} and moto_server on loopback. ` +
   `Worker start-up (loading the model) is not timed; the coordinator's is. Medians of ${rounds} round(s), each running every configuration.\n\n` +
-  '| run | workers x threads | seconds | texts/s | vs plain | shards | merge | records equal plain |\n|---|---|---:|---:|---:|---:|---:|---|\n';
-for (const r of rows) md += `| ${r.mode} | ${r.workers ? `${r.workers} x ${r.threadsEach}` : `- x ${r.threadsEach}`} | ${f1(r.seconds)} | ${f1(r.textsPerSecond)} | ${f2(r.textsPerSecond / rows[0].textsPerSecond)} | ${r.shards ?? ''} | ${r.merge ?? ''} | ${r.sameRecords === undefined ? '' : r.sameRecords ? 'yes' : 'NO'} |\n`;
-md += `\nQueue and merge at 1 worker: ${overheadPct >= 0 ? '+' : ''}${f1(overheadPct)}% over the plain encode (goal: at most +5%), ${f1(perShardMs)} ms per shard.\n` +
+  '| run | workers x threads | seconds (median; each round) | texts/s | vs plain | shards | merge | records equal plain |\n|---|---|---:|---:|---:|---:|---:|---|\n';
+for (const r of rows) md += `| ${r.mode} | ${r.workers ? `${r.workers} x ${r.threadsEach}` : `- x ${r.threadsEach}`} | ${f1(r.seconds)} (${r.samples.map(f1).join(', ')}) | ${f1(r.textsPerSecond)} | ${f2(r.textsPerSecond / rows[0].textsPerSecond)} | ${r.shards ?? ''} | ${r.merge ?? ''} | ${r.sameRecords === undefined ? '' : r.sameRecords ? 'yes' : 'NO'} |\n`;
+md += `\nQueue and merge at 1 worker: ${overheadPct >= 0 ? '+' : ''}${f1(overheadPct)}% over the plain encode (goal: at most +5%), ${f1(perShardMs)} ms per shard; ` +
+  `with one compute thread on each side: ${overhead1Pct >= 0 ? '+' : ''}${f1(overhead1Pct)}%.\n` +
   `With ${cores} cores, more workers share the same cores: ${cores} workers of 1 thread each is the most this machine can show.\n\n` +
   `| transfer | MiB/s | seconds |\n|---|---:|---:|\n` +
   `| plain PutObject per file | ${f1(transfer.plainPutMBs)} | ${f2(plainPut)} |\n| er store push (snapshot, SHA-256, metadata, er-store.json) | ${f1(transfer.pushMBs)} | ${f2(pushS)} |\n` +
   `| plain GetObject per file | ${f1(transfer.plainGetMBs)} | ${f2(plainGet)} |\n| er store pull (ranged GETs, SHA-256, verify every record, rename) | ${f1(transfer.pullMBs)} | ${f2(pullS)} |\n` +
   `\n${(bytes / 2 ** 20).toFixed(1)} MiB in ${files.length} files.\n`;
-writeResults(outBase, md, { cpu: cpuDescription(), cores, docs: docsN, shardSize, layer, rows, overheadPct, perShardMs, transfer }, 'scale', { root: ROOT, allowDirty, start });
+writeResults(outBase, md, { cpu: cpuDescription(), cores, docs: docsN, shardSize, layer, rows, overheadPct, overhead1Pct, perShardMs, transfer }, 'scale', { root: ROOT, allowDirty, start });
 console.log(md);
 process.exit(0);

@@ -23,6 +23,7 @@ import {
 } from '../cost/model';
 import { applyRows, computeTable, formatTable, measurePresetRows, presetRows, PRESET_SEQ_LEN, readRowsFile, tablePanels, TableRow } from '../cost/table';
 import { DEFAULT_MODEL_DIR } from './demo';
+import { makeDir } from '../util/fs';
 
 /** The options of `er cost`, as commander hands them over (strings, unparsed). */
 export interface CostCliOptions {
@@ -138,7 +139,7 @@ function writeChart(file: string, panels: ChartPanel[], title: string, yLabel: s
   const svg = renderChart(panels, { title, yLabel, note });
   const abs = path.resolve(file);
   try {
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    makeDir(path.dirname(abs));
     fs.writeFileSync(abs, svg);
   } catch (err) {
     throw new Error(`--chart ${file}: cannot write (${(err as Error).message})`);

@@ -6,6 +6,7 @@ import { detectFormat, readConll } from '../tasks/data';
 import { nerRows } from '../tasks/features';
 import type { EncodeItem } from '../store/store';
 import { ActivationStore } from '../store/store';
+import { int } from './args';
 import { formatBytes, formatDuration, Progress } from './progress';
 import { DEFAULT_QUEUE_NAME, encodeWithQueue } from '../scale/queue';
 
@@ -48,12 +49,6 @@ async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: numbe
   );
 }
 
-function int(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 interface EncodeFlags {
   model: string; layer: string; dtype: string; input: string; store: string;

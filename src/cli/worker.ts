@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { DEFAULT_QUEUE_NAME, startWorker } from '../scale/queue';
+import { int } from './args';
 
 /** `er worker`: take shard jobs of `er encode --queue` from Redis until stopped. */
 export function registerWorker(program: Command): void {
@@ -15,15 +16,9 @@ export function registerWorker(program: Command): void {
     .option('--lock-ms <n>', 'job lock duration: a job of a worker that died is taken up again after it', '30000')
     .option('--endpoint <url>', 'S3-compatible endpoint for shards sent to object storage')
     .action(async (f: { queue: string; queueName: string; concurrency: string; workDir: string; model?: string; threads?: string; lockMs: string; endpoint?: string }) => {
-      const num = (name: string, v: string | undefined, lo: number, hi: number) => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
-        return n;
-      };
       const w = await startWorker({
-        queue: f.queue, queueName: f.queueName, concurrency: num('--concurrency', f.concurrency, 1, 64), workDir: f.workDir,
-        model: f.model, threads: num('--threads', f.threads, 1, 1024), lockMs: num('--lock-ms', f.lockMs, 1000, 3_600_000), endpoint: f.endpoint,
+        queue: f.queue, queueName: f.queueName, concurrency: int('--concurrency', f.concurrency, 1, 64), workDir: f.workDir,
+        model: f.model, threads: int('--threads', f.threads, 1, 1024), lockMs: int('--lock-ms', f.lockMs, 1000, 3_600_000), endpoint: f.endpoint,
       });
       process.stderr.write(`worker ${process.pid}: waiting for jobs on ${f.queue} (queue ${f.queueName}), shards into ${f.workDir}\n`);
       let stopping = false;

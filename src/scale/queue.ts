@@ -23,6 +23,7 @@ import { weightFingerprintAsync } from '../model/checkpoint';
 import { identityHash, StoreDtype, StoreIdentity } from '../store/format';
 import { ActivationStore, StoreError, storeIdentity } from '../store/store';
 import { pullStore, pushStore } from './s3';
+import { makeDir } from '../util/fs';
 
 type BullMQ = typeof import('bullmq');
 
@@ -152,7 +153,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const { Worker, UnrecoverableError } = bullmq();
   const connection = parseRedisUrl(opts.queue);
   const workDir = path.resolve(opts.workDir ?? 'er-shards');
-  fs.mkdirSync(workDir, { recursive: true });
+  makeDir(workDir);
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const me = `${os.hostname()}:${process.pid}`;
   const encoders = new Map<string, Promise<Encoder>>();

@@ -21,6 +21,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { IndexDatabase } from '../store/sqlite';
 import { ActivationStore, StoreError } from '../store/store';
+import { fsyncPath, makeDir } from '../util/fs';
 
 /** An `s3://bucket/prefix` location. */
 export interface S3Location {
@@ -359,7 +360,7 @@ export async function pullStore(url: string, storeDir: string, opts: TransferOpt
       }
       if (!same) fs.rmSync(partial, { recursive: true, force: true });
     }
-    fs.mkdirSync(path.join(partial, 'segments'), { recursive: true });
+    makeDir(path.join(partial, 'segments'));
     fs.writeFileSync(stateFile, JSON.stringify({ url, pushId }) + '\n');
     const bytesTotal = pushed.files.reduce((a, f) => a + f.bytes, 0);
     const progress: TransferProgress = { file: '', filesDone: 0, files: pushed.files.length, bytesMoved: 0, bytesSkipped: 0, bytesTotal };
@@ -419,12 +420,7 @@ export async function pullStore(url: string, storeDir: string, opts: TransferOpt
     }
     for (const f of fs.readdirSync(partial)) if (/^index\.sqlite-(wal|shm)$|^LOCK$/.test(f)) fs.rmSync(path.join(partial, f), { force: true });
     fs.renameSync(partial, target);
-    const dfd = fs.openSync(path.dirname(target), 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    fsyncPath(path.dirname(target));
     return { url, files: pushed.files.length, bytesTotal, bytesMoved: progress.bytesMoved, bytesSkipped: progress.bytesSkipped, seconds: (Date.now() - t0) / 1000 };
   } finally {
     s3.destroy();

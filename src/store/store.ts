@@ -15,6 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { createHash } from 'crypto';
 import { IndexDatabase } from './sqlite';
+import { fsyncPath, makeDir } from '../util/fs';
 import { native, NativePrefetcher, NativeStoreReader, NativeStoreWriter } from '../native/binding';
 import { Encoder } from '../model/encoder';
 import { weightFingerprint, weightFingerprintAsync } from '../model/checkpoint';
@@ -199,12 +200,7 @@ function writeFileAtomic(file: string, data: string): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
-  const dfd = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
+  fsyncPath(path.dirname(file));
 }
 
 /**
@@ -310,7 +306,7 @@ function compareIdentity(dir: string, stored: StoreIdentity, wanted: Partial<Sto
  * identity hash, and last the manifest (a directory without it is an unfinished creation).
  */
 function initStoreDir(abs: string, manifest: Manifest): void {
-  fs.mkdirSync(path.join(abs, 'segments'), { recursive: true });
+  makeDir(path.join(abs, 'segments'));
   const db = new IndexDatabase(path.join(abs, 'index.sqlite'));
   db.pragma('journal_mode = WAL');
   db.exec(INDEX_SCHEMA);
@@ -323,14 +319,6 @@ function segmentFile(dir: string, segment: number): string {
   return path.join(dir, 'segments', `seg-${String(segment).padStart(6, '0')}.ers`);
 }
 
-function fsyncPath(p: string): void {
-  const fd = fs.openSync(p, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 /** What {@link ActivationStore.merge} did. */
 export interface MergeResult {

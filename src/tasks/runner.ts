@@ -16,6 +16,7 @@ import { classificationRows, LabelMap, nerRows, PrepareReport, Row, TaskKind } f
 import { classificationMetrics, entityMetrics, tokenMetrics } from './metrics';
 import { argmax, decodeNer } from './predict';
 import { TaskSpec, writeJsonAtomic } from './taskdir';
+import { makeDir } from '../util/fs';
 
 export interface DataOptions {
   fields?: { id?: string; text?: string; pair?: string; label?: string };
@@ -162,7 +163,7 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
       adapter: o.mode.endsWith('adapters') ? { size: o.adapterSize ?? 64 } : undefined,
       seed: o.seed ?? 1, precision: o.precision, threads: o.threads,
     });
-    fs.mkdirSync(o.out, { recursive: true });
+    makeDir(o.out);
     for (const f of ['task.json', 'log.json']) fs.rmSync(path.join(o.out, f), { force: true });
     const hyper = { lr: o.lr, epochs: o.epochs, patience: o.patience ?? 10, batchSize: o.batchSize ?? 32, warmupRatio: o.warmupRatio ?? 0.1, seed: o.seed ?? 1, adapterSize: o.adapterSize ?? (o.mode.endsWith('adapters') ? 64 : null), precision: o.precision ?? 'fp32' };
     const log: EpochRecord[] = [];

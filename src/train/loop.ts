@@ -12,6 +12,7 @@ import type { ActivationStore } from '../store/store';
 import type { Tensor } from '../tensor/tensor';
 import { IGNORE, Row } from './rows';
 import { linearSchedule, TaskModel, TrainInput } from './model';
+import { makeDir } from '../util/fs';
 
 /** A seeded generator (mulberry32), so shuffles repeat. */
 export function seededRandom(seed: number): () => number {
@@ -238,7 +239,7 @@ export async function fit(o: FitOptions): Promise<{ log: EpochRecord[]; best: Ep
   let best: EpochRecord | null = null;
   let bestFile: string | null = null;
   if (o.outDir) {
-    fs.mkdirSync(o.outDir, { recursive: true });
+    makeDir(o.outDir);
     bestFile = path.join(o.outDir, 'model.safetensors');
   }
   const tmpBest = bestFile ?? path.join(os.tmpdir(), `er-best-${process.pid}-${Date.now()}.safetensors`);
