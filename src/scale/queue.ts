@@ -381,6 +381,10 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
   const events = new QueueEvents(opts.queueName ?? DEFAULT_QUEUE_NAME, { connection: parseRedisUrl(opts.queue) });
   let wake: (() => void) | null = null;
   const nudge = ({ jobId: id }: { jobId: string }) => { if (id.startsWith(`${run}-`) && wake) wake(); };
+  const progressOf = new Map<string, Partial<ShardProgress>>();
+  events.on('progress', ({ jobId: id, data }: { jobId: string; data: unknown }) => {
+    if (id.startsWith(`${run}-`) && data && typeof data === 'object') progressOf.set(id, data as Partial<ShardProgress>);
+  });
   events.on('completed', nudge);
   events.on('failed', nudge);
   events.on('error', () => undefined);
@@ -404,14 +408,26 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
             bytes += done.bytes;
             continue;
           }
-          const job = await queue.getJob(jobId(sh.shard));
-          if (!job) {
+          // the state alone (the job's texts are not fetched again); progress comes from the events
+          const state = await queue.getJobState(jobId(sh.shard));
+          if (state === 'unknown') {
             // Redis lost it (restarted without persistence, or flushed): queue it again
             await queue.add('encode-shard', sh, jobOpts(sh.shard));
             result.requeued++;
             continue;
           }
-          const state = await job.getState();
+          if (state !== 'completed' && state !== 'failed') {
+            if (state === 'active') active++;
+            const p = progressOf.get(jobId(sh.shard));
+            if (p) {
+              texts += p.texts ?? 0;
+              tokens += p.tokens ?? 0;
+              bytes += p.bytes ?? 0;
+            }
+            continue;
+          }
+          const job = await queue.getJob(jobId(sh.shard));
+          if (!job) continue; // removed between the two calls: seen again next round
           if (state === 'completed') {
             results.set(sh.shard, job.returnvalue);
             texts += job.returnvalue.texts;
@@ -431,13 +447,6 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
                 `${refused ? 'was refused' : `failed ${job.attemptsMade} time(s)`}: ${job.failedReason}`,
               sh.shard,
             );
-          }
-          if (state === 'active') active++;
-          const p = job.progress as Partial<ShardProgress> | number;
-          if (p && typeof p === 'object') {
-            texts += p.texts ?? 0;
-            tokens += p.tokens ?? 0;
-            bytes += p.bytes ?? 0;
           }
         }
         redisDownSince = 0;
