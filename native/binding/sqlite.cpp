@@ -31,15 +31,12 @@ Napi::Error sqlite_error(Napi::Env env, sqlite3* db, int rc, const std::string& 
 
 class DbHandle : public Napi::ObjectWrap<DbHandle> {
  public:
-  static Napi::FunctionReference* ctor;
   static Napi::Function Init(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "SqliteDatabase",
-                                   {InstanceMethod("exec", &DbHandle::Exec),
-                                    InstanceMethod("prepare", &DbHandle::Prepare),
-                                    InstanceMethod("inTransaction", &DbHandle::InTransaction),
-                                    InstanceMethod("close", &DbHandle::Close)});
-    ctor = new Napi::FunctionReference(Napi::Persistent(f));
-    return f;
+    return DefineClass(env, "SqliteDatabase",
+                       {InstanceMethod("exec", &DbHandle::Exec),
+                        InstanceMethod("prepare", &DbHandle::Prepare),
+                        InstanceMethod("inTransaction", &DbHandle::InTransaction),
+                        InstanceMethod("close", &DbHandle::Close)});
   }
 
   // new SqliteDatabase(file, readonly, mustExist)
@@ -115,7 +112,6 @@ class DbHandle : public Napi::ObjectWrap<DbHandle> {
     return info.Env().Undefined();
   }
 };
-Napi::FunctionReference* DbHandle::ctor = nullptr;
 
 // ------------------------------------------------------------------ statement
 
@@ -135,15 +131,19 @@ class StmtHandle : public Napi::ObjectWrap<StmtHandle> {
     return f;
   }
 
-  // constructed only by SqliteDatabase.prepare (an External argument guards it)
+  // Constructed only by SqliteDatabase.prepare, which leaves the prepared statement in
+  // `adopting` for the constructor to take (JavaScript cannot fill it: a statement made
+  // from JavaScript finds it empty and is refused).
+  static sqlite3_stmt* adopting;
+
   StmtHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StmtHandle>(info) {
-    THROW_IF(info.Length() < 3 || !info[0].IsExternal() || !info[2].IsString() ||
-                 !er_binding::has_tag(info[1], er_binding::kSqliteDbTag),
+    stmt_ = adopting;  // from here on the destructor finalizes it, whatever happens
+    adopting = nullptr;
+    THROW_IF(!stmt_ || info.Length() < 1 || !er_binding::has_tag(info[0], er_binding::kSqliteDbTag),
              "SqliteStatement objects come from SqliteDatabase.prepare(sql)");
     er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kSqliteStmtTag);
-    stmt_ = info[0].As<Napi::External<sqlite3_stmt>>().Data();
-    owner_ = Napi::ObjectWrap<DbHandle>::Unwrap(info[1].As<Napi::Object>());
-    owner_ref_ = Napi::Persistent(info[1].As<Napi::Object>());  // the database outlives its statements
+    owner_ = Napi::ObjectWrap<DbHandle>::Unwrap(info[0].As<Napi::Object>());
+    owner_ref_ = Napi::Persistent(info[0].As<Napi::Object>());  // the database outlives its statements
     owner_->adopt(this);
   }
 
@@ -336,6 +336,7 @@ class StmtHandle : public Napi::ObjectWrap<StmtHandle> {
   }
 };
 Napi::FunctionReference* StmtHandle::ctor = nullptr;
+sqlite3_stmt* StmtHandle::adopting = nullptr;
 
 void DbHandle::close_all() {
   for (StmtHandle* s : stmts_) s->detach();
@@ -357,11 +358,15 @@ Napi::Value DbHandle::Prepare(const Napi::CallbackInfo& info) {
     sqlite3_finalize(s);
     throw Napi::TypeError::New(info.Env(), "prepare() takes one SQL statement; use exec() for several");
   }
-  Napi::External<sqlite3_stmt> ext = Napi::External<sqlite3_stmt>::New(info.Env(), s);
+  StmtHandle::adopting = s;
   try {
-    return StmtHandle::ctor->New({ext, info.This(), info[0]});
+    return StmtHandle::ctor->New({info.This()});
   } catch (...) {
-    sqlite3_finalize(s);
+    // the constructor takes the statement as it starts; one that never ran leaves it here
+    if (StmtHandle::adopting == s) {
+      StmtHandle::adopting = nullptr;
+      sqlite3_finalize(s);
+    }
     throw;
   }
 }

@@ -162,14 +162,11 @@ class WriterHandle : public Napi::ObjectWrap<WriterHandle> {
 
 class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
  public:
-  static Napi::FunctionReference* ctor;
   static Napi::Function Init(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "StoreReader",
-                                   {InstanceMethod("read", &ReaderHandle::Read),
-                                    InstanceMethod("verifySegment", &ReaderHandle::VerifySegment),
-                                    InstanceMethod("close", &ReaderHandle::Close)});
-    ctor = new Napi::FunctionReference(Napi::Persistent(f));
-    return f;
+    return DefineClass(env, "StoreReader",
+                       {InstanceMethod("read", &ReaderHandle::Read),
+                        InstanceMethod("verifySegment", &ReaderHandle::VerifySegment),
+                        InstanceMethod("close", &ReaderHandle::Close)});
   }
 
   // new StoreReader(dir, identity: Uint8Array(16), hidden)
@@ -300,7 +297,6 @@ class ReaderHandle : public Napi::ObjectWrap<ReaderHandle> {
   std::string dir_;
   uint8_t identity_[kIdentityBytes];
 };
-Napi::FunctionReference* ReaderHandle::ctor = nullptr;
 
 // ------------------------------------------------------------------ prefetcher
 

@@ -35,7 +35,7 @@ const cases = {
   async sqliteForgedStatement() {
     const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);
     const st = db.prepare('SELECT 1');
-    new st.constructor({}, db, 'SELECT 1');
+    new st.constructor(db);
   },
   // a statement method called on the database object
   async sqliteWrongThis() {
