@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Training parity fixtures: losses, gradients and AdamW trajectories from PyTorch.
 
-For the tiny random BERT and RoBERTa of test/fixtures (made by make_fixtures.py),
+For the tiny random BERT, RoBERTa and MPNet of test/fixtures (made by make_fixtures.py and
+make_mpnet_fixtures.py),
 for every training mode of the engine and every head, this script computes with
 PyTorch + transformers (dropout off):
 
@@ -287,7 +288,7 @@ def main():
         b = make_batch(family, model.config.vocab_size, model.config.pad_token_id)
         for key in ("input_ids", "attention_mask", "token_type_ids", "labels", "token_labels", "starts", "ends"):
             out[f"{family}.batch.{key}"] = b[key].numpy().astype(np.int32)
-        heads = list(HEADS) if family == "bert" else ["sequence"]
+        heads = list(HEADS)
         for mode in MODES:
             for kind in heads:
                 run_case(family, mode, kind, out, meta, adam=(kind == "sequence"))
