@@ -10,17 +10,23 @@ import { int } from './args';
 import { formatBytes, formatDuration, Progress } from './progress';
 import { DEFAULT_QUEUE_NAME, encodeWithQueue } from '../scale/queue';
 
+/** The --on-bad-line policy: stop at the first bad line, or warn, skip it and keep it for the summary. */
+function badLinePolicy(f: EncodeFlags): { bad: BadLine[]; onBad: (b: BadLine) => void } {
+  const bad: BadLine[] = [];
+  const onBad = (b: BadLine) => {
+    if (f.onBadLine === 'fail') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
+    bad.push(b);
+    process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
+  };
+  return { bad, onBad };
+}
+
 /** `er encode --queue`: shards to the workers, progress from the queue, then the merge. */
 async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: number): Promise<void> {
   if (detectFormat(f.input) === 'conll') throw new Error('--queue takes JSON-lines input; encode CoNLL files without --queue');
-  if (f.onBadLine !== 'fail' && f.onBadLine !== 'skip') throw new Error(`--on-bad-line must be fail or skip, got ${JSON.stringify(f.onBadLine)}`);
+  const { bad, onBad } = badLinePolicy(f);
   const items: EncodeItem[] = [];
-  let badLines = 0;
-  for await (const it of readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, (b) => {
-    if (f.onBadLine === 'fail') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
-    badLines++;
-    process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
-  })) items.push(it);
+  for await (const it of readJsonl(f.input, { id: f.idField, text: f.textField, pair: f.pairField }, onBad)) items.push(it);
   const progress = new Progress();
   const t0 = Date.now();
   const r = await encodeWithQueue({
@@ -45,7 +51,7 @@ async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: numbe
     `run ${r.run}: ${r.shards} shard(s) by ${r.workers.length} worker(s), ${r.texts} texts (${r.textsSkipped} were already stored)` +
       `${r.requeued ? `, ${r.requeued} job(s) queued again after Redis lost them` : ''}; encode ${formatDuration(r.encodeSeconds * 1000)}, merge ${formatDuration(r.mergeSeconds * 1000)}\n` +
       `store ${r.store}: ${r.records} windows, ${r.tokens} tokens, ${formatBytes(r.bytes)}\n` +
-      (badLines ? `skipped ${badLines} bad line(s)\n` : ''),
+      (bad.length ? `skipped ${bad.length} bad line(s)\n` : ''),
   );
 }
 
@@ -102,12 +108,7 @@ export function registerEncode(program: Command): void {
         maxLength: int('--max-length', f.maxLength, 8, encoder.maxLength),
         stride: int('--stride', f.stride, 0, encoder.maxLength),
       });
-      const bad: BadLine[] = [];
-      const onBad = (b: BadLine) => {
-        if (f.onBadLine === 'fail') throw new Error(`${b.file}:${b.line}: ${b.reason} (use --on-bad-line skip to skip such lines)`);
-        bad.push(b);
-        process.stderr.write(`warning: skipping ${b.file}:${b.line}: ${b.reason}\n`);
-      };
+      const { bad, onBad } = badLinePolicy(f);
       const format = detectFormat(f.input);
       let items: AsyncIterable<EncodeItem> | EncodeItem[];
       let total: number;

@@ -255,25 +255,27 @@ export function native(): NativeAddon {
   if (cached) return cached;
   const root = path.resolve(__dirname, '..', '..');
   const candidates: Candidate[] = [];
-  if (process.env.ER_ADDON_PATH) candidates.push({ source: 'ER_ADDON_PATH', file: path.resolve(process.env.ER_ADDON_PATH) });
-  for (const kind of ['Release', 'Debug']) {
-    candidates.push({ source: `local build (${kind})`, file: path.join(root, 'build', kind, 'embedding_recycler.node') });
-  }
-  for (const name of platformPackages()) {
-    let dir = '';
-    try {
-      dir = path.dirname(require.resolve(`${name}/platform.json`, { paths: [root] }));
-    } catch {
-      candidates.push({ source: name, file: `${name} (not installed)` });
-      continue;
+  const explicit = process.env.ER_ADDON_PATH;
+  if (explicit) {
+    // the addon named by ER_ADDON_PATH is the one wanted: no quiet fallback to another
+    candidates.push({ source: 'ER_ADDON_PATH', file: path.resolve(explicit) });
+  } else {
+    for (const kind of ['Release', 'Debug']) {
+      candidates.push({ source: `local build (${kind})`, file: path.join(root, 'build', kind, 'embedding_recycler.node') });
     }
-    candidates.push({ source: name, file: path.join(dir, 'embedding_recycler.node'), precheck: () => platformMismatch(dir, name) });
+    for (const name of platformPackages()) {
+      let dir = '';
+      try {
+        dir = path.dirname(require.resolve(`${name}/platform.json`, { paths: [root] }));
+      } catch {
+        candidates.push({ source: name, file: `${name} (not installed)` });
+        continue;
+      }
+      candidates.push({ source: name, file: path.join(dir, 'embedding_recycler.node'), precheck: () => platformMismatch(dir, name) });
+    }
   }
   const attempts: string[] = [];
-  const explicit = !!process.env.ER_ADDON_PATH;
   for (const c of candidates) {
-    // an addon named by ER_ADDON_PATH is the one wanted: no quiet fallback to another
-    if (explicit && c.source !== 'ER_ADDON_PATH') break;
     if (!fs.existsSync(c.file)) {
       attempts.push(`  ${c.source}: ${c.file}: not found`);
       continue;

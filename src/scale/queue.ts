@@ -399,17 +399,21 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
     progress.phase = 'encoding';
     while (results.size < shards.length) {
       let active = 0, texts = 0, tokens = 0, bytes = 0;
+      const count = (p: Partial<ShardProgress> | undefined) => {
+        texts += p?.texts ?? 0;
+        tokens += p?.tokens ?? 0;
+        bytes += p?.bytes ?? 0;
+      };
       try {
         for (const sh of shards) {
+          const id = jobId(sh.shard);
           const done = results.get(sh.shard);
           if (done) {
-            texts += done.texts;
-            tokens += done.tokens;
-            bytes += done.bytes;
+            count(done);
             continue;
           }
           // the state alone (the job's texts are not fetched again); progress comes from the events
-          const state = await queue.getJobState(jobId(sh.shard));
+          const state = await queue.getJobState(id);
           if (state === 'unknown') {
             // Redis lost it (restarted without persistence, or flushed): queue it again
             await queue.add('encode-shard', sh, jobOpts(sh.shard));
@@ -417,30 +421,24 @@ export async function encodeWithQueue(opts: QueueEncodeOptions): Promise<QueueEn
             continue;
           }
           if (state !== 'completed' && state !== 'failed') {
+            failedSince.delete(sh.shard);
             if (state === 'active') active++;
-            const p = progressOf.get(jobId(sh.shard));
-            if (p) {
-              texts += p.texts ?? 0;
-              tokens += p.tokens ?? 0;
-              bytes += p.bytes ?? 0;
-            }
+            count(progressOf.get(id));
             continue;
           }
-          const job = await queue.getJob(jobId(sh.shard));
+          const job = await queue.getJob(id);
           if (!job) continue; // removed between the two calls: seen again next round
           if (state === 'completed') {
             results.set(sh.shard, job.returnvalue);
-            texts += job.returnvalue.texts;
-            tokens += job.returnvalue.tokens;
-            bytes += job.returnvalue.bytes;
+            count(job.returnvalue);
             continue;
           }
+          // failed: final when refused or out of tries; one with tries left shows as failed for a
+          // moment before its retry is scheduled (and is taken as final if it stays so for 10 s)
+          if (!failedSince.has(sh.shard)) failedSince.set(sh.shard, Date.now());
           const refused = /^refused by worker/.test(job.failedReason ?? '');
-          // a failure with tries left can show as 'failed' for a moment before its retry is scheduled
-          if (state === 'failed' && !failedSince.has(sh.shard)) failedSince.set(sh.shard, Date.now());
-          if (state !== 'failed') failedSince.delete(sh.shard);
-          const stuck = state === 'failed' && Date.now() - failedSince.get(sh.shard)! > 10_000;
-          if (state === 'failed' && (refused || stuck || job.attemptsMade >= (job.opts.attempts ?? attempts))) {
+          const stuck = Date.now() - failedSince.get(sh.shard)! > 10_000;
+          if (refused || stuck || job.attemptsMade >= (job.opts.attempts ?? attempts)) {
             const last = sh.items.length ? `${JSON.stringify(sh.items[0].id)}..${JSON.stringify(sh.items[sh.items.length - 1].id)}` : '';
             throw new QueueEncodeError(
               `shard ${sh.shard + 1}/${shards.length} (${sh.items.length} texts from text ${sh.first + 1} of the input, ids ${last}) ` +

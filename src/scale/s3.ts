@@ -19,6 +19,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { segmentFileName } from '../store/format';
 import { IndexDatabase } from '../store/sqlite';
 import { ActivationStore, StoreError } from '../store/store';
 import { fsyncPath, makeDir } from '../util/fs';
@@ -202,7 +203,7 @@ function snapshot(storeDir: string, tmp: string): { files: { name: string; src: 
       { name: 'manifest.json', src: manifestFile, bytes: fs.statSync(manifestFile).size },
       { name: 'index.sqlite', src: indexCopy, bytes: fs.statSync(indexCopy).size },
       ...segs.map((s) => {
-        const name = `segments/seg-${String(s.segment).padStart(6, '0')}.ers`;
+        const name = segmentFileName(s.segment);
         return { name, src: path.join(storeDir, name), bytes: s.committed };
       }),
     ];

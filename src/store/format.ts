@@ -59,6 +59,11 @@ export function identityHash(id: StoreIdentity): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
+/** A segment file's path inside its store: `segments/seg-NNNNNN.ers` (six digits at least). */
+export function segmentFileName(segment: number): string {
+  return `segments/seg-${String(segment).padStart(6, '0')}.ers`;
+}
+
 /** The identity bytes written into segment headers (first 16 bytes of the identity hash). */
 export function segmentIdentity(hash: string): Uint8Array {
   return Uint8Array.from(Buffer.from(hash, 'hex').subarray(0, 16));

@@ -6,8 +6,6 @@
  */
 import { native, NativeSqliteDatabase, NativeSqliteStatement } from '../native/binding';
 
-export type Row = Record<string, unknown>;
-
 /** A prepared statement; parameters are positional. */
 export class Statement {
   constructor(private readonly s: NativeSqliteStatement) {}

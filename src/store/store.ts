@@ -24,7 +24,7 @@ import { Tensor, tensor } from '../tensor/tensor';
 import { lend } from '../tensor/lease';
 import {
   CODECS, contentHash, DEFAULT_MAX_SEGMENT_BYTES, FORMAT_VERSION, identityHash, INDEX_SCHEMA, Manifest,
-  segmentIdentity, StoreDtype, StoreIdentity, windowKey,
+  segmentFileName, segmentIdentity, StoreDtype, StoreIdentity, windowKey,
 } from './format';
 
 /** A store that cannot be used as asked: the message names the store and what differs. */
@@ -316,9 +316,53 @@ function initStoreDir(abs: string, manifest: Manifest): void {
 }
 
 function segmentFile(dir: string, segment: number): string {
-  return path.join(dir, 'segments', `seg-${String(segment).padStart(6, '0')}.ers`);
+  return path.join(dir, segmentFileName(segment));
 }
 
+
+/**
+ * Opens a store's index (read-only unless `write`) and checks that it belongs to the
+ * store whose identity hash is `identityHash`; any failure is a StoreError naming the file.
+ */
+function openIndex(indexFile: string, identityHash: string, write: boolean): IndexDatabase {
+  let db: IndexDatabase | undefined;
+  try {
+    db = new IndexDatabase(indexFile, { readonly: !write, fileMustExist: true });
+    db.pragma('busy_timeout = 10000');
+    if (write) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+    }
+    if (db.prepare("SELECT v FROM meta WHERE k = 'identityHash'").pluck().get() !== identityHash) {
+      throw new StoreError(`${indexFile}: belongs to another store (its identity differs from manifest.json)`);
+    }
+    return db;
+  } catch (err) {
+    db?.close();
+    if (err instanceof StoreError) throw err;
+    throw new StoreError(`${indexFile}: cannot open the index: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A writer's recovery: every segment the index names must hold its committed bytes, and
+ * what an interrupted append left past them is dropped (except in the last segment,
+ * whose writer continues at its committed length). Returns the segments in order.
+ */
+function recoverSegments(dir: string, db: IndexDatabase): { segment: number; committed: number }[] {
+  const segs = db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
+  for (const s of segs) {
+    const file = segmentFile(dir, s.segment);
+    const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
+    if (size < s.committed) {
+      throw new StoreError(
+        `${file}: the index commits records up to byte ${s.committed} but the file ${size < 0 ? 'is missing' : `has ${size} bytes`}; committed data is lost (the store is damaged; run er inspect --verify)`,
+      );
+    }
+    if (size > s.committed && s !== segs[segs.length - 1]) fs.truncateSync(file, s.committed); // interrupted append
+  }
+  return segs;
+}
 
 /** What {@link ActivationStore.merge} did. */
 export interface MergeResult {
@@ -451,23 +495,7 @@ export class ActivationStore {
     if (opts.write && !opts.encoder) throw new TypeError('opening a store for writing needs { encoder }');
     const indexFile = path.join(abs, 'index.sqlite');
     if (!fs.existsSync(indexFile)) throw new StoreError(`${indexFile}: missing; the store is damaged`);
-    let db: IndexDatabase;
-    try {
-      db = new IndexDatabase(indexFile, { readonly: !opts.write, fileMustExist: true });
-      db.pragma('busy_timeout = 10000');
-      if (opts.write) {
-        db.pragma('journal_mode = WAL');
-        db.pragma('synchronous = FULL');
-      }
-      const row = db.prepare("SELECT v FROM meta WHERE k = 'identityHash'").get() as { v: string } | undefined;
-      if (!row || row.v !== manifest.identityHash) {
-        db.close();
-        throw new StoreError(`${indexFile}: belongs to another store (its identity differs from manifest.json)`);
-      }
-    } catch (err) {
-      if (err instanceof StoreError) throw err;
-      throw new StoreError(`${indexFile}: cannot open the index: ${(err as Error).message}`);
-    }
+    const db = openIndex(indexFile, manifest.identityHash, !!opts.write);
     const store = new ActivationStore(abs, manifest, db, opts.encoder, !opts.write);
     if (opts.write) {
       try {
@@ -539,8 +567,8 @@ export class ActivationStore {
       const { db } = raw;
       const count = (sql: string) => db.prepare(sql).pluck().get() as number;
       const used = new Set(db.prepare('SELECT segment FROM segments').pluck().all() as number[]);
+      let maxUsed = count('SELECT coalesce(max(segment), 0) FROM segments');
       const linked = new Set<number>();
-      const nextFree = () => Math.max(0, ...used) + 1;
       const sameFs = (d: string) => fs.statSync(d).dev === fs.statSync(abs).dev;
       for (let i = 0; i < shardDirs.length; i++) {
         const shard = shardDirs[i];
@@ -569,7 +597,7 @@ export class ActivationStore {
             }
             if (!didLink) {
               // copied under the next free number: only the number in its header changes
-              num = used.has(sg.segment) ? nextFree() : sg.segment;
+              num = used.has(sg.segment) ? maxUsed + 1 : sg.segment;
               const dst = segmentFile(abs, num);
               fs.rmSync(dst, { force: true });
               fs.copyFileSync(src, dst);
@@ -588,6 +616,7 @@ export class ActivationStore {
               result.linked++;
             }
             used.add(num);
+            maxUsed = Math.max(maxUsed, num);
             map.push([sg.segment, num]);
             bytes += sg.committed;
           }
@@ -620,9 +649,8 @@ export class ActivationStore {
         }
       }
       // the store appends to its last segment: that one must be its own file, not a link
-      const last = Math.max(0, ...used);
-      if (linked.has(last)) {
-        const dst = segmentFile(abs, last);
+      if (linked.has(maxUsed)) {
+        const dst = segmentFile(abs, maxUsed);
         const tmpCopy = `${dst}.copy-${process.pid}`;
         fs.copyFileSync(dst, tmpCopy);
         fsyncPath(tmpCopy);
@@ -643,20 +671,8 @@ export class ActivationStore {
     const lock = new (native().StoreWriter)(abs, segmentIdentity(identityHash), DEFAULT_MAX_SEGMENT_BYTES);
     let db: IndexDatabase | undefined;
     try {
-      db = new IndexDatabase(path.join(abs, 'index.sqlite'), { fileMustExist: true });
-      db.pragma('busy_timeout = 10000');
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      const row = db.prepare("SELECT v FROM meta WHERE k = 'identityHash'").pluck().get();
-      if (row !== identityHash) throw new StoreError(`${abs}/index.sqlite: belongs to another store (its identity differs from manifest.json)`);
-      // an interrupted append past the last committed length is dropped, as the writer does
-      const segs = db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
-      for (const sg of segs) {
-        const f = segmentFile(abs, sg.segment);
-        const size = fs.existsSync(f) ? fs.statSync(f).size : -1;
-        if (size < sg.committed) throw new StoreError(`${f}: the index commits records up to byte ${sg.committed} but the file ${size < 0 ? 'is missing' : `has ${size} bytes`}; the store is damaged (er inspect --verify)`);
-        if (size > sg.committed) fs.truncateSync(f, sg.committed);
-      }
+      db = openIndex(path.join(abs, 'index.sqlite'), identityHash, true);
+      recoverSegments(abs, db);
       return { db, lock };
     } catch (err) {
       db?.close();
@@ -670,17 +686,7 @@ export class ActivationStore {
     checkInt('firstSegment', firstSegment, 1, 2 ** 32 - 2);
     const w = new (native().StoreWriter)(this.dir, this.identityBytes, maxSegmentBytes);
     try {
-      const segs = this.db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
-      for (const s of segs) {
-        const file = path.join(this.dir, 'segments', `seg-${String(s.segment).padStart(6, '0')}.ers`);
-        const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
-        if (size < s.committed) {
-          throw new StoreError(
-            `${file}: the index commits records up to byte ${s.committed} but the file ${size < 0 ? 'is missing' : `has ${size} bytes`}; committed data is lost (the store is damaged; run er inspect --verify)`,
-          );
-        }
-        if (size > s.committed && s !== segs[segs.length - 1]) fs.truncateSync(file, s.committed); // interrupted append
-      }
+      const segs = recoverSegments(this.dir, this.db);
       const last = segs[segs.length - 1];
       w.openSegment(last ? last.segment : firstSegment, last ? last.committed : 0);
     } catch (err) {
@@ -1012,7 +1018,7 @@ export class ActivationStore {
     const segs = this.db.prepare('SELECT segment, committed FROM segments ORDER BY segment').all() as { segment: number; committed: number }[];
     const result: VerifyResult = { ok: true, segments: [], indexProblems: [], records: 0, docs: 0 };
     for (const s of segs) {
-      const file = path.join(this.dir, 'segments', `seg-${String(s.segment).padStart(6, '0')}.ers`);
+      const file = segmentFile(this.dir, s.segment);
       const fileBytes = fs.existsSync(file) ? fs.statSync(file).size : 0;
       const r = await this.reader.verifySegment(s.segment, s.committed);
       result.segments.push({ file, committedBytes: s.committed, fileBytes, records: r.records, problems: r.problems });
