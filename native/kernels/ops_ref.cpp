@@ -73,7 +73,8 @@ static float half_to_float(uint16_t h) {
     f = std::ldexp((float)man, -24);  // zero or subnormal
     return sign ? -f : f;
   }
-  uint32_t bits = exp == 31 ? (sign | 0x7f800000u | (man << 13))
+  // a NaN comes out quiet, its payload kept, as the F16C / AVX-512 conversion gives it
+  uint32_t bits = exp == 31 ? (sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0))
                             : (sign | ((exp + 112) << 23) | (man << 13));
   std::memcpy(&f, &bits, 4);
   return f;
