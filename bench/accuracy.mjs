@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Accuracy on real data: ChemProt (micro-F1), SciCite (macro-F1) and NCBI-disease (entity F1)
-// from ../shared/data, with the real all-MiniLM-L6-v2 (6 layers, k = 3), for the modes full,
+// from ../shared/data, with a real encoder (default all-MiniLM-L6-v2, 6 layers, k = 3; or
+// --model all-mpnet-base-v2 --layer 6 --adapter-layer 3), for the modes full,
 // reduced, reduced-adapters and full-adapters, 3 seeds each; the learning rate of each mode is
 // picked on dev (seed 1) from a small grid. PyTorch + Hugging Face full fine-tuning with the
 // same hyperparameters on the same splits runs beside it (bench/peers/torch_finetune.py).
@@ -8,7 +9,8 @@
 //
 //   node bench/accuracy.mjs [--tasks chemprot,scicite,ncbi] [--train-max 1000] [--dev-max 500]
 //                           [--epochs 6] [--patience 2] [--adapter-size 256] [--seeds 3]
-//                           [--layer 3] [--no-torch] [--quick] [--allow-dirty]
+//                           [--layer 3] [--adapter-layer K] [--model NAME|DIR] [--precision fp32|bf16]
+//                           [--batch 32] [--grid 'full=5e-5,1e-4;reduced=...'] [--no-torch] [--quick] [--allow-dirty]
 //   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
 //   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
 // Writes bench/results/accuracy-<date>.md and .json, only from a clean committed tree unless
@@ -41,9 +43,16 @@ const nSeeds = Number(flag('seeds', quick ? '1' : '3'));
 const withTorch = !args.includes('--no-torch');
 const threads = Number(flag('threads', '2'));
 const dataDir = path.resolve(flag('data', path.join(root, '..', 'shared', 'data')));
-const model = path.join(root, 'models', 'all-MiniLM-L6-v2');
+const modelArg = flag('model', 'all-MiniLM-L6-v2');
+const model = fs.existsSync(path.join(root, 'models', modelArg)) ? path.join(root, 'models', modelArg) : path.resolve(modelArg);
+const modelConfig = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8'));
+const modelText = `${path.basename(model)} (${modelConfig.model_type}, ${modelConfig.num_hidden_layers} layers, hidden ${modelConfig.hidden_size})`;
+const precision = flag('precision', 'fp32');
 const work = path.join(root, 'bench', '.work', 'accuracy');
-const K = Number(flag('layer', '3')), MAXLEN = 128, BATCH = 32;
+const K = Number(flag('layer', '3')), MAXLEN = 128, BATCH = Number(flag('batch', '32'));
+// the adapter modes may recycle a lower layer than reduced (more layers for the adapters)
+const KA = Number(flag('adapter-layer', String(K)));
+const layerOf = (mode) => (mode.endsWith('adapters') ? KA : K);
 // with subsampled training sets the best rates sit at the top of the usual grid, so it starts higher
 const GRID = {
   full: [2e-4, 5e-4],
@@ -55,6 +64,12 @@ const MODES = flag('modes', Object.keys(GRID).join(',')).split(',');
 for (const m of MODES) if (!GRID[m]) throw new Error(`--modes: unknown mode ${m} (one of ${Object.keys(GRID).join(', ')})`);
 // --lr 1e-3 replaces every mode's grid by one rate (a follow-up run at a rate already picked)
 if (flag('lr')) for (const m of Object.keys(GRID)) GRID[m] = [Number(flag('lr'))];
+// --grid 'full=5e-5,1e-4;reduced=1e-4,2e-4' replaces the named modes' grids
+for (const part of (flag('grid', '') || '').split(';').filter(Boolean)) {
+  const [m, rates] = part.split('=');
+  if (!GRID[m] || !rates) throw new Error(`--grid: expected mode=rate,rate;... with a mode of ${Object.keys(GRID).join(', ')}, got ${part}`);
+  GRID[m] = rates.split(',').map(Number);
+}
 const TASKS = {
   chemprot: { kind: 'classification', ext: 'jsonl', metric: 'microF1', label: 'micro-F1' },
   scicite: { kind: 'classification', ext: 'jsonl', metric: 'macroF1', label: 'macro-F1' },
@@ -110,7 +125,7 @@ async function main() {
     for (const t of Object.keys(results.tasks)) await runTorch(results, t);
     return render(results, true);
   }
-  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), k: K, maxLength: MAXLEN, batchSize: BATCH, epochs, patience, adapterSize, trainMax, devMax, testMax, grid: GRID, tasks: {} };
+  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), model: modelText, precision, k: K, adapterK: KA, maxLength: MAXLEN, batchSize: BATCH, epochs, patience, adapterSize, trainMax, devMax, testMax, grid: GRID, tasks: {} };
   for (const t of tasks) {
     const spec = TASKS[t];
     const dir = path.join(dataDir, spec.dir ?? t);
@@ -120,17 +135,17 @@ async function main() {
       files[split] = path.join(work, `${t}-${split}.${spec.ext}`);
       sizes[split] = subsample(path.join(dir, `${split}.${spec.ext}`), files[split], max, spec.ext === 'conll');
     }
-    const store = path.join(work, `${t}-store-l${K}-t${MAXLEN}-n${sizes.train}`);
+    const storeOf = (mode) => path.join(work, `${t}-${path.basename(model)}-store-l${layerOf(mode)}-t${MAXLEN}-n${sizes.train}`);
     const res = { sizes, modes: {}, torch: null };
     results.tasks[t] = res;
     for (const mode of MODES) {
       const runs = [];
       const run = async (lr, seed) => {
-        const out = path.join(work, `${t}-${mode}-lr${lr}-s${seed}${flag('name') ? `-${flag('name')}` : ''}`);
+        const out = path.join(work, `${t}-${path.basename(model)}-${mode}-lr${lr}-s${seed}${flag('name') ? `-${flag('name')}` : ''}`);
         const t0 = performance.now();
         const { spec: ts } = await trainTask({
-          task: spec.kind, train: files.train, dev: files.dev, mode, model, store: mode.startsWith('reduced') ? store : undefined,
-          layer: K, maxLength: MAXLEN, lr, epochs, patience, batchSize: BATCH, seed, adapterSize, threads, out,
+          task: spec.kind, train: files.train, dev: files.dev, mode, model, store: mode.startsWith('reduced') ? storeOf(mode) : undefined,
+          layer: layerOf(mode), maxLength: MAXLEN, lr, epochs, patience, batchSize: BATCH, seed, adapterSize, threads, out, precision,
           warn: () => {},
         });
         const seconds = (performance.now() - t0) / 1000;
@@ -165,7 +180,7 @@ function render(results, write) {
   const pct = (x) => (100 * x).toFixed(2);
   const lines = [
     `# Accuracy on real data, ${localDate()}`, '',
-    `- **Model**: all-MiniLM-L6-v2 (6 layers, hidden 384), k = ${results.k ?? K}; max length ${MAXLEN}, batch ${BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
+    `- **Model**: ${results.model ?? 'all-MiniLM-L6-v2 (6 layers, hidden 384)'}, k = ${results.k ?? K}${(results.adapterK ?? results.k) !== results.k ? ` (adapter modes: k = ${results.adapterK})` : ''}; ${results.precision ?? 'fp32'} training; max length ${results.maxLength ?? MAXLEN}, batch ${results.batchSize ?? BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
     `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
     `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).filter(([m]) => ran.has(m)).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate.${withTorch ? " PyTorch uses our full mode's rate." : ''}`,
     `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,

@@ -198,7 +198,13 @@ class TaskModel(torch.nn.Module):
         super().__init__()
         self.task = task
         # the same attention implementation as the other PyTorch peers (torch_encoder.py, torch_train.py)
-        self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='sdpa')
+        # (MPNet has no SDPA implementation in transformers: eager attention there)
+        try:
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='sdpa')
+        except ValueError:
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='eager')
+        # families without token types (MPNet) take no token_type_ids argument
+        self.token_types = self.encoder.config.model_type not in ('mpnet',)
         hidden = self.encoder.config.hidden_size
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(hidden, num_labels)
@@ -206,7 +212,10 @@ class TaskModel(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, ids, tt, mask):
-        h = self.encoder(input_ids=ids, token_type_ids=tt, attention_mask=mask).last_hidden_state
+        if self.token_types:
+            h = self.encoder(input_ids=ids, token_type_ids=tt, attention_mask=mask).last_hidden_state
+        else:
+            h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         if self.task == 'classification':
             h = h[:, 0]
         return self.head(self.dropout(h))
