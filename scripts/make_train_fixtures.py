@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Training parity fixtures: losses, gradients and AdamW trajectories from PyTorch.
 
-For the tiny random BERT, RoBERTa and MPNet of test/fixtures (made by make_fixtures.py and
-make_mpnet_fixtures.py),
+For the tiny random BERT, RoBERTa, MPNet and the two DeBERTa-v2 of test/fixtures (made by
+make_fixtures.py, make_mpnet_fixtures.py and make_deberta_fixtures.py),
 for every training mode of the engine and every head, this script computes with
 PyTorch + transformers (dropout off):
 
@@ -42,6 +42,8 @@ WARMUP = 2
 WD = 0.01
 CLIP = 1.0
 CLASS_WEIGHTS = [0.5, 1.0, 2.0]
+FAMILIES = ("bert", "roberta", "mpnet", "deberta-v2", "deberta-v2-b")
+TYPED = ("bert", "deberta-v2-b")  # the families whose batches carry token types
 
 
 def canonical_layer_names(family):
@@ -52,6 +54,14 @@ def canonical_layer_names(family):
             "attention.attn.q": "attn.q", "attention.attn.k": "attn.k", "attention.attn.v": "attn.v",
             "attention.attn.o": "attn.out", "attention.LayerNorm": "attn.ln",
             "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
+        }
+    if family.startswith("deberta-v2"):
+        return {
+            "attention.self.query_proj": "attn.q", "attention.self.key_proj": "attn.k",
+            "attention.self.value_proj": "attn.v", "attention.self.pos_query_proj": "attn.pos_q",
+            "attention.self.pos_key_proj": "attn.pos_k", "attention.output.dense": "attn.out",
+            "attention.output.LayerNorm": "attn.ln", "intermediate.dense": "ffn.in", "output.dense": "ffn.out",
+            "output.LayerNorm": "ffn.ln",
         }
     return {
         "attention.self.query": "attn.q", "attention.self.key": "attn.k", "attention.self.value": "attn.v",
@@ -73,6 +83,13 @@ def canonical(name, family):
         return emb[name]
     if name == "encoder.relative_attention_bias.weight":  # MPNet
         return "encoder.rel_bias"
+    deberta = {  # DeBERTa-v2's relative embeddings and their LayerNorm
+        "encoder.rel_embeddings.weight": "encoder.rel_embeddings",
+        "encoder.LayerNorm.weight": "encoder.rel_ln.weight",
+        "encoder.LayerNorm.bias": "encoder.rel_ln.bias",
+    }
+    if name in deberta:
+        return deberta[name]
     parts = name.split(".")
     assert parts[0] == "encoder" and parts[1] == "layer", name
     i = parts[2]
@@ -157,10 +174,10 @@ def make_batch(family, vocab, pad_id):
     mask = torch.zeros((B, T), dtype=torch.long)
     for b, n in enumerate(lengths):
         ids[b, :n] = torch.randint(5, vocab, (n,), generator=g)
-        ids[b, 0] = 0 if family in ("roberta", "mpnet") else 2   # a CLS-like first token
+        ids[b, 0] = {"roberta": 0, "mpnet": 0, "deberta-v2": 1, "deberta-v2-b": 1}.get(family, 2)  # a CLS-like first token
         mask[b, :n] = 1
     types = torch.zeros((B, T), dtype=torch.long)
-    if family == "bert":
+    if family in TYPED:
         types[0, 7:12] = 1
     token_labels = torch.randint(0, HEADS["token"], (B, T), generator=g)
     token_labels[mask == 0] = -100
@@ -174,6 +191,11 @@ def make_batch(family, vocab, pad_id):
     }
 
 
+def load(family):
+    kwargs = {} if family.startswith("deberta-v2") else {"add_pooling_layer": False}  # DeBERTa has no pooler
+    return AutoModel.from_pretrained(os.path.join(FIX, f"tiny-{family}"), attn_implementation="eager", **kwargs)
+
+
 def lr_at(step):
     """Linear warm-up over WARMUP steps, then linear decay to 0 at STEPS (step counts from 0)."""
     if step < WARMUP:
@@ -184,7 +206,7 @@ def lr_at(step):
 def run_case(family, mode, kind, out, meta, adam, class_weights=None):
     tag = f"{family}/{mode}/{kind}" + ("/weighted" if class_weights else "")
     torch.manual_seed(0)
-    model = AutoModel.from_pretrained(os.path.join(FIX, f"tiny-{family}"), add_pooling_layer=False, attn_implementation="eager")
+    model = load(family)
     model.eval()  # dropout off
     cfg = model.config
     n_layers = cfg.num_hidden_layers
@@ -222,20 +244,28 @@ def run_case(family, mode, kind, out, meta, adam, class_weights=None):
     # the additive mask the eager attention takes: 0 for real keys, the dtype's minimum for padding
     ext = (1.0 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
 
+    types = batch["token_type_ids"] if family in TYPED else None
+
     def forward():
         if mode in ("reduced", "reduced-adapters"):
             with torch.no_grad():
                 hs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           token_type_ids=batch["token_type_ids"] if family == "bert" else None,
-                           output_hidden_states=True).hidden_states
+                           token_type_ids=types, output_hidden_states=True).hidden_states
             h = hs[K].detach()
-            extra = {"position_bias": model.encoder.compute_position_bias(h)} if family == "mpnet" else {}
+            if family.startswith("deberta-v2"):
+                # DeBERTa-v2's layers take its (B, 1, T, T) mask, the relative positions and embeddings
+                enc = model.encoder
+                extra = {"relative_pos": enc.get_rel_pos(h), "rel_embeddings": enc.get_rel_embedding()}
+                layer_mask = enc.get_attention_mask(batch["attention_mask"])
+            else:
+                extra = {"position_bias": model.encoder.compute_position_bias(h)} if family == "mpnet" else {}
+                layer_mask = ext
             for layer in model.encoder.layer[K:]:
-                h = layer(h, attention_mask=ext, **extra)
+                h = layer(h, layer_mask, **extra) if family.startswith("deberta-v2") else layer(h, attention_mask=ext, **extra)
                 h = h[0] if isinstance(h, tuple) else h
         else:
             h = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      token_type_ids=batch["token_type_ids"] if family == "bert" else None).last_hidden_state
+                      token_type_ids=types).last_hidden_state
         return head_loss(kind, head, h, batch, class_weights)
 
     prefix = tag.replace("/", ".")
@@ -283,8 +313,8 @@ def main():
         "schedule": "lr(step) = lr * (step+1)/warmup for step < warmup, else lr * (steps-step)/(steps-warmup)",
         "cases": [], "batches": {},
     }
-    for family in ("bert", "roberta", "mpnet"):
-        model = AutoModel.from_pretrained(os.path.join(FIX, f"tiny-{family}"), add_pooling_layer=False)
+    for family in FAMILIES:
+        model = load(family)
         b = make_batch(family, model.config.vocab_size, model.config.pad_token_id)
         for key in ("input_ids", "attention_mask", "token_type_ids", "labels", "token_labels", "starts", "ends"):
             out[f"{family}.batch.{key}"] = b[key].numpy().astype(np.int32)

@@ -104,6 +104,29 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     c.eps = (float)er_binding::get_number(cfg.Get("eps"), "config.eps");
     if (!cfg.Get("relBuckets").IsUndefined()) c.rel_buckets = get_int(cfg, "relBuckets", 0, 1 << 16);
     if (!cfg.Get("relMaxDistance").IsUndefined()) c.rel_max_distance = get_int(cfg, "relMaxDistance", 1, 1 << 20);
+    auto flag = [&](const Napi::Object& o, const char* where, const char* key, bool fallback) {
+      Napi::Value v = o.Get(key);
+      if (v.IsUndefined()) return fallback;
+      THROW_IF(!v.IsBoolean(), std::string(where) + key + " must be a boolean");
+      return v.As<Napi::Boolean>().Value();
+    };
+    c.abs_positions = flag(cfg, "config.", "absPositions", true);
+    c.mask_embeddings = flag(cfg, "config.", "maskEmbeddings", false);
+    Napi::Value disv = cfg.Get("disentangled");
+    if (!disv.IsUndefined() && !disv.IsNull()) {
+      THROW_IF(!disv.IsObject(), "config.disentangled must be an object");
+      Napi::Object d = disv.As<Napi::Object>();
+      er::DisentangledConfig& dc = c.dis;
+      dc.on = flag(d, "config.disentangled.", "relativeAttention", false);
+      dc.c2p = flag(d, "config.disentangled.", "c2p", false);
+      dc.p2c = flag(d, "config.disentangled.", "p2c", false);
+      dc.share_key = flag(d, "config.disentangled.", "shareKey", true);
+      dc.rel_ln = flag(d, "config.disentangled.", "relLayerNorm", false);
+      dc.buckets = er_binding::get_int(d.Get("buckets"), "config.disentangled.buckets", -1, 1 << 16);
+      dc.max_relative = er_binding::get_int(d.Get("maxRelative"), "config.disentangled.maxRelative", 1, 1 << 20);
+      dc.span = dc.buckets > 0 ? dc.buckets : dc.max_relative;
+      dc.scale_factor = 1.0f + (dc.c2p ? 1.0f : 0.0f) + (dc.p2c ? 1.0f : 0.0f);
+    }
     THROW_IF(c.vocab <= 0 || c.hidden <= 0 || c.layers < 0 || c.heads <= 0 ||
                  c.hidden % c.heads != 0 || c.intermediate <= 0 || c.max_positions <= 0 ||
                  c.type_vocab < 0,
@@ -201,6 +224,10 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     if (slot == "embeddings.ln.bias") return count == H ? &e.ln_b : nullptr;
     if (slot == "encoder.rel_bias")
       return c.rel_buckets > 0 && count == (uint64_t)(c.rel_buckets * c.heads) ? &enc.rel_bias : nullptr;
+    if (slot == "encoder.rel_embeddings")
+      return c.dis.on && count == (uint64_t)(2 * c.dis.span) * H ? &enc.rel_emb : nullptr;
+    if (slot == "encoder.rel_ln.weight") return c.dis.rel_ln && count == H ? &enc.rel_ln_w : nullptr;
+    if (slot == "encoder.rel_ln.bias") return c.dis.rel_ln && count == H ? &enc.rel_ln_b : nullptr;
     if (slot.rfind("layer.", 0) != 0) return nullptr;
     size_t dot = slot.find('.', 6);
     if (dot == std::string::npos) return nullptr;
@@ -226,16 +253,26 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     };
     for (const Entry& en : entries)
       if (name == en.name) return count == en.count ? en.ptr : nullptr;
+    if (c.dis.on && !c.dis.share_key) {  // DeBERTa-v2's own position projections
+      const Entry pos[] = {
+          {"attn.pos_q.weight", &w.pos_q_w, H * H}, {"attn.pos_q.bias", &w.pos_q_b, H},
+          {"attn.pos_k.weight", &w.pos_k_w, H * H}, {"attn.pos_k.bias", &w.pos_k_b, H},
+      };
+      for (const Entry& en : pos)
+        if (name == en.name) return count == en.count ? en.ptr : nullptr;
+    }
     return nullptr;
   }
 
   static std::string missing_slot(const er::Encoder& enc) {
     const er::EmbeddingTables& e = enc.emb;
     if (!e.word) return "embeddings.word";
-    if (!e.position) return "embeddings.position";
+    if (enc.cfg.abs_positions && !e.position) return "embeddings.position";
     if (enc.cfg.type_vocab > 0 && !e.token_type) return "embeddings.token_type";
     if (!e.ln_w || !e.ln_b) return "embeddings.ln";
     if (enc.cfg.rel_buckets > 0 && !enc.rel_bias) return "encoder.rel_bias";
+    if (enc.cfg.dis.on && !enc.rel_emb) return "encoder.rel_embeddings";
+    if (enc.cfg.dis.on && enc.cfg.dis.rel_ln && (!enc.rel_ln_w || !enc.rel_ln_b)) return "encoder.rel_ln";
     for (size_t l = 0; l < enc.layer.size(); l++) {
       const er::LayerWeights& w = enc.layer[l];
       const float* all[] = {w.q_w, w.q_b, w.k_w, w.k_b, w.v_w, w.v_b, w.o_w, w.o_b,
@@ -243,6 +280,10 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
                             w.ln2_w, w.ln2_b};
       for (const float* p : all)
         if (!p) return "layer." + std::to_string(l) + ".*";
+      if (enc.cfg.dis.on && !enc.cfg.dis.share_key) {
+        if (enc.cfg.dis.c2p && (!w.pos_k_w || !w.pos_k_b)) return "layer." + std::to_string(l) + ".attn.pos_k";
+        if (enc.cfg.dis.p2c && (!w.pos_q_w || !w.pos_q_b)) return "layer." + std::to_string(l) + ".attn.pos_q";
+      }
     }
     return "";
   }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 
 namespace er {
 
@@ -29,8 +30,37 @@ std::string encoder_set_precision(Encoder& enc, Precision p) {
     b.ln2_w = w.ln2_w; b.ln2_b = w.ln2_b;
     b.packed = &enc.linears[l];
   }
+  if (enc.cfg.dis.on) {
+    const int64_t span = enc.cfg.dis.span;
+    if (span <= 0 || !enc.rel_emb) return "the relative position embeddings were not given";
+    enc.rel_table.resize((size_t)(2 * span * H));
+    disentangled_table(enc.cfg, enc.rel_emb, enc.rel_ln_w, enc.rel_ln_b, enc.rel_table.data(), nullptr, nullptr);
+    if (!enc.cfg.dis.share_key) {
+      // [query; key] stacked, zeros for a projection the model does not have
+      enc.pos_w.assign(enc.layer.size(), std::vector<float>((size_t)(2 * H * H), 0.0f));
+      enc.pos_b.assign(enc.layer.size(), std::vector<float>((size_t)(2 * H), 0.0f));
+      for (size_t l = 0; l < enc.layer.size(); l++) {
+        const LayerWeights& w = enc.layer[l];
+        if (w.pos_q_w) std::memcpy(enc.pos_w[l].data(), w.pos_q_w, H * H * sizeof(float));
+        if (w.pos_q_b) std::memcpy(enc.pos_b[l].data(), w.pos_q_b, H * sizeof(float));
+        if (w.pos_k_w) std::memcpy(enc.pos_w[l].data() + H * H, w.pos_k_w, H * H * sizeof(float));
+        if (w.pos_k_b) std::memcpy(enc.pos_b[l].data() + H, w.pos_k_b, H * sizeof(float));
+      }
+      for (size_t l = 0; l < enc.layer.size(); l++) {
+        enc.blocks[l].pos_w = enc.pos_w[l].data();
+        enc.blocks[l].pos_b = enc.pos_b[l].data();
+      }
+    }
+  }
   enc.precision = p;
   return "";
+}
+
+void disentangled_table(const EncoderConfig& c, const float* rel_emb, const float* ln_w, const float* ln_b,
+                        float* out, float* mean, float* rstd) {
+  const int64_t rows = 2 * c.dis.span, H = c.hidden;
+  if (c.dis.rel_ln) ops().layernorm_forward(out, mean, rstd, rel_emb, nullptr, ln_w, ln_b, rows, H, c.eps);
+  else std::memcpy(out, rel_emb, (size_t)(rows * H) * sizeof(float));
 }
 
 int64_t relative_bucket(int64_t relative_position, int64_t buckets, int64_t max_distance) {
@@ -102,6 +132,12 @@ static std::string run_blocks(Encoder& enc, const float* in, float* out, BlockSh
   for (int64_t l = from; l < to; l++) blocks.push_back(&enc.blocks[l]);
   relative_bias(enc, s.T, enc.ws.rel);
   if (!enc.ws.rel.empty()) s.rel = enc.ws.rel.data();
+  if (enc.cfg.dis.scale_factor != 1.0f || enc.cfg.dis.on) s.dis = &enc.cfg.dis;  // its scale, at least
+  if (enc.cfg.dis.on) {
+    disentangled_rows(enc.cfg.dis, s.T, enc.dis_rows);
+    s.dis_table = enc.rel_table.data();
+    s.dis_rows = enc.dis_rows.data();
+  }
   return blocks_forward(blocks, from, s, in, out, enc.ws, 0, enc.precision == Precision::BF16, &gemm_f32);
 }
 
@@ -124,7 +160,8 @@ std::string encoder_forward(Encoder& enc, float* out, const int32_t* ids, const 
   }
   std::lock_guard<std::mutex> lock(enc.mu);
   omp_set_num_threads(threads);
-  embeddings_forward(enc.emb, out, nullptr, nullptr, nullptr, ids, positions, type_ids, N, c.hidden, c.eps);
+  embeddings_forward(enc.emb, out, nullptr, nullptr, nullptr, ids, positions, type_ids, N, c.hidden, c.eps,
+                     c.mask_embeddings ? mask : nullptr);
   std::string r = run_blocks(enc, out, out, shape(enc, mask, B, T, threads), 0, to_layer);
   enc.ws.trim(kWorkspaceKeepBytes);
   return r;

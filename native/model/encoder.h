@@ -24,6 +24,12 @@ struct EncoderConfig {
   // MPNet's relative position bias: buckets of relative distance (0: none), the distance
   // past which buckets stop growing
   int64_t rel_buckets = 0, rel_max_distance = 128;
+  // absolute position embeddings added to the input (DeBERTa-v2's position_biased_input may
+  // turn them off)
+  bool abs_positions = true;
+  // the embeddings' output multiplied by the attention mask (DeBERTa-v2)
+  bool mask_embeddings = false;
+  DisentangledConfig dis;  // DeBERTa-v2's disentangled attention (dis.on false: none)
 };
 
 // Compute precision of the linear layers. FP32 is the reference. BF16 runs the
@@ -38,6 +44,8 @@ struct LayerWeights {
   const float *ffn_in_w, *ffn_in_b;                // (I, H), (I)
   const float *ffn_out_w, *ffn_out_b;              // (H, I), (H)
   const float *ln2_w, *ln2_b;                      // (H)
+  // DeBERTa-v2 without share_att_key: position query / key projections (null: not in the model)
+  const float *pos_q_w = nullptr, *pos_q_b = nullptr, *pos_k_w = nullptr, *pos_k_b = nullptr;
 };
 
 struct Encoder {
@@ -45,6 +53,14 @@ struct Encoder {
   EmbeddingTables emb;
   std::vector<LayerWeights> layer;  // as loaded; blocks[] below run them
   const float* rel_bias = nullptr;  // (rel_buckets, heads) when cfg.rel_buckets > 0
+  // DeBERTa-v2: the relative embeddings (2 span, H), their LayerNorm (when cfg.dis.rel_ln),
+  // and the table every layer reads (after that LayerNorm), computed once at load
+  const float *rel_emb = nullptr, *rel_ln_w = nullptr, *rel_ln_b = nullptr;
+  std::vector<float> rel_table;
+  // per layer, when !cfg.dis.share_key: the position projections, stacked (2H, H) [query; key]
+  // and (2H), zeros for a term pos_att_type leaves out
+  std::vector<std::vector<float>> pos_w, pos_b;
+  std::vector<int32_t> dis_rows;  // the table row of each offset, for the current T
   WeightSet weights;
   Precision precision = Precision::FP32;
   // one per layer, for `precision`; built once at load (task models read the stacked
@@ -67,6 +83,11 @@ void relative_bias(const EncoderConfig& cfg, const float* table, int64_t T, std:
 void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out);
 // Its backward: gtable (buckets, heads) += the gradient drel (heads, 2T - 1) gathered by bucket.
 void relative_bias_backward(const EncoderConfig& cfg, float* gtable, const float* drel, int64_t T);
+
+// DeBERTa-v2's table every layer reads: LN(rel_emb) when cfg.dis.rel_ln, else rel_emb; out
+// (2 span, H). mean and rstd (2 span) are written when non-null (saved for backward).
+void disentangled_table(const EncoderConfig& cfg, const float* rel_emb, const float* ln_w, const float* ln_b,
+                        float* out, float* mean, float* rstd);
 
 // Builds the linear layers for a precision (after every weight is set); BF16
 // converts and prepacks the linear weights once. Returns an error message or "".

@@ -59,16 +59,51 @@ bool adapter_bwd(const AdapterWeights& A, int64_t bsz, AdapterAct kind, const fl
   return linear_backward(gemm, dh, A.g_dw, A.g_db, dmid, h, A.dw, N, H, bsz, true);
 }
 
+// Whether the block adds DeBERTa-v2's position terms (s.dis may be set for its scale alone).
+bool dis_active(const BlockShape& s) { return s.dis && s.dis->on && (s.dis->c2p || s.dis->p2c); }
+
+// The scale of the scores: 1/sqrt(d), or 1/sqrt(d * scale_factor) with disentangled attention.
+float score_scale(const BlockShape& s) {
+  const float d = (float)(s.H / s.heads);
+  return 1.0f / std::sqrt(s.dis ? d * s.dis->scale_factor : d);
+}
+
+// DeBERTa-v2's position terms of one row and head, added to the scaled scores P (e, e):
+// P[i][j] += scale (q_i . posk[delta] + k_j . posq[delta]), delta = i - j. pq, pk: the
+// position query and key of head h for delta = -(e-1) .. e-1 (rows of stride 2H); q, k of
+// stride 3H; work (2, e, 2e - 1).
+bool disentangled_scores(float* P, float* work, const float* q, const float* k, const float* pq,
+                         const float* pk, const DisentangledConfig& c, int64_t e, int64_t d, int64_t H,
+                         float scale) {
+  const int64_t W = 2 * e - 1;
+  if (c.c2p) {  // C[i][u] = q_i . posk[u]; P[i][j] += C[i][i - j + e - 1]
+    float* C = work;
+    if (!gemm_f32(false, true, e, W, d, scale, q, 3 * H, pk, 2 * H, 0.0f, C, W)) return false;
+    for (int64_t i = 0; i < e; i++)
+      for (int64_t j = 0; j < e; j++) P[i * e + j] += C[i * W + i - j + e - 1];
+  }
+  if (c.p2c) {  // G[j][u] = k_j . posq[u]; P[i][j] += G[j][i - j + e - 1]
+    float* G = work + e * W;
+    if (!gemm_f32(false, true, e, W, d, scale, k, 3 * H, pq, 2 * H, 0.0f, G, W)) return false;
+    for (int64_t i = 0; i < e; i++)
+      for (int64_t j = 0; j < e; j++) P[i * e + j] += G[j * W + i - j + e - 1];
+  }
+  return true;
+}
+
 // ctx (B, T, H) = softmax(q k^T / sqrt(d), masked) v, per batch row and head; q, k, v are
 // the thirds of each qkv row (B, T, 3H). Probabilities go to probs (B*heads, T, T) when it
 // is non-null (saved for backward), else to the per-thread scratch (threads, T, T). With
 // attention dropout (drop non-null, p > 0), v is multiplied by the dropped-out
 // probabilities (mask_p (B*heads, T, T), pdrop per-thread scratch). Query rows past a
-// row's extent are padding: their output is zero.
+// row's extent are padding: their output is zero. With s.dis, dis_qk (2T - 1, 2H) holds
+// the layer's position queries and keys and dis_work (threads, 2, T, 2T - 1) is scratch.
 bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, float* pdrop,
-                   const float* qkv, const BlockShape& s, const BlockDropout* drop) {
+                   const float* qkv, const BlockShape& s, const BlockDropout* drop, const float* dis_qk,
+                   float* dis_work) {
   const int64_t B = s.B, T = s.T, H = s.H, heads = s.heads, d = H / heads;
-  const float scale = 1.0f / std::sqrt((float)d);
+  const float scale = score_scale(s);
+  const bool dis = dis_active(s);
   const float p_att = drop ? drop->attention : 0.0f;
   const OpsTable& K = ops();
   bool ok = true;
@@ -93,6 +128,11 @@ bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, fl
         for (int64_t i = 0; i < e; i++)
           for (int64_t j = 0; j < e; j++) P[i * e + j] += r[j - i];
       }
+      if (dis) {
+        const float* pq = dis_qk + (T - e) * 2 * H + h * d;  // delta = -(e-1) at row T - e
+        ok = ok && disentangled_scores(P, dis_work + tid * 2 * T * (2 * T - 1), q, k, pq, pq + H, *s.dis, e, d, H,
+                                       scale);
+      }
       K.softmax_masked_forward(P, m, 1.0f, e, e);
       const float* Pv = P;
       if (p_att > 0) {
@@ -110,11 +150,14 @@ bool attention_fwd(float* ctx, float* probs, float* scratch, uint8_t* mask_p, fl
 }
 
 // dqkv (B, T, 3H) from dctx (B, T, H), the saved qkv and probabilities (and dropout mask)
+// With s.dis: dis_qk as in attention_fwd, dis_work (threads, 2, T, 2T - 1) scratch, and
+// ddis_qk (threads, 2T - 1, 2H) per-thread slabs that receive dL/d dis_qk (null: not needed).
 bool attention_bwd(float* dqkv, const float* dctx, const float* qkv, const float* probs,
                    const uint8_t* mask_p, float* dscores, float* pdrop, const BlockShape& s,
-                   float p_att) {
+                   float p_att, const float* dis_qk, float* dis_work, float* ddis_qk) {
   const int64_t B = s.B, T = s.T, H = s.H, heads = s.heads, d = H / heads;
-  const float scale = 1.0f / std::sqrt((float)d);
+  const float scale = score_scale(s);
+  const bool dis = dis_active(s);
   const OpsTable& K = ops();
   bool ok = true;
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
@@ -151,6 +194,30 @@ bool attention_bwd(float* dqkv, const float* dctx, const float* qkv, const float
       }
       ok = ok && gemm_f32(false, false, e, d, e, scale, dP, e, k, 3 * H, 0.0f, dq, 3 * H);  // dQ = s dS K
       ok = ok && gemm_f32(true, false, e, d, e, scale, dP, e, q, 3 * H, 0.0f, dk, 3 * H);   // dK = s dS^T Q
+      if (dis) {
+        // the position terms: C[i][u] and G[j][u] (u = i - j + e - 1) each received dS[i][j]
+        const int64_t W = 2 * e - 1;
+        const float* pq = dis_qk + (T - e) * 2 * H + h * d;
+        const float* pk = pq + H;
+        float* dpq = ddis_qk ? ddis_qk + tid * (2 * T - 1) * 2 * H + (T - e) * 2 * H + h * d : nullptr;
+        float* work = dis_work + tid * 2 * T * (2 * T - 1);
+        if (s.dis->c2p) {
+          float* dC = work;
+          std::memset(dC, 0, e * W * sizeof(float));
+          for (int64_t i = 0; i < e; i++)
+            for (int64_t j = 0; j < e; j++) dC[i * W + i - j + e - 1] = dP[i * e + j];
+          ok = ok && gemm_f32(false, false, e, d, W, scale, dC, W, pk, 2 * H, 1.0f, dq, 3 * H);  // dQ += s dC posk
+          if (dpq) ok = ok && gemm_f32(true, false, W, d, e, scale, dC, W, q, 3 * H, 1.0f, dpq + H, 2 * H);
+        }
+        if (s.dis->p2c) {
+          float* dG = work + e * W;
+          std::memset(dG, 0, e * W * sizeof(float));
+          for (int64_t i = 0; i < e; i++)
+            for (int64_t j = 0; j < e; j++) dG[j * W + i - j + e - 1] = dP[i * e + j];
+          ok = ok && gemm_f32(false, false, e, d, W, scale, dG, W, pq, 2 * H, 1.0f, dk, 3 * H);  // dK += s dG posq
+          if (dpq) ok = ok && gemm_f32(true, false, W, d, e, scale, dG, W, k, 3 * H, 1.0f, dpq, 2 * H);
+        }
+      }
     }
     for (int64_t t = e; t < T; t++) {
       std::memset(dq + t * 3 * H, 0, d * sizeof(float));
@@ -172,6 +239,55 @@ int64_t mask_extent(const int32_t* mask, int64_t T) {
   while (e > 0 && mask[e - 1] == 0) e--;
   return e;
 }
+
+// ---------------------------------------------------------------- disentangled attention
+
+int64_t log_bucket_position(int64_t relative, int64_t buckets, int64_t max_relative) {
+  if (buckets <= 0 || max_relative <= 0) return relative;
+  const int64_t mid = buckets / 2;
+  const int64_t sign = relative > 0 ? 1 : (relative < 0 ? -1 : 0);
+  const int64_t abs_pos = (relative < mid && relative > -mid) ? mid - 1 : (relative < 0 ? -relative : relative);
+  if (abs_pos <= mid) return relative;
+  // float32, as torch computes it: ceil(log(abs / mid) / log((max - 1) / mid) * (mid - 1)) + mid
+  const float denom = std::log((float)((double)(max_relative - 1) / (double)mid));
+  const float lp = std::ceil(std::log((float)abs_pos / (float)mid) / denom * (float)(mid - 1)) + (float)mid;
+  return (int64_t)(lp * (float)sign);
+}
+
+void disentangled_rows(const DisentangledConfig& c, int64_t T, std::vector<int32_t>& rows) {
+  rows.resize((size_t)(2 * T - 1));
+  for (int64_t delta = -(T - 1); delta <= T - 1; delta++) {
+    int64_t r = log_bucket_position(delta, c.buckets, c.max_relative) + c.span;
+    r = r < 0 ? 0 : (r > 2 * c.span - 1 ? 2 * c.span - 1 : r);
+    rows[delta + T - 1] = (int32_t)r;
+  }
+}
+
+namespace {
+
+// The position projections of the relative rows: out (2T - 1, 2H) [query; key] = in W^T + b,
+// through the layer's own Q and K (share_att_key) or its position projections.
+const float* dis_weight(const BlockWeights& w, const BlockShape& s) { return s.dis->share_key ? w.qkv_w : w.pos_w; }
+const float* dis_bias(const BlockWeights& w, const BlockShape& s) { return s.dis->share_key ? w.qkv_b : w.pos_b; }
+
+// in (2T - 1, H) = the table rows each offset reads (dropped out per table row, so offsets
+// that share a row share its mask), then out = their projections
+bool dis_prepare(const BlockWeights& w, const BlockShape& s, const BlockDropout* drop, float* in, uint8_t* mask,
+                 float* out, GemmFn gemm) {
+  const int64_t R = 2 * s.T - 1, H = s.H;
+  const bool dropping = drop && drop->hidden > 0;
+  for (int64_t u = 0; u < R; u++) {
+    const float* src = s.dis_table + (int64_t)s.dis_rows[u] * H;
+    if (dropping)
+      dropout_forward(in + u * H, mask + u * H, src, H, drop->hidden, drop->seed,
+                      dropout_stream(drop->step, drop->site + 3, (uint64_t)s.dis_rows[u]));
+    else
+      std::memcpy(in + u * H, src, H * sizeof(float));
+  }
+  return linear_forward(gemm, out, in, dis_weight(w, s), dis_bias(w, s), R, H, 2 * H);
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- buffers
 
@@ -210,13 +326,15 @@ static void each_buffer(Saved& b, Fn fn) {
   for (auto* v : {&b.x, &b.qkv, &b.probs, &b.ctx, &b.a, &b.s1, &b.mean1, &b.rstd1, &b.y1, &b.ffpre, &b.ffact, &b.f,
                   &b.s2, &b.mean2, &b.rstd2, &b.ad_pre[0], &b.ad_act[0], &b.ad_pre[1], &b.ad_act[1]})
     fn(*v);
-  for (auto* v : {&b.mask_p, &b.mask_a, &b.mask_f}) fn(*v);
+  for (auto* v : {&b.dis_in, &b.dis_qk}) fn(*v);
+  for (auto* v : {&b.mask_p, &b.mask_a, &b.mask_f, &b.mask_dis}) fn(*v);
 }
 
 template <class Ws, class Fn>
 static void each_workspace_buffer(Ws& w, Fn fn) {
   for (auto* v : {&w.qkv, &w.ctx, &w.t1, &w.ff, &w.scores, &w.ad_pre, &w.ad_act, &w.packed, &w.rel, &w.drel, &w.dA,
-                  &w.dB, &w.dC, &w.dff, &w.dqkv, &w.dad, &w.dscores, &w.pdrop})
+                  &w.dB, &w.dC, &w.dff, &w.dqkv, &w.dad, &w.dscores, &w.pdrop, &w.dis_in, &w.dis_qk, &w.dis_scores,
+                  &w.ddis_qk, &w.ddis_in})
     fn(*v);
   fn(w.in16);
   fn(w.row_start);
@@ -249,6 +367,11 @@ void Workspace::reserve(const BlockShape& s, int64_t adapter_size, bool bf16) {
     grow(ad_pre, N * adapter_size);
     grow(ad_act, N * adapter_size);
   }
+  if (dis_active(s)) {
+    grow(dis_in, (2 * s.T - 1) * H);
+    grow(dis_qk, (2 * s.T - 1) * 2 * H);
+    grow(dis_scores, (size_t)s.threads * 2 * s.T * (2 * s.T - 1));
+  }
 }
 
 void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool dropout) {
@@ -261,6 +384,11 @@ void Workspace::reserve_backward(const BlockShape& s, int64_t adapter_size, bool
   if (adapter_size > 0) grow(dad, N * adapter_size);
   grow(dscores, (size_t)s.threads * s.T * s.T);
   if (dropout) grow(pdrop, (size_t)s.threads * s.T * s.T);
+  if (dis_active(s)) {
+    grow(dis_scores, (size_t)s.threads * 2 * s.T * (2 * s.T - 1));
+    grow(ddis_qk, (size_t)s.threads * (2 * s.T - 1) * 2 * H);
+    grow(ddis_in, (2 * s.T - 1) * H);
+  }
 }
 
 uint64_t Workspace::bytes() const {
@@ -283,7 +411,10 @@ std::string block_forward(const BlockWeights& w, const BlockShape& s, const floa
   const OpsTable& K = ops();
   const int64_t N = s.tokens(), H = s.H;
   if (!linear_packed(*L.qkv, ws.qkv.data(), x, N, LinearAct::None, ws.in16)) return "oneDNN matmul failed (QKV)";
-  if (!attention_fwd(ws.ctx.data(), nullptr, ws.scores.data(), nullptr, nullptr, ws.qkv.data(), s, nullptr))
+  if (dis_active(s) && !dis_prepare(w, s, nullptr, ws.dis_in.data(), nullptr, ws.dis_qk.data(), &gemm_f32))
+    return "GEMM failed (relative positions)";
+  if (!attention_fwd(ws.ctx.data(), nullptr, ws.scores.data(), nullptr, nullptr, ws.qkv.data(), s, nullptr,
+                     ws.dis_qk.data(), ws.dis_scores.data()))
     return "attention GEMM failed";
   if (!linear_packed(*L.out, ws.t1.data(), ws.ctx.data(), N, LinearAct::None, ws.in16))
     return "oneDNN matmul failed (attention output)";
@@ -362,10 +493,18 @@ std::string block_forward_saving(const BlockWeights& w, const BlockShape& s, con
     grow8(sv.mask_a, N * H);
     grow8(sv.mask_f, N * H);
   }
+  if (dis_active(s)) {
+    grow(sv.dis_in, (2 * T - 1) * H);
+    grow(sv.dis_qk, (2 * T - 1) * 2 * H);
+    if (drop.hidden > 0) grow8(sv.mask_dis, (2 * T - 1) * H);
+    grow(ws.dis_scores, (size_t)s.threads * 2 * T * (2 * T - 1));
+  }
   const float* x = sv.x.data();
   if (!linear_forward(gemm, sv.qkv.data(), x, w.qkv_w, w.qkv_b, N, H, 3 * H)) return "GEMM failed (QKV)";
+  if (dis_active(s) && !dis_prepare(w, s, &drop, sv.dis_in.data(), sv.mask_dis.data(), sv.dis_qk.data(), gemm))
+    return "GEMM failed (relative positions)";
   if (!attention_fwd(sv.ctx.data(), sv.probs.data(), nullptr, sv.mask_p.data(), ws.pdrop.data(), sv.qkv.data(),
-                     s, &drop))
+                     s, &drop, sv.dis_qk.data(), ws.dis_scores.data()))
     return "attention GEMM failed";
   if (!linear_forward(gemm, sv.a.data(), sv.ctx.data(), w.o_w, w.o_b, N, H, H)) return "GEMM failed (attention output)";
   if (drop.hidden > 0)
@@ -434,9 +573,32 @@ std::string block_backward(const BlockWeights& w, const BlockShape& s, const Blo
   float* dctx = ws.dC.data();
   if (!linear_backward(gemm, dctx, w.g_o_w, w.g_o_b, da, sv.ctx.data(), w.o_w, N, H, H, false))
     return "GEMM failed (attention output backward)";
+  // DeBERTa-v2: the position projections' gradient is needed when their weights or the
+  // relative table train
+  const bool dis_grad = dis_active(s) && (s.ddis_table || (s.dis->share_key ? w.g_qkv_w : w.g_pos_w));
+  const int64_t R = 2 * s.T - 1;
+  if (dis_grad) std::memset(ws.ddis_qk.data(), 0, (size_t)s.threads * R * 2 * H * sizeof(float));
   if (!attention_bwd(ws.dqkv.data(), dctx, sv.qkv.data(), sv.probs.data(), sv.mask_p.data(), ws.dscores.data(),
-                     ws.pdrop.data(), s, drop.attention))
+                     ws.pdrop.data(), s, drop.attention, sv.dis_qk.data(), ws.dis_scores.data(),
+                     dis_grad ? ws.ddis_qk.data() : nullptr))
     return "attention GEMM failed";
+  if (dis_grad) {
+    float* dqk = ws.ddis_qk.data();
+    for (int t = 1; t < s.threads; t++)
+      for (int64_t i = 0; i < R * 2 * H; i++) dqk[i] += dqk[t * R * 2 * H + i];
+    float* gw = s.dis->share_key ? w.g_qkv_w : w.g_pos_w;  // [query; key] rows: the first 2H of Wqkv
+    float* gb = s.dis->share_key ? w.g_qkv_b : w.g_pos_b;
+    float* din = s.ddis_table ? ws.ddis_in.data() : nullptr;
+    if (!linear_backward(gemm, din, gw, gb, dqk, sv.dis_in.data(), dis_weight(w, s), R, H, 2 * H, false))
+      return "GEMM failed (relative positions backward)";
+    if (din) {  // back through the per-row dropout, into the table rows the offsets read
+      if (drop.hidden > 0) dropout_backward(din, sv.mask_dis.data(), din, R * H, drop.hidden);
+      for (int64_t u = 0; u < R; u++) {
+        float* g = s.ddis_table + (int64_t)s.dis_rows[u] * H;
+        for (int64_t c = 0; c < H; c++) g[c] += din[u * H + c];
+      }
+    }
+  }
   // x feeds QKV and the residual: dx = dqkv Wqkv + ds1
   if (!linear_backward(gemm, need_dx ? ds1 : nullptr, w.g_qkv_w, w.g_qkv_b, ws.dqkv.data(), sv.x.data(), w.qkv_w, N,
                   H, 3 * H, true))
@@ -472,20 +634,27 @@ void unpack_rows(float* dst, const float* src, const int64_t* row_start, int64_t
 
 void embeddings_forward(const EmbeddingTables& e, float* out, float* sum, float* mean, float* rstd,
                         const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N,
-                        int64_t H, float eps) {
+                        int64_t H, float eps, const int32_t* mask) {
   float* s = sum ? sum : out;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; i++) {
     float* o = s + i * H;
     const float* w = e.word + (int64_t)ids[i] * H;
-    const float* p = e.position + (int64_t)positions[i] * H;
-    for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j];
+    if (e.position) {
+      const float* p = e.position + (int64_t)positions[i] * H;
+      for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j];
+    } else {
+      std::memcpy(o, w, H * sizeof(float));
+    }
     if (e.token_type) {
       const float* t = e.token_type + (int64_t)(types ? types[i] : 0) * H;
       for (int64_t j = 0; j < H; j++) o[j] += t[j];
     }
   }
   ops().layernorm_forward(out, mean, rstd, s, nullptr, e.ln_w, e.ln_b, N, H, eps);
+  if (mask)
+    for (int64_t i = 0; i < N; i++)
+      if (!mask[i]) std::memset(out + i * H, 0, H * sizeof(float));
 }
 
 }  // namespace er

@@ -89,12 +89,37 @@ struct BlockWeights {
   float *g_qkv_w = nullptr, *g_qkv_b = nullptr, *g_o_w = nullptr, *g_o_b = nullptr;
   float *g_ln1_w = nullptr, *g_ln1_b = nullptr, *g_f1_w = nullptr, *g_f1_b = nullptr;
   float *g_f2_w = nullptr, *g_f2_b = nullptr, *g_ln2_w = nullptr, *g_ln2_b = nullptr;
+  // DeBERTa-v2 without share_att_key: the position projections stacked (2H, H) [query; key],
+  // (2H); with it, the first 2H rows of qkv_w / qkv_b serve
+  const float *pos_w = nullptr, *pos_b = nullptr;
+  float *g_pos_w = nullptr, *g_pos_b = nullptr;
   AdapterWeights* ad[2] = {nullptr, nullptr};  // 0: after the attention output, 1: after the FFN
   int64_t adapter_size = 0;
   AdapterAct adapter_act = AdapterAct::Gelu;
   LayerLinears* packed = nullptr;  // required by forward-only runs
   bool trainable() const { return g_qkv_w != nullptr; }
 };
+
+// DeBERTa-v2's disentangled attention (config.json: relative_attention, pos_att_type,
+// position_buckets, max_relative_positions, share_att_key, norm_rel_ebd).
+struct DisentangledConfig {
+  bool on = false;             // relative_attention
+  bool c2p = false, p2c = false;
+  bool share_key = true;       // share_att_key: the positions go through the layer's own Q and K
+  bool rel_ln = false;         // norm_rel_ebd contains layer_norm
+  int64_t buckets = 0;         // position_buckets (<= 0: no log buckets)
+  int64_t max_relative = 0;    // max_relative_positions (already defaulted to max_position_embeddings)
+  int64_t span = 0;            // att_span: buckets when > 0, else max_relative; the table has 2 span rows
+  float scale_factor = 1.0f;   // 1 + (c2p) + (p2c): scores are divided by sqrt(d * scale_factor)
+};
+
+// DeBERTa-v2's bucket of a relative position (query - key): exact inside +-buckets/2,
+// log-spaced up to max_relative (transformers' make_log_bucket_position, in its float32
+// arithmetic); the identity without buckets.
+int64_t log_bucket_position(int64_t relative, int64_t buckets, int64_t max_relative);
+// The table row each offset delta = i - j in -(T-1)..T-1 reads: rows[delta + T - 1] =
+// clamp(bucket(delta) + span, 0, 2 span - 1).
+void disentangled_rows(const DisentangledConfig& c, int64_t T, std::vector<int32_t>& rows);
 
 // The batch a block runs on: (B, T, H) padded rows, or packed (forward-only): row b's
 // first extent tokens at rows row_start[b] .. row_start[b + 1] - 1 of a (tokens, H)
@@ -111,6 +136,13 @@ struct BlockShape {
   // when non-null, the backward adds dL/d rel here: (threads, heads, 2T - 1), one slab per
   // OpenMP thread (the caller zeroes it and sums the slabs)
   float* drel = nullptr;
+  // DeBERTa-v2: its config (null: none), the relative table (2 span, H) every layer reads, and
+  // for each offset delta = i - j the table row it reads (2T - 1, see disentangled_rows)
+  const DisentangledConfig* dis = nullptr;
+  const float* dis_table = nullptr;
+  const int32_t* dis_rows = nullptr;
+  // when non-null, the backward adds dL/d table here (2 span, H)
+  float* ddis_table = nullptr;
   int64_t tokens() const { return row_start ? row_start[B] : B * T; }
 };
 
@@ -135,6 +167,10 @@ struct BlockSaved {
   std::vector<float> x, qkv, probs, ctx, a, s1, mean1, rstd1, y1, ffpre, ffact, f, s2, mean2, rstd2;
   std::vector<float> ad_pre[2], ad_act[2];  // (N, b) per adapter
   std::vector<uint8_t> mask_p, mask_a, mask_f;
+  // DeBERTa-v2: the layer's relative rows (2T - 1, H) after dropout, their dropout mask and
+  // their projections (2T - 1, 2H) [position query; position key]
+  std::vector<float> dis_in, dis_qk;
+  std::vector<uint8_t> mask_dis;
   void clear();
   uint64_t bytes() const;
 };
@@ -150,6 +186,9 @@ struct Workspace {
   std::vector<int64_t> row_start;               // (B + 1) their layout
   std::vector<float> rel;                       // (heads, 2T - 1) relative position bias
   std::vector<float> drel;                      // (threads, heads, 2T - 1) its gradient
+  // DeBERTa-v2: relative rows (2T - 1, H), their projections (2T - 1, 2H), per-thread
+  // (T, 2T - 1) x 2 scores scratch, per-thread (2T - 1, 2H) gradient slabs
+  std::vector<float> dis_in, dis_qk, dis_scores, ddis_qk, ddis_in;
   // backward
   std::vector<float> dA, dB, dC, dff, dqkv, dad, dscores, pdrop;
   void reserve(const BlockShape& s, int64_t adapter_size, bool bf16);
@@ -194,16 +233,18 @@ std::string block_backward(const BlockWeights& w, const BlockShape& s, const Blo
 // Embedding tables of a BERT-family model.
 struct EmbeddingTables {
   const float* word = nullptr;        // (vocab, H)
-  const float* position = nullptr;    // (max_positions, H)
+  const float* position = nullptr;    // (max_positions, H) or null (none)
   const float* token_type = nullptr;  // (type_vocab, H) or null
   const float* ln_w = nullptr;        // (H)
   const float* ln_b = nullptr;        // (H)
 };
 
 // out (N, H) = LN(word[ids] + position[positions] + type[types]); types may be null
-// (all 0). sum (N, H), mean, rstd (N) are written when non-null (saved for backward).
+// (all 0), the position table too (none added). sum (N, H), mean, rstd (N) are written when
+// non-null (saved for backward). With mask (N) non-null, rows where it is 0 become 0
+// (DeBERTa-v2 multiplies its embeddings by the attention mask).
 void embeddings_forward(const EmbeddingTables& e, float* out, float* sum, float* mean, float* rstd,
                         const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N,
-                        int64_t H, float eps);
+                        int64_t H, float eps, const int32_t* mask = nullptr);
 
 }  // namespace er

@@ -49,6 +49,13 @@ struct TaskModel::Impl {
   float *head_w = nullptr, *head_b = nullptr, *g_head_w = nullptr, *g_head_b = nullptr;
   // MPNet's relative position bias table, trained in mode full (else the encoder's is read)
   float *rel_table = nullptr, *g_rel = nullptr;
+  // DeBERTa-v2's relative embeddings and their LayerNorm, trained in mode full (else the
+  // encoder's table is read); the table of this step (after the LayerNorm), what its
+  // backward needs, its gradient, and the table row of each offset
+  float *rel_emb = nullptr, *g_rel_emb = nullptr, *rel_ln_w = nullptr, *g_rel_ln_w = nullptr;
+  float *rel_ln_b = nullptr, *g_rel_ln_b = nullptr;
+  std::vector<float> dis_table, dis_mean, dis_rstd, ddis_table;
+  std::vector<int32_t> dis_rows;
   std::vector<float> final_h, head_in, logits, dlogits, dhead_in;
   std::vector<uint8_t> head_mask;
   Workspace ws;               // forward-only scratch and backward buffers
@@ -109,12 +116,19 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
   if (m.train_embeddings) {
     const EmbeddingTables& e = enc_->emb;
     own("embeddings.word", e.word, ec.vocab * H, &m.emb_word, &m.g_word);
-    own("embeddings.position", e.position, ec.max_positions * H, &m.emb_pos, &m.g_pos);
+    if (e.position) own("embeddings.position", e.position, ec.max_positions * H, &m.emb_pos, &m.g_pos);
     if (e.token_type) own("embeddings.token_type", e.token_type, ec.type_vocab * H, &m.emb_type, &m.g_type);
     own("embeddings.ln.weight", e.ln_w, H, &m.emb_ln_w, &m.g_ln_w);
     own("embeddings.ln.bias", e.ln_b, H, &m.emb_ln_b, &m.g_ln_b);
     if (ec.rel_buckets > 0 && enc_->rel_bias)
       own("encoder.rel_bias", enc_->rel_bias, ec.rel_buckets * ec.heads, &m.rel_table, &m.g_rel);
+    if (ec.dis.on) {
+      own("encoder.rel_embeddings", enc_->rel_emb, 2 * ec.dis.span * H, &m.rel_emb, &m.g_rel_emb);
+      if (ec.dis.rel_ln) {
+        own("encoder.rel_ln.weight", enc_->rel_ln_w, H, &m.rel_ln_w, &m.g_rel_ln_w);
+        own("encoder.rel_ln.bias", enc_->rel_ln_b, H, &m.rel_ln_b, &m.g_rel_ln_b);
+      }
+    }
   }
   std::vector<bool> adapter_allowed(N, false);
   if (with_adapters) {
@@ -164,6 +178,26 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
       own(layer_name(l, "ffn.out.bias"), w.ffn_out_b, H, &d, &L.w.g_f2_b); L.w.f2_b = d;
       own(layer_name(l, "ffn.ln.weight"), w.ln2_w, H, &d, &L.w.g_ln2_w); L.w.ln2_w = d;
       own(layer_name(l, "ffn.ln.bias"), w.ln2_b, H, &d, &L.w.g_ln2_b); L.w.ln2_b = d;
+      if (ec.dis.on && !ec.dis.share_key) {
+        // DeBERTa-v2's own position projections, stacked [query; key] as the block reads them;
+        // only those the model has are parameters (the other half stays zero)
+        ParamBlock& pw = block(2 * H * H);
+        ParamBlock& pb = block(2 * H);
+        std::memcpy(pw.data.data(), enc_->pos_w[l].data(), 2 * H * H * sizeof(float));
+        std::memcpy(pb.data.data(), enc_->pos_b[l].data(), 2 * H * sizeof(float));
+        if (ec.dis.p2c) {
+          reg(layer_name(l, "attn.pos_q.weight"), pw, 0, H * H);
+          reg(layer_name(l, "attn.pos_q.bias"), pb, 0, H);
+        }
+        if (ec.dis.c2p) {
+          reg(layer_name(l, "attn.pos_k.weight"), pw, H * H, H * H);
+          reg(layer_name(l, "attn.pos_k.bias"), pb, H, H);
+        }
+        L.w.pos_w = pw.data.data();
+        L.w.pos_b = pb.data.data();
+        L.w.g_pos_w = pw.g(0);
+        L.w.g_pos_b = pb.g(0);
+      }
     } else {
       // the encoder already holds this layer's Q, K, V stacked (its LayerLinears)
       L.w.qkv_w = enc_->linears[l].qkv_w.data();
@@ -171,6 +205,10 @@ TaskModel::TaskModel(std::shared_ptr<Encoder> enc, TrainConfig cfg)
       L.w.o_w = w.o_w; L.w.o_b = w.o_b; L.w.ln1_w = w.ln1_w; L.w.ln1_b = w.ln1_b;
       L.w.f1_w = w.ffn_in_w; L.w.f1_b = w.ffn_in_b; L.w.f2_w = w.ffn_out_w; L.w.f2_b = w.ffn_out_b;
       L.w.ln2_w = w.ln2_w; L.w.ln2_b = w.ln2_b;
+      if (ec.dis.on && !ec.dis.share_key) {
+        L.w.pos_w = enc_->pos_w[l].data();
+        L.w.pos_b = enc_->pos_b[l].data();
+      }
     }
     if (L.adapters) {
       const int64_t b = cfg_.adapter_size;
@@ -292,7 +330,8 @@ std::string forward_saving(Pass& p) {
     grow(m.emb_mean, N);
     grow(m.emb_rstd, N);
     embeddings_forward(m.tables(), x0.data(), m.emb_s.data(), m.emb_mean.data(), m.emb_rstd.data(), p.in.ids,
-                       p.in.positions, p.in.types, N, H, p.enc.cfg.eps);
+                       p.in.positions, p.in.types, N, H, p.enc.cfg.eps,
+                       p.enc.cfg.mask_embeddings ? p.in.mask : nullptr);
   } else {
     // frozen embeddings (and frozen prefix layers): the encoder's forward, no dropout in the prefix
     std::string err = encoder_forward(p.enc, x0.data(), p.in.ids, p.in.positions, p.in.types, p.in.mask,
@@ -345,7 +384,7 @@ std::string forward_only(Pass& p) {
     x = p.in.hidden;
   } else if (m.embeddings_in_graph) {
     embeddings_forward(m.tables(), m.hidden.data(), nullptr, nullptr, nullptr, p.in.ids, p.in.positions,
-                       p.in.types, N, H, p.enc.cfg.eps);
+                       p.in.types, N, H, p.enc.cfg.eps, p.enc.cfg.mask_embeddings ? p.in.mask : nullptr);
   } else {
     std::string err = encoder_forward(p.enc, m.hidden.data(), p.in.ids, p.in.positions, p.in.types, p.in.mask,
                                       B, T, m.first, p.in.threads);
@@ -444,6 +483,10 @@ std::string backward(Pass& p) {
     m.ws.drel.assign((size_t)(p.shape.threads * heads * W), 0.0f);
     p.shape.drel = m.ws.drel.data();
   }
+  if (m.g_rel_emb) {  // DeBERTa-v2's relative table: every layer adds its rows' gradient
+    m.ddis_table.assign((size_t)(2 * p.enc.cfg.dis.span * H), 0.0f);
+    p.shape.ddis_table = m.ddis_table.data();
+  }
   for (int64_t li = (int64_t)m.layers.size() - 1; li >= 0; li--) {
     TLayer& L = m.layers[li];
     const bool need_dx = li > 0 || m.embeddings_in_graph;
@@ -458,14 +501,30 @@ std::string backward(Pass& p) {
     relative_bias_backward(p.enc.cfg, m.g_rel, sum, T);
     p.shape.drel = nullptr;
   }
+  if (m.g_rel_emb) {  // table = LN(rel_emb), or rel_emb itself
+    const EncoderConfig& ec = p.enc.cfg;
+    const int64_t rows = 2 * ec.dis.span;
+    if (ec.dis.rel_ln) {
+      std::vector<float> dt((size_t)(rows * H));
+      ops().layernorm_backward(dt.data(), m.g_rel_ln_w, m.g_rel_ln_b, m.ddis_table.data(), m.rel_emb, m.rel_ln_w,
+                               m.dis_mean.data(), m.dis_rstd.data(), rows, H);
+      for (int64_t i = 0; i < rows * H; i++) m.g_rel_emb[i] += dt[i];
+    } else {
+      for (int64_t i = 0; i < rows * H; i++) m.g_rel_emb[i] += m.ddis_table[i];
+    }
+    p.shape.ddis_table = nullptr;
+  }
   if (m.embeddings_in_graph) {
-    // x0 = dropout(LN(word + position + type))
+    // x0 = dropout(LN(word + position + type) [* mask])
     if (p.p_hid > 0) dropout_backward(d, m.emb_mask.data(), d, N * H, p.p_hid);
+    if (p.enc.cfg.mask_embeddings)
+      for (int64_t i = 0; i < N; i++)
+        if (!p.in.mask[i]) std::memset(d + i * H, 0, H * sizeof(float));
     float* demb = m.ws.dB.data();
     ops().layernorm_backward(demb, m.g_ln_w, m.g_ln_b, d, m.emb_s.data(), m.emb_ln_w, m.emb_mean.data(),
                              m.emb_rstd.data(), N, H);
     embedding_backward(m.g_word, demb, p.in.ids, N, H);
-    embedding_backward(m.g_pos, demb, p.in.positions, N, H);
+    if (m.g_pos) embedding_backward(m.g_pos, demb, p.in.positions, N, H);
     if (m.g_type) {
       std::vector<int32_t> zeros;
       const int32_t* types = p.in.types;
@@ -503,6 +562,24 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   // MPNet's relative position bias (this model's copy in mode full, else the encoder's)
   relative_bias(ec, m.rel_table ? m.rel_table : enc_->rel_bias, in.T, m.ws.rel);
   if (!m.ws.rel.empty()) s.rel = m.ws.rel.data();
+  // DeBERTa-v2: the relative table (this model's, after its LayerNorm, in mode full; else
+  // the encoder's) and the row of each offset
+  if (ec.dis.scale_factor != 1.0f || ec.dis.on) s.dis = &ec.dis;
+  if (ec.dis.on) {
+    if (m.rel_emb) {
+      const int64_t rows = 2 * ec.dis.span;
+      grow(m.dis_table, rows * ec.hidden);
+      grow(m.dis_mean, rows);
+      grow(m.dis_rstd, rows);
+      disentangled_table(ec, m.rel_emb, m.rel_ln_w, m.rel_ln_b, m.dis_table.data(), m.dis_mean.data(),
+                         m.dis_rstd.data());
+      s.dis_table = m.dis_table.data();
+    } else {
+      s.dis_table = enc_->rel_table.data();
+    }
+    disentangled_rows(ec.dis, in.T, m.dis_rows);
+    s.dis_rows = m.dis_rows.data();
+  }
   Pass p{m, cfg_, *enc_, in, s, cfg_.bf16 ? &gemm_bf16 : &gemm_f32,
          train ? cfg_.hidden_dropout : 0.0f, train ? cfg_.attention_dropout : 0.0f,
          train ? cfg_.head_dropout : 0.0f, m.step_counter++, recycled};

@@ -159,6 +159,13 @@ export class Encoder {
         typeVocab: s.typeVocabSize,
         relBuckets: s.relativeBuckets,
         eps: s.layerNormEps,
+        ...(s.disentangled
+          ? {
+              absPositions: s.disentangled.absolutePositions,
+              maskEmbeddings: true,
+              disentangled: s.disentangled,
+            }
+          : {}),
         precision,
       },
       ckpt.tensors,

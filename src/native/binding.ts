@@ -5,6 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import type { DisentangledShape } from '../model/families';
 
 /** Canonical weight slots the native encoder knows (see src/model/families.ts). */
 export interface NativeTensorSpec {
@@ -30,6 +31,12 @@ export interface NativeEncoderConfig {
   precision: 'fp32' | 'bf16';
   /** buckets of MPNet's relative position bias (0 or absent: none) */
   relBuckets?: number;
+  /** absolute position embeddings are added (default true; DeBERTa-v2 may turn them off) */
+  absPositions?: boolean;
+  /** the embeddings are multiplied by the attention mask (DeBERTa-v2) */
+  maskEmbeddings?: boolean;
+  /** DeBERTa-v2's disentangled attention (absolutePositions is read from absPositions) */
+  disentangled?: DisentangledShape;
 }
 
 export interface NativeEncoder {

@@ -62,6 +62,17 @@ describe('the native boundary refuses what would crash it', () => {
     expectRefused('fakeThis', /Illegal invocation|must be called on a NativeEncoder/);
     expectRefused('prototypeObject', /Illegal invocation|must be called on a TaskModel/);
   });
+  it("a forged DeBERTa-v2 attention config is refused, never read past the relative table", () => {
+    expectRefused('disentangledForged', new RegExp([
+      'config\\.disentangled must be an object',
+      'tensor encoder\\.rel_embeddings: unknown slot or wrong element count',
+      'config\\.disentangled\\.maxRelative',
+      'config\\.disentangled\\.shareKey must be a boolean',
+      'tensor encoder\\.rel_embeddings was not given',
+      'tensor layer\\.0\\.attn\\.pos_k was not given',
+    ].join('.* \\| .*')));
+  });
+
   it('a prefetch plan with offsets that are not record offsets is refused', () => {
     expectRefused('planNegativeOffset', /plan record 0: offset .* is not a record offset/);
   });

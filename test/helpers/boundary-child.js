@@ -24,6 +24,35 @@ function plan(n, over = {}) {
 }
 
 const cases = {
+  // DeBERTa-v2's disentangled-attention config forged against the tensors it needs: each
+  // attempt must be refused (their messages are joined)
+  async disentangledForged() {
+    const { readCheckpoint } = require(path.resolve(__dirname, '..', '..', 'lib', 'model', 'checkpoint'));
+    const ck = readCheckpoint(path.join(path.dirname(extra), 'tiny-deberta-v2'));
+    const s = ck.shape;
+    const cfg = {
+      vocab: s.vocabSize, hidden: s.hidden, layers: s.layers, heads: s.heads, intermediate: s.intermediate,
+      maxPositions: s.maxPositions, typeVocab: 0, eps: 1e-7, precision: 'fp32', absPositions: false, maskEmbeddings: true,
+    };
+    const attempts = [
+      [{ ...cfg, disentangled: 'x' }, ck.tensors],
+      [{ ...cfg, disentangled: { ...s.disentangled, buckets: 1 << 15 } }, ck.tensors],
+      [{ ...cfg, disentangled: { ...s.disentangled, maxRelative: 0 } }, ck.tensors],
+      [{ ...cfg, disentangled: { ...s.disentangled, shareKey: 1 } }, ck.tensors],
+      [{ ...cfg, disentangled: s.disentangled }, ck.tensors.filter((t) => t.slot !== 'encoder.rel_embeddings')],
+      [{ ...cfg, disentangled: { ...s.disentangled, shareKey: false } }, ck.tensors],
+    ];
+    const errors = [];
+    for (const [c, t] of attempts) {
+      try {
+        (await native().loadEncoder(c, t)).close();
+        errors.push('loaded');
+      } catch (e) {
+        errors.push(e.message);
+      }
+    }
+    throw new Error(errors.join(' | '));
+  },
   // the index database: a statement used after its database closed
   async sqliteStatementAfterClose() {
     const db = new (native().SqliteDatabase)(path.join(storeDir, 'index.sqlite'), true, true);

@@ -38,7 +38,7 @@ describe('bf16 compute precision', () => {
     }
   });
 
-  for (const name of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert', 'minilm']) {
+  for (const name of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert', 'tiny-deberta-v2', 'tiny-deberta-v2-b', 'minilm']) {
     it(`${name}: every layer close to fp32, and recycling is still exact`, async () => {
       const dir = name === 'minilm' ? requireMiniLM() : path.join(FIXTURES, name);
       const f32 = await Encoder.load(dir);

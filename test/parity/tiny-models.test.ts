@@ -9,7 +9,7 @@ import { FIXTURES, f32, int32, loadTensors, maxAbsDiffMasked } from '../helpers/
 
 interface BatchSpec { texts: string[]; pairs: string[] | null; maxLength: number | null; padding: string | null }
 
-for (const name of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert', 'tiny-mpnet']) {
+for (const name of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert', 'tiny-mpnet', 'tiny-deberta-v2', 'tiny-deberta-v2-b']) {
   describe(`${name} parity with transformers`, () => {
     const dir = path.join(FIXTURES, name);
     const expected = loadTensors(path.join(dir, 'expected.safetensors'));

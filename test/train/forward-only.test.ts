@@ -126,9 +126,9 @@ describe('padding is skipped (rows run packed)', () => {
   });
 });
 
-describe('MPNet (relative position bias) in the task models', () => {
-  it('every mode trains on the tiny MPNet, and forward-only logits equal evaluation within 1e-5', async () => {
-    const mp = await Encoder.load(path.join(FIXTURES, 'tiny-mpnet'), { threads: 2 });
+describe('relative positions (MPNet, DeBERTa-v2) in the task models', () => {
+  it.each(['tiny-mpnet', 'tiny-deberta-v2', 'tiny-deberta-v2-b'])('every mode trains on %s, and forward-only logits equal evaluation within 1e-5', async (name) => {
+    const mp = await Encoder.load(path.join(FIXTURES, name), { threads: 2 });
     try {
       const b = await mp.tokenize(TEXTS, {});
       for (const mode of TRAIN_MODES) {

@@ -8,7 +8,7 @@ import { linearSchedule, TaskModel, TrainInput, TrainMode, HeadKind } from '../.
 import { FIXTURES, f32, int32, loadTensors } from '../helpers/fixtures';
 
 interface Case {
-  family: 'bert' | 'roberta' | 'mpnet'; mode: TrainMode; head: HeadKind; numLabels: number; classWeights: number[] | null;
+  family: 'bert' | 'roberta' | 'mpnet' | 'deberta-v2' | 'deberta-v2-b'; mode: TrainMode; head: HeadKind; numLabels: number; classWeights: number[] | null;
   prefix: string; loss: number; trainable: string[]; frozen: string[]; adam: boolean; adamLosses?: number[];
 }
 const meta = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'train-parity.json'), 'utf8')) as {
@@ -33,7 +33,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
 
 const encoders = new Map<string, Encoder>();
 beforeAll(async () => {
-  for (const f of ['bert', 'roberta', 'mpnet']) encoders.set(f, await Encoder.load(path.join(FIXTURES, `tiny-${f}`), { threads: 2 }));
+  for (const f of ['bert', 'roberta', 'mpnet', 'deberta-v2', 'deberta-v2-b']) encoders.set(f, await Encoder.load(path.join(FIXTURES, `tiny-${f}`), { threads: 2 }));
 });
 afterAll(() => encoders.forEach((e) => e.close()));
 
@@ -96,8 +96,24 @@ describe('gradient parity with PyTorch', () => {
  * float32 roundings amplified by Adam's per-element normalisation.
  */
 const ADAM_TOL = 5e-5;
-/** Elements with a non-zero first gradient below 1e-5 of the largest: 7 at most in the fixtures (bert.full: 7 of 40,707). */
-const NOISE_MAX = 7;
+/**
+ * Elements with a non-zero first gradient below 1e-5 of the largest, counted per case: 7 at
+ * most for BERT, RoBERTa and MPNet (bert.full: 7 of 40,707), 10 for DeBERTa-v2
+ * (deberta-v2-b.full: 10 of 72,323).
+ */
+const NOISE_MAX = 10;
+
+/**
+ * Parameters whose gradient is exactly zero in theory: a bias that adds the same amount to
+ * every score of a query's row, which softmax ignores. That is the key bias (q_i . b_k), and
+ * DeBERTa-v2's position-key bias in its content-to-position term (q_i . b_pk); but not the
+ * key bias of a DeBERTa-v2 with position-to-content terms, where b_k . posq[i - j] changes
+ * with the key j (tiny-deberta-v2 has them; tiny-deberta-v2-b has c2p only).
+ */
+function zeroInTheory(family: string, name: string): boolean {
+  if (name.endsWith('attn.pos_k.bias')) return true;
+  return name.endsWith('attn.k.bias') && family !== 'deberta-v2';
+}
 
 describe('AdamW parity with torch.optim.AdamW', () => {
   for (const c of meta.cases.filter((x) => x.adam)) {
@@ -115,8 +131,8 @@ describe('AdamW parity with torch.optim.AdamW', () => {
       // gradient is at float32 noise level takes steps of about +-lr whose sign is the
       // noise's, in both implementations. Two kinds of element are therefore held only
       // to that (|difference| < 2 x the summed learning rate), not to ADAM_TOL:
-      // - every key bias (`attn.k.bias`): its gradient is exactly zero in theory (it
-      //   shifts every score of a row equally, which softmax ignores);
+      // - every bias whose gradient is exactly zero in theory (zeroInTheory: it shifts
+      //   every score of a row equally, which softmax ignores);
       // - at most NOISE_MAX other elements whose first gradient is non-zero but below
       //   1e-5 of the model's largest (which ones is fixed by the fixture's gradients).
       // Exact zeros (embedding rows the batch does not use) are compared: only weight
@@ -128,7 +144,7 @@ describe('AdamW parity with torch.optim.AdamW', () => {
       for (const name of c.trainable) {
         const a = model.parameter(name), b = f32(ref, `${c.prefix}.after.${name}`);
         const g0 = f32(ref, `${c.prefix}.grad.${name}`);
-        const theoreticallyZero = name.endsWith('attn.k.bias');
+        const theoreticallyZero = zeroInTheory(c.family, name);
         for (let i = 0; i < a.length; i++) {
           const d = Math.abs(a[i] - b[i]);
           if (theoreticallyZero || (g0[i] !== 0 && Math.abs(g0[i]) <= floor)) {
@@ -140,11 +156,11 @@ describe('AdamW parity with torch.optim.AdamW', () => {
           if (d > worst) { worst = d; worstName = name; }
         }
       }
-      const keyBiasTotal = c.trainable.filter((n) => n.endsWith('attn.k.bias')).reduce((t, n) => t + model.parameter(n).length, 0);
+      const keyBiasTotal = c.trainable.filter((n) => zeroInTheory(c.family, n)).reduce((t, n) => t + model.parameter(n).length, 0);
       console.log(`${c.prefix}: AdamW max abs difference ${worst.toExponential(2)} over ${compared} values; left out: ${keyBias} key-bias and ${noise} noise-level-gradient values (max difference ${worstLeftOut.toExponential(2)})`);
       expect(keyBias).toBe(keyBiasTotal);
       expect(noise).toBeLessThanOrEqual(NOISE_MAX);
-      expect(keyBias + noise, 'values left out').toBeLessThanOrEqual(0.005 * (compared + keyBias + noise));
+      expect(keyBias + noise, 'values left out').toBeLessThanOrEqual(0.01 * (compared + keyBias + noise));
       expect(worstLeftOut).toBeLessThan(2 * lrSum);
       expect(worst, `worst: ${worstName}`).toBeLessThan(ADAM_TOL);
     });

@@ -71,6 +71,27 @@ describe('loading a model directory', () => {
     await expect(Encoder.load(d)).rejects.toThrow(/activation "relu" is not supported/);
   });
 
+  it("DeBERTa-v2's convolution layer, a projected embedding and an unknown pos_att_type are refused by name", async () => {
+    const conv = fresh('tiny-deberta-v2');
+    editConfig(conv, (c) => { c.conv_kernel_size = 3; });
+    await expect(Encoder.load(conv)).rejects.toThrow(/"conv_kernel_size" is 3: the convolution layer of the larger DeBERTa-v2 checkpoints is not supported/);
+    const proj = fresh('tiny-deberta-v2');
+    editConfig(proj, (c) => { c.embedding_size = 16; });
+    await expect(Encoder.load(proj)).rejects.toThrow(/"embedding_size" 16 differs from hidden_size 32/);
+    const p2p = fresh('tiny-deberta-v2');
+    editConfig(p2p, (c) => { c.pos_att_type = 'p2c|p2p'; });
+    await expect(Encoder.load(p2p)).rejects.toThrow(/"pos_att_type" entry "p2p" is not supported; DeBERTa-v2 has "c2p" and "p2c"/);
+    const bad = fresh('tiny-deberta-v2');
+    editConfig(bad, (c) => { c.share_att_key = 'yes'; });
+    await expect(Encoder.load(bad)).rejects.toThrow(/"share_att_key" must be true or false, got "yes"/);
+  });
+
+  it('a DeBERTa-v2 whose relative embeddings disagree with position_buckets', async () => {
+    const d = fresh('tiny-deberta-v2');
+    editConfig(d, (c) => { c.position_buckets = 16; });
+    await expect(Encoder.load(d)).rejects.toThrow(/rel_embeddings\.weight has shape \[16, 32\] but config\.json implies \[32, 32\]/);
+  });
+
   it('a config missing a required number', async () => {
     const d = fresh();
     editConfig(d, (c) => { delete c.num_attention_heads; });
