@@ -1,18 +1,9 @@
 #include "kernels/train_ops.h"
+#include "kernels/rng.h"
 #include <cmath>
 #include <vector>
 
 namespace er {
-
-static inline uint32_t mix(uint64_t seed, uint64_t stream, uint64_t i) {
-  // splitmix64 over a combination of the three counters
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ (stream + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full ^ i;
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (uint32_t)(z >> 32);
-}
 
 void dropout_forward(float* out, uint8_t* mask, const float* inp, int64_t n, float p,
                      uint64_t seed, uint64_t stream) {
@@ -20,7 +11,7 @@ void dropout_forward(float* out, uint8_t* mask, const float* inp, int64_t n, flo
   const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
-    uint8_t keep = mix(seed, stream, (uint64_t)i) >= threshold;
+    uint8_t keep = counter_hash(seed, stream, (uint64_t)i) >= threshold;
     mask[i] = keep;
     out[i] = keep ? inp[i] * scale : 0.0f;
   }

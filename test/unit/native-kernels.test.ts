@@ -16,3 +16,21 @@ describe('native kernels', () => {
     expect(r.status, out).toBe(0);
   });
 });
+
+/** nvcc is on PATH and the build was not told ER_CUDA=off: the CUDA kernels are then built. */
+function cudaBuilt(): boolean {
+  if ((process.env.ER_CUDA ?? '').toLowerCase() === 'off') return false;
+  return spawnSync('nvcc', ['--version'], { encoding: 'utf8' }).status === 0;
+}
+
+describe.skipIf(!cudaBuilt())('CUDA kernels (built where nvcc is found)', () => {
+  it('compile and link, and their test runs: every kernel against its CPU reference on a GPU, else SKIP', () => {
+    const bin = path.join(ROOT, 'build', 'er_cuda_kernels_test');
+    expect(fs.existsSync(bin), `${bin} is built by npm run build:native when nvcc is found`).toBe(true);
+    const r = spawnSync(bin, { encoding: 'utf8', timeout: 300_000 });
+    const out = `${r.stdout}${r.stderr}`;
+    console.log(out.split('\n').filter((l) => /^(SKIP|device|\d+ of)/.test(l)).join('\n'));
+    expect(out, out).toMatch(/^SKIP: no CUDA device|\n0 of \d+ checks failed/);
+    expect(r.status, out).toBe(0);
+  });
+});

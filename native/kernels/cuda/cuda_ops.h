@@ -1,0 +1,85 @@
+// The GPU kernels of the encoder and the training engine that are not GEMMs: the CUDA
+// mirror of kernels/ops.h and kernels/train_ops.h, with the same conventions (outputs
+// first, then saved state, inputs, weights, sizes; forward outputs written, parameter
+// gradients accumulated) and the same arithmetic, so each is tested against its CPU
+// reference (native/tests/cuda_kernels_test.cpp).
+//
+// Every pointer is device memory. Each launcher enqueues its kernels on `stream` and
+// returns "" or an error that names the kernel and carries the CUDA error text; none
+// aborts, exits or synchronises (errors of the kernel's own execution surface at the
+// caller's next synchronisation, see check_stream).
+#pragma once
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <string>
+
+namespace er {
+namespace cuda {
+
+// "" when a call succeeded, else "<what>: <CUDA error name>: <text>"
+std::string error_text(cudaError_t e, const char* what);
+// waits for the stream and reports an error a kernel hit while it ran
+std::string check_stream(cudaStream_t stream, const char* what);
+
+// ---- conversions (IEEE binary16 and bfloat16, round to nearest even; NaN stays NaN) ----
+std::string f32_to_f16(uint16_t* out, const float* inp, int64_t n, cudaStream_t stream);
+std::string f16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t stream);
+std::string f32_to_bf16(uint16_t* out, const float* inp, int64_t n, cudaStream_t stream);
+std::string bf16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t stream);
+
+// ---- forward ----
+// out (N, C) = gelu(inp + bias), exact erf GELU; bias (C) may be null; out may alias inp
+std::string bias_gelu_forward(float* out, const float* inp, const float* bias, int64_t N, int64_t C,
+                              cudaStream_t stream);
+// out (N, C) = LayerNorm(inp + residual) * weight + bias (two-pass mean and variance, one
+// block per row); residual may be null; mean, rstd (N) written when non-null; out may alias inp
+std::string layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* residual,
+                              const float* weight, const float* bias, int64_t N, int64_t C, float eps,
+                              cudaStream_t stream);
+// in place on rows of scores (rows, T): p = softmax(scale * s) over the keys whose key_mask
+// (T) is non-zero; masked keys get 0; a row with no key left becomes all 0
+std::string softmax_masked_forward(float* scores, const int32_t* key_mask, float scale, int64_t rows, int64_t T,
+                                   cudaStream_t stream);
+// out (N, C) = word[ids] + position[positions] + type[types]; position, type (and types) may
+// be null (none added, type 0)
+std::string embedding_sum(float* out, const float* word, const float* position, const float* type,
+                          const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N,
+                          int64_t C, cudaStream_t stream);
+
+// ---- backward ----
+// dinp (n) = dout * gelu'(inp); dinp may alias dout
+std::string gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t stream);
+// dinp (N, C) from dout; dweight, dbias (C) += (may be null); inp is the LayerNorm's input
+// (x + residual), mean, rstd (N) from forward. The parameter gradients are column sums in a
+// fixed order (deterministic). dinp may alias dout.
+std::string layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                               cudaStream_t stream);
+// ds (rows, T) = p * (dp - sum_t p dp); ds may alias dp
+std::string softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T,
+                             cudaStream_t stream);
+// dbias (C) += column sums of dout (N, C), in a fixed order
+std::string bias_backward(float* dbias, const float* dout, int64_t N, int64_t C, cudaStream_t stream);
+
+// ---- training ----
+// Softmax cross-entropy over logits (N, L) with targets (N) (< 0: ignored), class weights
+// (L) and a logit mask (N, L; where 0 the logit is left out), both may be null: loss (1
+// float) = sum_i w[y_i] nll_i / sum_i w[y_i] (0 when every target is ignored); dlogits
+// (N, L) = scale w[y_i] (softmax_i - onehot_i) / sum_i w[y_i] (null: not computed).
+// scratch: 2 N + 1 floats.
+std::string cross_entropy(float* dlogits, float* loss, const float* logits, const int32_t* targets,
+                          const float* weights, const uint8_t* mask, int64_t N, int64_t L, float scale,
+                          float* scratch, cudaStream_t stream);
+// One AdamW step, PyTorch's formula (as kernels/train_ops.h adamw_update)
+std::string adamw_update(float* param, float* m, float* v, const float* grad, int64_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, int64_t t, float grad_scale,
+                         cudaStream_t stream);
+// Dropout with the CPU's counter-based generator: the same (seed, stream) keeps the same
+// elements on either device. out may alias inp; dinp may alias dout.
+std::string dropout_forward(float* out, uint8_t* mask, const float* inp, int64_t n, float p, uint64_t seed,
+                            uint64_t stream_id, cudaStream_t stream);
+std::string dropout_backward(float* dinp, const uint8_t* mask, const float* dout, int64_t n, float p,
+                             cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace er
