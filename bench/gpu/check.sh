@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The GPU checks, in one run on a machine with an NVIDIA GPU, nvcc, CMake and ninja (no
-# Node.js, no network needed):
-#   1. builds bench/gpu (the CUDA kernels and their CPU references) for this GPU;
+# The GPU checks, in one run on a machine with an NVIDIA GPU, nvcc, CMake, ninja and a
+# python3 with PyTorch + transformers (no Node.js, no network needed):
+#   1. builds bench/gpu (the CUDA kernels, cuBLAS GEMMs, the GPU encoder, their CPU
+#      references) for this GPU;
 #   2. runs every CUDA kernel against its CPU reference on fresh random inputs, outputs
-#      poisoned before each run (native/tests/cuda_kernels_test.cpp), and prints its table.
-# Writes the log and the table under $OUT (default bench/.work/gpu). Exits non-zero when
-# a check fails. On a machine without a GPU it builds, then reports SKIP.
+#      poisoned before each run (native/tests/cuda_kernels_test.cpp);
+#   3. runs the GPU encoder against transformers on the same GPU, every layer, fp32, bf16
+#      and fp16, then times both (bench/gpu/encoder_check.py), on a BERT-base-shaped model
+#      and, when bench/.work/gpu-minilm holds it, the real all-MiniLM-L6-v2 (prepare it here
+#      first: python3 bench/gpu/encoder_check.py --prepare-minilm models/all-MiniLM-L6-v2
+#      bench/.work/gpu-minilm, and carry that folder);
+# and prints the tables. Writes the logs and gpu-check.md under $OUT (default
+# bench/.work/gpu). Exits non-zero when a check fails. On a machine without a GPU it
+# builds, then reports SKIP.
 #
 #   bash bench/gpu/check.sh
 set -euo pipefail
@@ -37,5 +44,13 @@ echo "built for sm_${arch} in $(( $(date +%s) - start )) s"
 status=0
 "$build/er_cuda_kernels_test" | tee "$out/kernels.log" || status=$?
 sed -n '/^| kernel |/,$p' "$out/kernels.log" >>"$out/gpu-check.md"
+minilm=()
+[ -f bench/.work/gpu-minilm/config.json ] && minilm=(--minilm bench/.work/gpu-minilm)
+if python3 -c "import torch, transformers" >/dev/null 2>&1; then
+  python3 bench/gpu/encoder_check.py --bin "$build/er_gpu_encoder" --out "$out" "${minilm[@]}" 2>&1 |
+    tee "$out/encoder.log" || status=1
+else
+  echo "SKIP: no python3 with torch and transformers for the encoder checks"
+fi
 echo "table: $out/gpu-check.md"
 exit $status

@@ -178,12 +178,14 @@ __global__ void column_sum_k(float* dbias, const float* dout, int64_t N, int64_t
 
 // ---- softmax (one warp per row)
 
-__global__ void softmax_masked_forward_k(float* scores, const int32_t* key_mask, float scale, int64_t rows,
-                                         int64_t T) {
+// rows_per_mask consecutive rows share one (T) row of key_mask
+__global__ void softmax_masked_forward_k(float* scores, const int32_t* key_mask_rows, float scale, int64_t rows,
+                                         int64_t T, int64_t rows_per_mask) {
   const int64_t row = blockIdx.x * (int64_t)kWarpsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;
   float* p = scores + row * T;
+  const int32_t* key_mask = key_mask_rows + (row / rows_per_mask) * T;
   float mx = -INFINITY;
   for (int64_t t = lane; t < T; t += 32)
     if (key_mask[t]) mx = fmaxf(mx, p[t] * scale);
@@ -386,8 +388,19 @@ std::string softmax_masked_forward(float* scores, const int32_t* key_mask, float
   if (rows <= 0 || T <= 0) return "";
   const int64_t grid = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (grid > kMaxGrid) return too_many_rows("softmax_masked_forward", rows);
-  softmax_masked_forward_k<<<(unsigned)grid, 32 * kWarpsPerBlock, 0, stream>>>(scores, key_mask, scale, rows, T);
+  softmax_masked_forward_k<<<(unsigned)grid, 32 * kWarpsPerBlock, 0, stream>>>(scores, key_mask, scale, rows, T, rows);
   return launched("softmax_masked_forward");
+}
+
+std::string softmax_masked_batched(float* scores, const int32_t* mask, float scale, int64_t B, int64_t rows_per_row,
+                                   int64_t T, cudaStream_t stream) {
+  const int64_t rows = B * rows_per_row;
+  if (rows <= 0 || T <= 0) return "";
+  const int64_t grid = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (grid > kMaxGrid) return too_many_rows("softmax_masked_batched", rows);
+  softmax_masked_forward_k<<<(unsigned)grid, 32 * kWarpsPerBlock, 0, stream>>>(scores, mask, scale, rows, T,
+                                                                               rows_per_row);
+  return launched("softmax_masked_batched");
 }
 
 std::string softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T,

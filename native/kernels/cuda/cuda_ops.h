@@ -40,6 +40,10 @@ std::string layernorm_forward(float* out, float* mean, float* rstd, const float*
 // (T) is non-zero; masked keys get 0; a row with no key left becomes all 0
 std::string softmax_masked_forward(float* scores, const int32_t* key_mask, float scale, int64_t rows, int64_t T,
                                    cudaStream_t stream);
+// the same over a batch: scores (B, rows_per_row, T), row b's keys masked by mask (B, T)
+// (attention: rows_per_row = heads x T)
+std::string softmax_masked_batched(float* scores, const int32_t* mask, float scale, int64_t B, int64_t rows_per_row,
+                                   int64_t T, cudaStream_t stream);
 // out (N, C) = word[ids] + position[positions] + type[types]; position, type (and types) may
 // be null (none added, type 0)
 std::string embedding_sum(float* out, const float* word, const float* position, const float* type,

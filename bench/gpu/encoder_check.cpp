@@ -1,0 +1,185 @@
+// The GPU encoder (native/model/cuda_encoder.h) on weights and inputs that
+// bench/gpu/encoder_check.py wrote, without Node:
+//
+//   er_gpu_encoder DIR PRECISION LAYERS REPS
+//
+// DIR/manifest.txt: "config <vocab> <hidden> <layers> <heads> <intermediate> <max_positions>
+// <type_vocab> <eps>", then "tensor <slot> <offset> <count>" lines into DIR/weights.bin
+// (fp32). DIR/parity.bin and DIR/timing.bin: int32 B, T, then ids, positions, types and
+// mask, (B, T) each. PRECISION: fp32, bf16 or fp16. LAYERS: comma-separated layers whose
+// hidden states on the parity batch go to DIR/out-PRECISION-LAYER.bin. Then, on the timing
+// batch with its inputs on the GPU, REPS timed runs (after warm-up) of the whole forward
+// and of the recycled part (layers N/2 + 1 .. N), measured with CUDA events; prints one
+// JSON line with the medians in milliseconds.
+#include <cuda_runtime.h>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+#include "kernels/cuda/cuda_ops.h"
+#include "model/cuda_encoder.h"
+
+namespace cu = er::cuda;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) {
+  std::fprintf(stderr, "er_gpu_encoder: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+void check(const std::string& err, const char* what) {
+  if (!err.empty()) fail(std::string(what) + ": " + err);
+}
+
+std::vector<char> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("cannot read " + path);
+  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+struct Batch {
+  int32_t B = 0, T = 0;
+  std::vector<int32_t> ids, pos, types, mask;
+};
+
+Batch read_batch(const std::string& path) {
+  std::vector<char> raw = read_file(path);
+  if (raw.size() < 8) fail(path + " is too short");
+  Batch b;
+  std::memcpy(&b.B, raw.data(), 4);
+  std::memcpy(&b.T, raw.data() + 4, 4);
+  const size_t n = (size_t)b.B * b.T;
+  if (raw.size() != 8 + 16 * n) fail(path + " does not hold 4 arrays of B x T int32");
+  for (int k = 0; k < 4; k++) {
+    std::vector<int32_t>& v = k == 0 ? b.ids : k == 1 ? b.pos : k == 2 ? b.types : b.mask;
+    v.resize(n);
+    std::memcpy(v.data(), raw.data() + 8 + 4 * n * k, 4 * n);
+  }
+  return b;
+}
+
+template <class T>
+T* to_device(const std::vector<T>& v) {
+  T* p = nullptr;
+  check(cu::error_text(cudaMalloc(&p, v.size() * sizeof(T)), "cudaMalloc"), "inputs");
+  check(cu::error_text(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "upload"), "inputs");
+  return p;
+}
+
+double median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) fail("usage: er_gpu_encoder DIR fp32|bf16|fp16 LAYERS REPS");
+  const std::string dir = argv[1], prec = argv[2];
+  const cu::DType in = prec == "bf16" ? cu::DType::BF16 : prec == "fp16" ? cu::DType::F16 : cu::DType::F32;
+  if (prec != "fp32" && prec != "bf16" && prec != "fp16") fail("precision must be fp32, bf16 or fp16");
+  const int reps = std::atoi(argv[4]);
+
+  // weights
+  std::vector<char> raw = read_file(dir + "/weights.bin");
+  const float* W = (const float*)raw.data();
+  const size_t total = raw.size() / 4;
+  cu::HostEncoder h;
+  std::map<std::string, const float*> slots;
+  std::ifstream mf(dir + "/manifest.txt");
+  if (!mf) fail("cannot read " + dir + "/manifest.txt");
+  std::string line;
+  while (std::getline(mf, line)) {
+    std::istringstream s(line);
+    std::string kind;
+    s >> kind;
+    if (kind == "config") {
+      s >> h.vocab >> h.hidden >> h.layers >> h.heads >> h.intermediate >> h.max_positions >> h.type_vocab >> h.eps;
+    } else if (kind == "tensor") {
+      std::string slot;
+      size_t off = 0, count = 0;
+      s >> slot >> off >> count;
+      if (off + count > total) fail("tensor " + slot + " runs past weights.bin");
+      slots[slot] = W + off;
+    }
+  }
+  auto get = [&](const std::string& slot) -> const float* {
+    auto it = slots.find(slot);
+    if (it == slots.end()) fail("manifest has no tensor " + slot);
+    return it->second;
+  };
+  h.word = get("embeddings.word");
+  h.position = get("embeddings.position");
+  h.type = h.type_vocab > 0 ? get("embeddings.token_type") : nullptr;
+  h.ln_w = get("embeddings.ln.weight");
+  h.ln_b = get("embeddings.ln.bias");
+  for (int64_t l = 0; l < h.layers; l++) {
+    const std::string p = "layer." + std::to_string(l) + ".";
+    cu::HostLayer L;
+    L.q_w = get(p + "attn.q.weight"); L.q_b = get(p + "attn.q.bias");
+    L.k_w = get(p + "attn.k.weight"); L.k_b = get(p + "attn.k.bias");
+    L.v_w = get(p + "attn.v.weight"); L.v_b = get(p + "attn.v.bias");
+    L.o_w = get(p + "attn.out.weight"); L.o_b = get(p + "attn.out.bias");
+    L.ln1_w = get(p + "attn.ln.weight"); L.ln1_b = get(p + "attn.ln.bias");
+    L.f1_w = get(p + "ffn.in.weight"); L.f1_b = get(p + "ffn.in.bias");
+    L.f2_w = get(p + "ffn.out.weight"); L.f2_b = get(p + "ffn.out.bias");
+    L.ln2_w = get(p + "ffn.ln.weight"); L.ln2_b = get(p + "ffn.ln.bias");
+    h.layer.push_back(L);
+  }
+  std::unique_ptr<cu::CudaEncoder> enc;
+  check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder");
+
+  // parity: the requested layers of the parity batch, through the host API
+  Batch pb = read_batch(dir + "/parity.bin");
+  std::vector<float> out((size_t)pb.B * pb.T * h.hidden);
+  std::stringstream layers(argv[3]);
+  std::string item;
+  while (std::getline(layers, item, ',')) {
+    const int64_t l = std::stoll(item);
+    check(enc->forward(out.data(), pb.ids.data(), pb.pos.data(), h.type ? pb.types.data() : nullptr, pb.mask.data(),
+                       pb.B, pb.T, l),
+          "parity forward");
+    std::ofstream f(dir + "/out-" + prec + "-" + item + ".bin", std::ios::binary);
+    f.write((const char*)out.data(), out.size() * 4);
+  }
+
+  // timing: inputs already on the GPU, as a serving loop holds them
+  Batch tb = read_batch(dir + "/timing.bin");
+  int32_t *ids = to_device(tb.ids), *pos = to_device(tb.pos), *types = to_device(tb.types), *mask = to_device(tb.mask);
+  float *hid = nullptr, *mid = nullptr;
+  const size_t bytes = (size_t)tb.B * tb.T * h.hidden * 4;
+  check(cu::error_text(cudaMalloc(&hid, bytes), "cudaMalloc"), "timing buffers");
+  check(cu::error_text(cudaMalloc(&mid, bytes), "cudaMalloc"), "timing buffers");
+  const int64_t k = h.layers / 2;
+  check(enc->forward_device(mid, ids, pos, h.type ? types : nullptr, mask, tb.B, tb.T, k), "the layer-k states");
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  auto time = [&](bool suffix) {
+    std::vector<float> ms;
+    for (int r = 0; r < reps + 10; r++) {
+      cudaEventRecord(e0, enc->stream());
+      check(suffix ? enc->forward_from_device(hid, mid, mask, tb.B, tb.T, k, h.layers)
+                   : enc->forward_device(hid, ids, pos, h.type ? types : nullptr, mask, tb.B, tb.T, h.layers),
+            "timed forward");
+      cudaEventRecord(e1, enc->stream());
+      check(cu::check_stream(enc->stream(), "timed forward"), "timed forward");
+      float t = 0;
+      cudaEventElapsedTime(&t, e0, e1);
+      if (r >= 10) ms.push_back(t);  // the first runs warm up (plans, clocks)
+    }
+    return median(ms);
+  };
+  const double full = time(false), suffix = time(true);
+  std::printf("{\"precision\": \"%s\", \"B\": %d, \"T\": %d, \"k\": %lld, \"fullMs\": %.4f, \"suffixMs\": %.4f, "
+              "\"weightBytes\": %llu, \"bufferBytes\": %llu}\n",
+              prec.c_str(), tb.B, tb.T, (long long)k, full, suffix, (unsigned long long)enc->weight_bytes(),
+              (unsigned long long)enc->buffer_bytes());
+  return 0;
+}

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""The GPU encoder against PyTorch + transformers on the same GPU, in one run.
+
+For a BERT-base-shaped model (12 layers, hidden 768, seeded random weights) and, when given,
+the real all-MiniLM-L6-v2 (--minilm DIR), this script
+  1. writes the weights and two batches (a padded parity batch, a 32 x 128 timing batch)
+     for bench/gpu/encoder_check.cpp (er_gpu_encoder);
+  2. runs it in fp32, bf16 and fp16 and compares every layer of the parity batch (real
+     tokens only) with transformers' BertModel in fp32 with TF32 off: fp32 within 1e-4,
+     bf16 and fp16 within 2e-2 (max abs);
+  3. times PyTorch eager on the same inputs (CUDA events, median of --reps runs after
+     warm-up; fp32 with TF32 off, bf16 and fp16 weights), the whole forward and the
+     recycled part (layers N/2 + 1 .. N), beside er_gpu_encoder's own timings;
+  4. prints one markdown table (and appends it to --out/gpu-check.md) and exits 1 when a
+     parity check fails.
+
+    python3 bench/gpu/encoder_check.py --bin build-gpu/er_gpu_encoder --out bench/.work/gpu [--minilm DIR]
+    python3 bench/gpu/encoder_check.py --prepare-minilm models/all-MiniLM-L6-v2 bench/.work/gpu-minilm
+
+The second form (here, before the GPU run) writes an fp16 copy of all-MiniLM-L6-v2 (45 MB,
+small enough to travel with the working tree to the GPU machine, which cannot download it);
+both sides of the comparison then read the same fp16-rounded weights.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, BertConfig, BertModel
+
+EMB = {
+    "embeddings.word_embeddings.weight": "embeddings.word",
+    "embeddings.position_embeddings.weight": "embeddings.position",
+    "embeddings.token_type_embeddings.weight": "embeddings.token_type",
+    "embeddings.LayerNorm.weight": "embeddings.ln.weight",
+    "embeddings.LayerNorm.bias": "embeddings.ln.bias",
+}
+LAYER = {
+    "attention.self.query": "attn.q", "attention.self.key": "attn.k", "attention.self.value": "attn.v",
+    "attention.output.dense": "attn.out", "attention.output.LayerNorm": "attn.ln",
+    "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
+}
+TOL = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
+
+
+def canonical(model):
+    out = {}
+    for name, t in model.state_dict().items():
+        if name in EMB:
+            out[EMB[name]] = t
+            continue
+        parts = name.split(".")
+        if parts[:2] != ["encoder", "layer"] or ".".join(parts[3:-1]) not in LAYER:
+            continue  # pooler, position_ids buffers
+        out[f"layer.{parts[2]}.{LAYER['.'.join(parts[3:-1])]}.{parts[-1]}"] = t
+    return out
+
+
+def make_batch(vocab, B, T, lengths, seed, types=True):
+    g = np.random.default_rng(seed)
+    ids = np.zeros((B, T), np.int32)
+    mask = np.zeros((B, T), np.int32)
+    tt = np.zeros((B, T), np.int32)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = g.integers(1000, vocab, n)
+        ids[b, 0] = 101
+        mask[b, :n] = 1
+        if types and n > 4:
+            tt[b, n // 2:n] = 1
+    pos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T)).copy()
+    return {"ids": ids, "pos": pos, "types": tt, "mask": mask}
+
+
+def write_inputs(d: Path, model, parity, timing):
+    c = model.config
+    lines = [f"config {c.vocab_size} {c.hidden_size} {c.num_hidden_layers} {c.num_attention_heads} "
+             f"{c.intermediate_size} {c.max_position_embeddings} {c.type_vocab_size} {c.layer_norm_eps}"]
+    off = 0
+    with open(d / "weights.bin", "wb") as f:
+        for name, t in canonical(model).items():
+            a = t.detach().float().cpu().contiguous().numpy()
+            f.write(a.tobytes())
+            lines.append(f"tensor {name} {off} {a.size}")
+            off += a.size
+    (d / "manifest.txt").write_text("\n".join(lines) + "\n")
+    for name, b in (("parity", parity), ("timing", timing)):
+        B, T = b["ids"].shape
+        with open(d / f"{name}.bin", "wb") as f:
+            f.write(np.array([B, T], np.int32).tobytes())
+            for k in ("ids", "pos", "types", "mask"):
+                f.write(np.ascontiguousarray(b[k], np.int32).tobytes())
+
+
+def tensors(b, dev):
+    return {k: torch.from_numpy(b[k].astype(np.int64)).to(dev) for k in b}
+
+
+def reference_layers(model, b):
+    t = tensors(b, "cuda")
+    with torch.no_grad():
+        out = model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"], position_ids=t["pos"],
+                    output_hidden_states=True)
+    return [h.float().cpu().numpy() for h in out.hidden_states]
+
+
+def cuda_time(fn, reps):
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ms = []
+    for r in range(reps + 10):
+        e0.record()
+        fn()
+        e1.record()
+        torch.cuda.synchronize()
+        if r >= 10:
+            ms.append(e0.elapsed_time(e1))
+    return float(np.median(ms))
+
+
+def torch_times(model, b, reps):
+    """PyTorch eager: the whole forward and layers k+1..N on layer k's states."""
+    t = tensors(b, "cuda")
+    k = model.config.num_hidden_layers // 2
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        full = lambda: model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"])  # noqa: E731
+        hk = model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"],
+                   output_hidden_states=True).hidden_states[k]
+        # the additive mask BertLayer takes: 0 for real keys, the dtype's minimum for padding
+        ext = (1.0 - t["mask"][:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+        def suffix():
+            h = hk
+            for layer in model.encoder.layer[k:]:
+                h = layer(h, attention_mask=ext)
+                h = h[0] if isinstance(h, tuple) else h
+            return h
+
+        return cuda_time(full, reps), cuda_time(suffix, reps)
+
+
+def run_ours(binary, d, prec, layers, reps):
+    r = subprocess.run([binary, str(d), prec, ",".join(map(str, layers)), str(reps)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"er_gpu_encoder {prec} failed: {r.stderr.strip()}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def check_model(name, model, binary, reps, rows):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    c = model.config
+    L = c.num_hidden_layers
+    parity = make_batch(c.vocab_size, 8, 64, [64, 50, 33, 17, 64, 8, 40, 2], 1)
+    timing = make_batch(c.vocab_size, 32, 128, [128] * 32, 2)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        write_inputs(d, model, parity, timing)
+        model = model.cuda().eval()
+        ref = reference_layers(model, parity)
+        mask = parity["mask"].astype(bool)
+        for prec in ("fp32", "bf16", "fp16"):
+            t = run_ours(binary, d, prec, range(L + 1), reps)
+            errs = []
+            for l in range(L + 1):
+                got = np.fromfile(d / f"out-{prec}-{l}.bin", np.float32).reshape(ref[l].shape)
+                errs.append(float(np.abs(got - ref[l])[mask].max()))
+            worst = max(errs)
+            good = worst <= TOL[prec]
+            ok &= good
+            rows.append({"model": name, "precision": prec, "worst": worst, "perLayer": errs, "tol": TOL[prec],
+                         "ok": good, "oursFull": t["fullMs"], "oursSuffix": t["suffixMs"], "B": t["B"], "T": t["T"]})
+        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            m = model.to(dtype)
+            full, suffix = torch_times(m, timing, reps)
+            for row in rows:
+                if row["model"] == name and row["precision"] == prec:
+                    row["torchFull"], row["torchSuffix"] = full, suffix
+        model.to(torch.float32)
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", type=Path)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--minilm", type=Path)
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--prepare-minilm", nargs=2, type=Path, metavar=("SRC", "DST"))
+    a = ap.parse_args()
+    if a.prepare_minilm:
+        src, dst = a.prepare_minilm
+        dst.mkdir(parents=True, exist_ok=True)
+        AutoModel.from_pretrained(str(src), dtype=torch.float16).save_pretrained(str(dst), safe_serialization=True)
+        for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (src / f).exists():
+                (dst / f).write_bytes((src / f).read_bytes())
+        print(f"wrote {dst}: {sum(p.stat().st_size for p in dst.iterdir()) / 2**20:.0f} MiB")
+        return 0
+    if not a.bin or not a.out:
+        ap.error("--bin and --out are required")
+    if not torch.cuda.is_available():
+        print("SKIP: PyTorch sees no CUDA GPU")
+        return 0
+    torch.manual_seed(20261201)
+    rows, ok = [], True
+    base = BertModel(BertConfig(attn_implementation="sdpa"), add_pooling_layer=False)
+    ok &= check_model("BERT-base shape (random)", base, a.bin, a.reps, rows)
+    if a.minilm and (a.minilm / "config.json").exists():
+        mini = AutoModel.from_pretrained(str(a.minilm), add_pooling_layer=False, attn_implementation="sdpa",
+                                         dtype=torch.float32)
+        ok &= check_model("all-MiniLM-L6-v2", mini, a.bin, a.reps, rows)
+    lines = [
+        f"## GPU encoder against PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)}", "",
+        "Parity: every layer of a padded 8 x 64 batch, real tokens, max abs error against transformers fp32 (TF32 off). "
+        f"Timing: {rows[0]['B']} x {rows[0]['T']}, inputs on the GPU, CUDA events, median of {a.reps} runs after 10 "
+        "warm-up runs; suffix = layers N/2 + 1 .. N from layer N/2's states (the recycled part).", "",
+        "| model | precision | max abs error (tolerance) | ours full ms | PyTorch full ms | speed-up | ours suffix ms | PyTorch suffix ms | recycling gain (ours) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['precision']} | {r['worst']:.2e} ({r['tol']:.0e}) {'pass' if r['ok'] else 'FAIL'} | "
+                     f"{r['oursFull']:.3f} | {r['torchFull']:.3f} | {r['torchFull'] / r['oursFull']:.2f}x | "
+                     f"{r['oursSuffix']:.3f} | {r['torchSuffix']:.3f} | +{(r['oursFull'] / r['oursSuffix'] - 1) * 100:.0f}% |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    a.out.mkdir(parents=True, exist_ok=True)
+    with open(a.out / "gpu-check.md", "a") as f:
+        f.write("\n" + table)
+    (a.out / "encoder.json").write_text(json.dumps(rows, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# cuBLAS and cuBLASLt for the CUDA build: the CUDA toolkit's when it has them, else those of
+# PyPI's nvidia-cublas wheel (its headers and libraries under site-packages/nvidia/cu13, or
+# nvidia/cublas in the CUDA 12 wheels that PyTorch installs). Sets ER_CUBLAS_FOUND and
+# the targets er_cublas (both libraries, with their headers) and ER_CUBLAS_LIBDIR.
+set(ER_CUBLAS_FOUND OFF)
+if(TARGET CUDA::cublas AND TARGET CUDA::cublasLt AND EXISTS "${CUDAToolkit_INCLUDE_DIRS}/cublasLt.h")
+  add_library(er_cublas INTERFACE)
+  target_link_libraries(er_cublas INTERFACE CUDA::cublas CUDA::cublasLt)
+  set(ER_CUBLAS_FOUND ON)
+  set(ER_CUBLAS_LIBDIR "${CUDAToolkit_LIBRARY_DIR}")
+  set(ER_CUBLAS_FROM "the CUDA toolkit")
+else()
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_Interpreter_FOUND)
+    execute_process(
+      COMMAND ${Python3_EXECUTABLE} -c "import importlib.util, os\nfor name in ('nvidia.cu13', 'nvidia.cublas', 'nvidia.cu12'):\n    try:\n        spec = importlib.util.find_spec(name)\n    except ImportError:\n        continue\n    for root in (spec.submodule_search_locations or []) if spec else []:\n        if os.path.exists(os.path.join(root, 'include', 'cublasLt.h')):\n            print(root); raise SystemExit\n"
+      OUTPUT_VARIABLE ER_CUBLAS_WHEEL OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  endif()
+  if(ER_CUBLAS_WHEEL)
+    file(GLOB _cublas "${ER_CUBLAS_WHEEL}/lib/libcublas.so*")
+    file(GLOB _cublaslt "${ER_CUBLAS_WHEEL}/lib/libcublasLt.so*")
+    list(SORT _cublas)
+    list(SORT _cublaslt)
+    list(GET _cublas 0 _cublas)
+    list(GET _cublaslt 0 _cublaslt)
+    if(_cublas AND _cublaslt)
+      add_library(er_cublas INTERFACE)
+      target_include_directories(er_cublas INTERFACE "${ER_CUBLAS_WHEEL}/include")
+      target_link_libraries(er_cublas INTERFACE "${_cublas}" "${_cublaslt}")
+      set(ER_CUBLAS_FOUND ON)
+      set(ER_CUBLAS_LIBDIR "${ER_CUBLAS_WHEEL}/lib")
+      set(ER_CUBLAS_FROM "the nvidia-cublas wheel at ${ER_CUBLAS_WHEEL}")
+    endif()
+  endif()
+endif()

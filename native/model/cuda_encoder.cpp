@@ -1,0 +1,239 @@
+#include "model/cuda_encoder.h"
+#include <cmath>
+#include <cstring>
+#include "kernels/cuda/cuda_ops.h"
+
+namespace er {
+namespace cuda {
+
+namespace {
+
+size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+std::string alloc_error(cudaError_t e, size_t bytes, const char* what) {
+  if (e == cudaErrorMemoryAllocation)
+    return "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what +
+           "; use a smaller batch or sequence length, or --device cpu";
+  return error_text(e, what);
+}
+
+}  // namespace
+
+CudaEncoder::~CudaEncoder() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  blas_.reset();
+  for (void* p : buffers_) cudaFree(p);
+  for (void* p : allocations_) cudaFree(p);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+std::string CudaEncoder::upload(void** dst, const float* src, size_t n, bool convert, const char* what) {
+  const size_t bytes = n * (convert ? elem_bytes(in_) : 4);
+  cudaError_t e = cudaMalloc(dst, bytes);
+  if (e != cudaSuccess) return alloc_error(e, bytes, what);
+  allocations_.push_back(*dst);
+  weight_bytes_ += bytes;
+  if (!convert || in_ == DType::F32)
+    return error_text(cudaMemcpyAsync(*dst, src, n * 4, cudaMemcpyHostToDevice, stream_), what);
+  // through an fp32 staging buffer, converted on the device
+  float* tmp = nullptr;
+  e = cudaMalloc(&tmp, n * 4);
+  if (e != cudaSuccess) return alloc_error(e, n * 4, what);
+  std::string err = error_text(cudaMemcpyAsync(tmp, src, n * 4, cudaMemcpyHostToDevice, stream_), what);
+  if (err.empty())
+    err = in_ == DType::BF16 ? f32_to_bf16((uint16_t*)*dst, tmp, (int64_t)n, stream_)
+                             : f32_to_f16((uint16_t*)*dst, tmp, (int64_t)n, stream_);
+  if (err.empty()) err = check_stream(stream_, what);
+  cudaFree(tmp);
+  return err;
+}
+
+std::string CudaEncoder::upload_f32(float** dst, const float* src, size_t n, const char* what) {
+  void* p = nullptr;
+  std::string err = upload(&p, src, n, false, what);
+  *dst = (float*)p;
+  return err;
+}
+
+std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std::unique_ptr<CudaEncoder>* out) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return error_text(e, "no usable CUDA GPU (cudaGetDeviceCount); use --device cpu");
+  if (device < 0 || device >= count)
+    return "GPU " + std::to_string(device) + " does not exist (this machine has " + std::to_string(count) + ")";
+  if (h.hidden <= 0 || h.heads <= 0 || h.hidden % h.heads != 0 || h.intermediate <= 0 ||
+      (int64_t)h.layer.size() != h.layers)
+    return "invalid encoder shape for the GPU encoder";
+  std::unique_ptr<CudaEncoder> enc(new CudaEncoder);
+  enc->cfg_ = h;
+  enc->cfg_.layer.clear();
+  enc->in_ = in;
+  enc->device_ = device;
+  std::string err = error_text(cudaSetDevice(device), "cudaSetDevice");
+  if (err.empty()) err = error_text(cudaStreamCreateWithFlags(&enc->stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (err.empty()) err = Blas::create(enc->stream_, &enc->blas_);
+  if (!err.empty()) return err;
+  const int64_t H = h.hidden, I = h.intermediate;
+  err = enc->upload_f32(&enc->word_, h.word, (size_t)(h.vocab * H), "the word embeddings");
+  if (err.empty() && h.position) err = enc->upload_f32(&enc->position_, h.position, (size_t)(h.max_positions * H), "the position embeddings");
+  if (err.empty() && h.type && h.type_vocab > 0) err = enc->upload_f32(&enc->type_, h.type, (size_t)(h.type_vocab * H), "the token-type embeddings");
+  if (err.empty()) err = enc->upload_f32(&enc->ln_w_, h.ln_w, (size_t)H, "the embedding LayerNorm");
+  if (err.empty()) err = enc->upload_f32(&enc->ln_b_, h.ln_b, (size_t)H, "the embedding LayerNorm");
+  std::vector<float> stacked_w((size_t)(3 * H * H)), stacked_b((size_t)(3 * H));
+  for (size_t l = 0; err.empty() && l < h.layer.size(); l++) {
+    const HostLayer& w = h.layer[l];
+    Layer L;
+    const float* qw[3] = {w.q_w, w.k_w, w.v_w};
+    const float* qb[3] = {w.q_b, w.k_b, w.v_b};
+    for (int j = 0; j < 3; j++) {
+      std::memcpy(stacked_w.data() + j * H * H, qw[j], H * H * sizeof(float));
+      std::memcpy(stacked_b.data() + j * H, qb[j], H * sizeof(float));
+    }
+    err = enc->upload(&L.qkv_w, stacked_w.data(), stacked_w.size(), true, "a layer's Q, K, V");
+    if (err.empty()) err = enc->upload_f32(&L.qkv_b, stacked_b.data(), stacked_b.size(), "a layer's Q, K, V bias");
+    if (err.empty()) err = check_stream(enc->stream_, "uploading Q, K, V");  // stacked_* are reused
+    if (err.empty()) err = enc->upload(&L.o_w, w.o_w, (size_t)(H * H), true, "a layer's attention output");
+    if (err.empty()) err = enc->upload_f32(&L.o_b, w.o_b, (size_t)H, "a layer's attention output bias");
+    if (err.empty()) err = enc->upload_f32(&L.ln1_w, w.ln1_w, (size_t)H, "a layer's LayerNorm");
+    if (err.empty()) err = enc->upload_f32(&L.ln1_b, w.ln1_b, (size_t)H, "a layer's LayerNorm");
+    if (err.empty()) err = enc->upload(&L.f1_w, w.f1_w, (size_t)(I * H), true, "a layer's FFN");
+    if (err.empty()) err = enc->upload_f32(&L.f1_b, w.f1_b, (size_t)I, "a layer's FFN bias");
+    if (err.empty()) err = enc->upload(&L.f2_w, w.f2_w, (size_t)(H * I), true, "a layer's FFN");
+    if (err.empty()) err = enc->upload_f32(&L.f2_b, w.f2_b, (size_t)H, "a layer's FFN bias");
+    if (err.empty()) err = enc->upload_f32(&L.ln2_w, w.ln2_w, (size_t)H, "a layer's LayerNorm");
+    if (err.empty()) err = enc->upload_f32(&L.ln2_b, w.ln2_b, (size_t)H, "a layer's LayerNorm");
+    enc->layers_.push_back(L);
+  }
+  if (err.empty()) err = check_stream(enc->stream_, "uploading the encoder's weights");
+  if (err.empty()) *out = std::move(enc);
+  return err;
+}
+
+std::string CudaEncoder::reserve(int64_t B, int64_t T) {
+  const int64_t N = B * T, H = cfg_.hidden, I = cfg_.intermediate, scores = B * cfg_.heads * T * T;
+  if (N <= cap_tokens_ && scores <= cap_scores_) return "";
+  cudaStreamSynchronize(stream_);  // the old buffers may still be in use
+  for (void* p : buffers_) cudaFree(p);
+  buffers_.clear();
+  buffer_bytes_ = 0;
+  cap_tokens_ = cap_scores_ = 0;
+  auto get = [&](void** p, size_t bytes, const char* what) -> std::string {
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) return alloc_error(e, bytes, what);
+    buffers_.push_back(*p);
+    buffer_bytes_ += bytes;
+    return "";
+  };
+  const std::string what = "a batch of " + std::to_string(B) + " x " + std::to_string(T) + " tokens";
+  std::string err = get((void**)&x_, N * H * 4, what.c_str());
+  if (err.empty()) err = get((void**)&qkv_, N * 3 * H * 4, what.c_str());
+  if (err.empty()) err = get((void**)&ctx_, N * H * 4, what.c_str());
+  if (err.empty()) err = get((void**)&t1_, N * H * 4, what.c_str());
+  if (err.empty()) err = get((void**)&ff_, N * I * 4, what.c_str());
+  if (err.empty()) err = get((void**)&scores_, scores * 4, what.c_str());
+  if (err.empty() && in_ != DType::F32) err = get(&in16_, N * (H > I ? H : I) * 2, what.c_str());
+  for (int32_t** p : {&ids_, &pos_, &types_, &mask_})
+    if (err.empty()) err = get((void**)p, N * 4, what.c_str());
+  if (!err.empty()) return err;
+  cap_tokens_ = N;
+  cap_scores_ = scores;
+  return "";
+}
+
+std::string CudaEncoder::linear(float* out, const float* x, const void* W, const float* b, int64_t N, int64_t C,
+                                int64_t OC) {
+  if (in_ == DType::F32) return blas_->gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC, b, DType::F32);
+  std::string err = in_ == DType::BF16 ? f32_to_bf16((uint16_t*)in16_, x, N * C, stream_)
+                                       : f32_to_f16((uint16_t*)in16_, x, N * C, stream_);
+  if (!err.empty()) return err;
+  return blas_->gemm(false, true, N, OC, C, 1.0f, in16_, C, W, C, 0.0f, out, OC, b, in_);
+}
+
+std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_t T, int64_t from, int64_t to) {
+  const int64_t N = B * T, H = cfg_.hidden, I = cfg_.intermediate, heads = cfg_.heads, d = H / heads;
+  const float scale = 1.0f / std::sqrt((float)d);
+  for (int64_t l = from; l < to; l++) {
+    const Layer& L = layers_[l];
+    std::string err = linear(qkv_, x, L.qkv_w, L.qkv_b, N, H, 3 * H);
+    // attention per batch row, all heads in one strided-batched product
+    for (int64_t b = 0; err.empty() && b < B; b++) {
+      const float* q = qkv_ + b * T * 3 * H;
+      err = blas_->gemm_batched(false, true, T, T, d, scale, q, 3 * H, d, q + H, 3 * H, d, 0.0f,
+                                scores_ + b * heads * T * T, T, T * T, heads);
+    }
+    if (err.empty()) err = softmax_masked_batched(scores_, mask, 1.0f, B, heads * T, T, stream_);
+    for (int64_t b = 0; err.empty() && b < B; b++) {
+      const float* v = qkv_ + b * T * 3 * H + 2 * H;
+      err = blas_->gemm_batched(false, false, T, d, T, 1.0f, scores_ + b * heads * T * T, T, T * T, v, 3 * H, d, 0.0f,
+                                ctx_ + b * T * H, H, d, heads);
+    }
+    if (err.empty()) err = linear(t1_, ctx_, L.o_w, L.o_b, N, H, H);
+    if (err.empty()) err = layernorm_forward(t1_, nullptr, nullptr, t1_, x, L.ln1_w, L.ln1_b, N, H, cfg_.eps, stream_);
+    if (err.empty()) err = linear(ff_, t1_, L.f1_w, L.f1_b, N, H, I);
+    if (err.empty()) err = bias_gelu_forward(ff_, ff_, nullptr, N, I, stream_);
+    if (err.empty()) err = linear(ctx_, ff_, L.f2_w, L.f2_b, N, I, H);
+    if (err.empty()) err = layernorm_forward(x, nullptr, nullptr, ctx_, t1_, L.ln2_w, L.ln2_b, N, H, cfg_.eps, stream_);
+    if (!err.empty()) return err + " in layer " + std::to_string(l + 1);
+  }
+  return "";
+}
+
+std::string CudaEncoder::forward_device(float* out, const int32_t* ids, const int32_t* positions,
+                                        const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                                        int64_t to_layer) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  if (to_layer < 0 || to_layer > cfg_.layers)
+    return "toLayer " + std::to_string(to_layer) + " is out of range 0.." + std::to_string(cfg_.layers);
+  std::string err = reserve(B, T);
+  if (!err.empty()) return err;
+  const int64_t N = B * T, H = cfg_.hidden;
+  err = embedding_sum(out, word_, position_, type_, ids, positions, types, N, H, stream_);
+  if (err.empty()) err = layernorm_forward(out, nullptr, nullptr, out, nullptr, ln_w_, ln_b_, N, H, cfg_.eps, stream_);
+  if (err.empty()) err = blocks(out, mask, B, T, 0, to_layer);
+  return err;
+}
+
+std::string CudaEncoder::forward_from_device(float* out, const float* hidden, const int32_t* mask, int64_t B,
+                                             int64_t T, int64_t from_layer, int64_t to_layer) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  if (from_layer < 0 || from_layer > cfg_.layers || to_layer < from_layer || to_layer > cfg_.layers)
+    return "layers " + std::to_string(from_layer) + ".." + std::to_string(to_layer) + " are out of range 0.." +
+           std::to_string(cfg_.layers);
+  std::string err = reserve(B, T);
+  if (!err.empty()) return err;
+  if (out != hidden) {
+    err = error_text(cudaMemcpyAsync(out, hidden, B * T * cfg_.hidden * 4, cudaMemcpyDeviceToDevice, stream_),
+                     "copying the hidden states");
+    if (!err.empty()) return err;
+  }
+  return blocks(out, mask, B, T, from_layer, to_layer);
+}
+
+std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                                 const int32_t* mask, int64_t B, int64_t T, int64_t to_layer) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  const int64_t N = B * T;
+  for (int64_t i = 0; i < N; i++) {  // the kernels index tables with these: check them here
+    if (ids[i] < 0 || ids[i] >= cfg_.vocab) return "token id out of range at " + std::to_string(i);
+    if (position_ && (positions[i] < 0 || positions[i] >= cfg_.max_positions))
+      return "position id out of range at " + std::to_string(i);
+    if (types && type_ && (types[i] < 0 || types[i] >= cfg_.type_vocab))
+      return "token type id out of range at " + std::to_string(i);
+  }
+  std::string err = reserve(B, T);
+  if (!err.empty()) return err;
+  const size_t bytes = (size_t)N * 4;
+  err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
+  if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
+  if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, bytes, cudaMemcpyHostToDevice, stream_), "copying the token types");
+  if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, bytes, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  if (err.empty()) err = forward_device(x_, ids_, pos_, types ? types_ : nullptr, mask_, B, T, to_layer);
+  if (err.empty())
+    err = error_text(cudaMemcpyAsync(out, x_, (size_t)N * cfg_.hidden * 4, cudaMemcpyDeviceToHost, stream_),
+                     "copying the hidden states back");
+  if (err.empty()) err = check_stream(stream_, "the GPU forward pass");
+  return err;
+}
+
+}  // namespace cuda
+}  // namespace er

@@ -1,0 +1,91 @@
+// A BERT-family encoder on the GPU (post-LayerNorm blocks, exact GELU): the weights are
+// uploaded once, in the compute precision, and every buffer of a batch shape is kept and
+// reused. The same layer numbering as model/encoder.h: forward to layer k, forward from
+// layer k. Linear layers run through cuBLASLt (bias in its epilogue), with fp32, bf16 or
+// fp16 inputs and fp32 accumulation; attention, softmax, LayerNorm and GELU stay fp32, as
+// on the CPU. Padded keys are masked; outputs at padded positions are not meaningful.
+//
+// It reads host weights through plain pointers (HostEncoder), so the addon (from its
+// er::Encoder) and the standalone GPU check (bench/gpu, from a file) load it alike.
+#pragma once
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+#include "kernels/cuda/blas.h"
+
+namespace er {
+namespace cuda {
+
+struct HostLayer {
+  const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  // (H, H), (H)
+  const float *o_w, *o_b;                          // (H, H), (H)
+  const float *ln1_w, *ln1_b;                      // (H)
+  const float *f1_w, *f1_b;                        // (I, H), (I)
+  const float *f2_w, *f2_b;                        // (H, I), (H)
+  const float *ln2_w, *ln2_b;                      // (H)
+};
+
+struct HostEncoder {
+  int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, intermediate = 0, max_positions = 0, type_vocab = 0;
+  float eps = 1e-12f;
+  const float *word = nullptr, *position = nullptr, *type = nullptr, *ln_w = nullptr, *ln_b = nullptr;
+  std::vector<HostLayer> layer;
+};
+
+class CudaEncoder {
+ public:
+  // uploads the weights to `device` in precision `in` (the linear layers' inputs)
+  static std::string create(const HostEncoder& host, DType in, int device, std::unique_ptr<CudaEncoder>* out);
+  ~CudaEncoder();
+  CudaEncoder(const CudaEncoder&) = delete;
+  CudaEncoder& operator=(const CudaEncoder&) = delete;
+
+  // Device arrays (B, T): ids, positions, types (may be null: all 0), mask; out (B, T, H)
+  // device fp32 receives layer to_layer. Enqueued on stream(); returns "" or the error.
+  std::string forward_device(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                             const int32_t* mask, int64_t B, int64_t T, int64_t to_layer);
+  // hidden (B, T, H) device, layer from_layer; out may equal hidden
+  std::string forward_from_device(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
+                                  int64_t from_layer, int64_t to_layer);
+  // the same from and to host memory (copies in, runs, copies out, waits)
+  std::string forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                      const int32_t* mask, int64_t B, int64_t T, int64_t to_layer);
+
+  cudaStream_t stream() const { return stream_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t buffer_bytes() const { return buffer_bytes_; }
+
+ private:
+  CudaEncoder() = default;
+  struct Layer {
+    void *qkv_w = nullptr, *o_w = nullptr, *f1_w = nullptr, *f2_w = nullptr;  // in the input precision
+    float *qkv_b = nullptr, *o_b = nullptr, *ln1_w = nullptr, *ln1_b = nullptr;
+    float *f1_b = nullptr, *f2_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
+  };
+  std::string reserve(int64_t B, int64_t T);
+  std::string blocks(float* x, const int32_t* mask, int64_t B, int64_t T, int64_t from, int64_t to);
+  std::string linear(float* out, const float* x, const void* W, const float* b, int64_t N, int64_t C, int64_t OC);
+  std::string upload(void** dst, const float* src, size_t n, bool convert, const char* what);
+  std::string upload_f32(float** dst, const float* src, size_t n, const char* what);
+
+  HostEncoder cfg_;  // shapes only; its pointers are not kept
+  DType in_ = DType::F32;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Blas> blas_;
+  std::vector<void*> allocations_;
+  float *word_ = nullptr, *position_ = nullptr, *type_ = nullptr, *ln_w_ = nullptr, *ln_b_ = nullptr;
+  std::vector<Layer> layers_;
+  // batch buffers, for the largest B x T so far
+  int64_t cap_tokens_ = 0, cap_scores_ = 0;
+  float *x_ = nullptr, *qkv_ = nullptr, *ctx_ = nullptr, *t1_ = nullptr, *ff_ = nullptr, *scores_ = nullptr;
+  void* in16_ = nullptr;
+  int32_t *ids_ = nullptr, *pos_ = nullptr, *types_ = nullptr, *mask_ = nullptr;
+  std::vector<void*> buffers_;
+  uint64_t weight_bytes_ = 0, buffer_bytes_ = 0;
+};
+
+}  // namespace cuda
+}  // namespace er
