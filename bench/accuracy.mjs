@@ -13,13 +13,14 @@
 //                           [--batch 32] [--grid 'full=5e-5,1e-4;reduced=...'] [--no-torch] [--quick] [--allow-dirty]
 //   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
 //   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
+//   node bench/accuracy.mjs --render bench/results/accuracy-<date>-<name>.json   (the .md of a run's JSON)
 // Writes bench/results/accuracy-<date>.md and .json, only from a clean committed tree unless
 // --allow-dirty (then marked DIRTY TREE).
 import { createRequire } from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
-import { checkTree, cpuText, DirtyTreeError, flagReader, writeResults } from './lib/cli.mjs';
+import { checkTree, cpuText, DirtyTreeError, flagReader, treeState, writeResults } from './lib/cli.mjs';
 import { cpuDescription,  gitInfo, localDate, nproc } from './lib/system.mjs';
 import { runPythonJson } from './lib/python.mjs';
 
@@ -210,9 +211,27 @@ function render(results, write) {
     const out = outBase();
     writeResults(out, md, results, 'accuracy', { root, allowDirty, start: tree });
   }
+  return md;
 }
 
-main().catch((e) => {
+/**
+ * --render FILE.json: the table of a finished run's JSON (which records the commit that
+ * ran it) written beside it as FILE.md, for a run whose final write failed. The .md names
+ * that commit, and the commit it was rendered at; the tree must be clean but for FILE.md.
+ */
+function renderOnly(file) {
+  const results = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (!results.commit || results.dirty) throw new Error(`${file}: not the results of a clean commit (commit ${results.commit}, dirty ${results.dirty})`);
+  const base = file.replace(/\.json$/, '');
+  const state = treeState(root, { own: [`${base}.md`, file] });
+  if (state.dirty && !allowDirty) throw new DirtyTreeError(`refusing to render from a tree with uncommitted changes:\n  ${state.changes.join('\n  ')}`);
+  const md = render(results, false).split('\n');
+  md.splice(1, 0, '', `Commit: ${results.commit} (the run's; this table was rendered from its JSON at ${state.commit})`);
+  fs.writeFileSync(`${base}.md`, md.join('\n'));
+  process.stderr.write(`[accuracy] wrote ${base}.md from ${file}\n`);
+}
+
+(flag('render') ? Promise.resolve().then(() => renderOnly(path.resolve(flag('render')))) : main()).catch((e) => {
   if (e instanceof DirtyTreeError) {
     console.error(`bench/accuracy.mjs: ${e.message}`);
     process.exit(3);

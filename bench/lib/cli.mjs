@@ -29,11 +29,12 @@ const IGNORED = ['bench/.work/'];
 
 /**
  * The commit of the checkout at `root` and what `git status --porcelain` lists beside it
- * (staged, unstaged and untracked, except untracked files under bench/.work/):
+ * (staged, unstaged and untracked, except untracked files under bench/.work/ and the untracked
+ * files listed in `own`, the results being written):
  * { commit, changes: ['XY path', ...], dirty }. Not a git checkout (or no git): commit null,
  * dirty true (nothing shows the results come from a commit).
  */
-export function treeState(root) {
+export function treeState(root, { own = [] } = {}) {
   const git = (args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   let commit, top, status;
   try {
@@ -46,6 +47,8 @@ export function treeState(root) {
   // the scratch folders as paths from the top of the checkout, which porcelain paths are relative to
   const rel = path.relative(fs.realpathSync(top), fs.realpathSync(root));
   const ignored = IGNORED.map((p) => (rel ? `${rel.split(path.sep).join('/')}/${p}` : p));
+  // files of the results being written (a long run's checkpoint of them): not a change of the code measured
+  const ownFiles = own.map((f) => path.relative(fs.realpathSync(top), path.resolve(f)).split(path.sep).join('/'));
   const fields = status.split('\0');
   const changes = [];
   for (let i = 0; i < fields.length; i++) {
@@ -54,6 +57,7 @@ export function treeState(root) {
     const xy = f.slice(0, 2), file = f.slice(3);
     if (xy[0] === 'R' || xy[0] === 'C') i++; // the next field is the rename's source
     if (xy === '??' && ignored.some((p) => file.startsWith(p))) continue;
+    if (xy === '??' && ownFiles.includes(file)) continue;
     changes.push(`${xy} ${file}`);
   }
   return { commit, changes, dirty: changes.length > 0 };
@@ -92,7 +96,8 @@ export function checkTree(root, { allowDirty = false, write = true, dest = path.
  */
 export function writeResults(base, md, results, tag, { root, allowDirty = false, start = null } = {}) {
   if (!root) throw new Error('writeResults: root (the checkout) is required');
-  const state = treeState(root);
+  // this result's own files, untracked (a checkpoint written earlier in the same run), do not count
+  const state = treeState(root, { own: [`${base}.md`, `${base}.json`] });
   const extra = start && start.commit !== state.commit ? [`HEAD moved during the run: ${start.commit ?? 'unknown'} -> ${state.commit ?? 'unknown'}`] : [];
   const dirty = state.dirty || extra.length > 0 || Boolean(start?.dirty);
   if (dirty && !allowDirty && !underScratch(root, base)) throw new DirtyTreeError(refusal(state, extra));

@@ -81,6 +81,15 @@ describe('benchmark results and the git tree', () => {
     expect(treeState(repo).dirty).toBe(false);
   });
 
+  it("a long run's checkpoint of its own results does not make its final write dirty; other results still do", () => {
+    const start = checkTree(repo);
+    writeResults(out('long'), null, { tasks: 1 }, 'test', { root: repo, start });  // JSON-only checkpoint
+    expect(fs.existsSync(`${out('long')}.md`)).toBe(false);
+    writeResults(out('long'), MD, { tasks: 2 }, 'test', { root: repo, start });
+    expect(read(out('long')).json).toEqual({ tasks: 2, commit: start.commit, dirty: false });
+    expect(() => writeResults(out('other'), MD, {}, 'test', { root: repo, start })).toThrow(/\?\? bench\/results\/long\.json/);
+  });
+
   it('--allow-dirty writes, marked in the .md and the .json, with the changes listed', () => {
     fs.writeFileSync(path.join(repo, 'code.js'), 'two\n');
     const start = checkTree(repo, { allowDirty: true });
