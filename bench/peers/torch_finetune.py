@@ -221,6 +221,51 @@ class TaskModel(torch.nn.Module):
         return self.head(self.dropout(h))
 
 
+class Adapter(torch.nn.Module):
+    """A Houlsby bottleneck, h + up(gelu(down(h))), initialised as the engine does: down
+    ~ N(0, 0.02), up ~ N(0, 1e-3) (near the identity), biases 0."""
+
+    def __init__(self, hidden, size):
+        super().__init__()
+        self.down = torch.nn.Linear(hidden, size)
+        self.up = torch.nn.Linear(size, hidden)
+        torch.nn.init.normal_(self.down.weight, std=0.02)
+        torch.nn.init.normal_(self.up.weight, std=1e-3)
+        torch.nn.init.zeros_(self.down.bias)
+        torch.nn.init.zeros_(self.up.bias)
+
+    def forward(self, h):
+        return h + self.up(torch.nn.functional.gelu(self.down(h)))
+
+
+def add_adapters(encoder, layers, size):
+    """The engine's placement: after the attention output projection and after the FFN output
+    (after their dropout), before each residual add and LayerNorm."""
+    hidden = encoder.config.hidden_size
+
+    def output_forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.adapter(self.dropout(self.dense(hidden_states))) + input_tensor)
+
+    for i in layers:
+        layer = encoder.encoder.layer[i]
+        if encoder.config.model_type == 'mpnet':
+            # MPNetAttention: attn (q, k, v, o), then LayerNorm(dropout(out) + input)
+            att = layer.attention
+            att.adapter = Adapter(hidden, size)
+
+            def attn_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kw):
+                out = self.attn(hidden_states, attention_mask, position_bias, output_attentions=output_attentions)
+                return (self.LayerNorm(self.adapter(self.dropout(out[0])) + hidden_states),) + out[1:]
+
+            att.forward = attn_forward.__get__(att)
+            sites = [layer.output]
+        else:
+            sites = [layer.attention.output, layer.output]
+        for module in sites:
+            module.adapter = Adapter(hidden, size)
+            module.forward = output_forward.__get__(module)
+
+
 def param_groups(model, wd):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -328,6 +373,11 @@ def main():
     ap.add_argument('--max-length', type=int, default=128)
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--mode', choices=['full', 'reduced-adapters', 'full-adapters'], default='full',
+                    help='full fine-tuning, or adapters (and the head) alone: in layers k+1..N, the layers '
+                         'up to k run without dropout as the recycled cache would (reduced-adapters), or in every layer')
+    ap.add_argument('--k', type=int, default=0, help='reduced-adapters: the cached layer')
+    ap.add_argument('--adapter-size', type=int, default=256)
     ap.add_argument('--warmup-ratio', type=float, default=0.1)
     ap.add_argument('--weight-decay', type=float, default=0.01)
     ap.add_argument('--clip', type=float, default=1.0)
@@ -370,8 +420,24 @@ def main():
         return ner_metrics(examples, rows, logits, labels)
 
     model = TaskModel(a.model, task, len(labels), a.dropout)
+    frozen_below = None
+    if a.mode != 'full':
+        n_layers = model.encoder.config.num_hidden_layers
+        first = a.k if a.mode == 'reduced-adapters' else 0
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        add_adapters(model.encoder, range(first, n_layers), a.adapter_size)
+        if a.mode == 'reduced-adapters':
+            # what a cache of layer k gives: the embeddings and layers 1..k without dropout
+            frozen_below = [model.encoder.embeddings] + list(model.encoder.encoder.layer[:a.k])
+        log(f'{a.mode}: adapters of size {a.adapter_size} in layers {first + 1}..{n_layers}; '
+            f'{sum(p.numel() for p in model.parameters() if p.requires_grad)} trained values')
     model.train()
+    if frozen_below:
+        for m in frozen_below:
+            m.eval()
     opt = torch.optim.AdamW(param_groups(model, a.weight_decay), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    trained = [p for p in model.parameters() if p.requires_grad]
     bs = a.batch_size
     per_epoch = math.ceil(len(train_rows) / bs)
     total = per_epoch * a.epochs
@@ -400,7 +466,7 @@ def main():
             if torch.isfinite(loss):
                 loss.backward()
                 if a.clip and a.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+                    torch.nn.utils.clip_grad_norm_(trained, a.clip)
                 opt.step()
                 loss_sum += float(loss)
             # a batch with no scored tokens (all NER tags unknown/truncated) contributes nothing
@@ -413,6 +479,8 @@ def main():
         ep_train = time.perf_counter() - t0
         train_seconds += ep_train
         dev_loss, dev_logits = evaluate(model, dev_rows, task, pad_id, bs) if dev_rows else (None, [])
+        for m in frozen_below or []:  # evaluate() left every module in training mode
+            m.eval()
         dev_metrics = metrics_of(dev_ex, dev_rows, dev_logits) if dev_rows else None
         if dev_metrics is not None:
             dev_metrics['unknownLabels'] = dev_rep['unknownLabels']
