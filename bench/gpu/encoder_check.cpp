@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
     std::string kind;
     s >> kind;
     if (kind == "config") {
-      s >> h.vocab >> h.hidden >> h.layers >> h.heads >> h.intermediate >> h.max_positions >> h.type_vocab >> h.eps;
+      er::EncoderConfig& c = h.cfg;
+      s >> c.vocab >> c.hidden >> c.layers >> c.heads >> c.intermediate >> c.max_positions >> c.type_vocab >> c.eps;
     } else if (kind == "tensor") {
       std::string slot;
       size_t off = 0, count = 0;
@@ -114,21 +115,22 @@ int main(int argc, char** argv) {
     if (it == slots.end()) fail("manifest has no tensor " + slot);
     return it->second;
   };
-  h.word = get("embeddings.word");
-  h.position = get("embeddings.position");
-  h.type = h.type_vocab > 0 ? get("embeddings.token_type") : nullptr;
-  h.ln_w = get("embeddings.ln.weight");
-  h.ln_b = get("embeddings.ln.bias");
-  for (int64_t l = 0; l < h.layers; l++) {
+  const er::EncoderConfig& c = h.cfg;
+  h.emb.word = get("embeddings.word");
+  h.emb.position = get("embeddings.position");
+  h.emb.token_type = c.type_vocab > 0 ? get("embeddings.token_type") : nullptr;
+  h.emb.ln_w = get("embeddings.ln.weight");
+  h.emb.ln_b = get("embeddings.ln.bias");
+  for (int64_t l = 0; l < c.layers; l++) {
     const std::string p = "layer." + std::to_string(l) + ".";
-    cu::HostLayer L;
+    er::LayerWeights L{};
     L.q_w = get(p + "attn.q.weight"); L.q_b = get(p + "attn.q.bias");
     L.k_w = get(p + "attn.k.weight"); L.k_b = get(p + "attn.k.bias");
     L.v_w = get(p + "attn.v.weight"); L.v_b = get(p + "attn.v.bias");
     L.o_w = get(p + "attn.out.weight"); L.o_b = get(p + "attn.out.bias");
     L.ln1_w = get(p + "attn.ln.weight"); L.ln1_b = get(p + "attn.ln.bias");
-    L.f1_w = get(p + "ffn.in.weight"); L.f1_b = get(p + "ffn.in.bias");
-    L.f2_w = get(p + "ffn.out.weight"); L.f2_b = get(p + "ffn.out.bias");
+    L.ffn_in_w = get(p + "ffn.in.weight"); L.ffn_in_b = get(p + "ffn.in.bias");
+    L.ffn_out_w = get(p + "ffn.out.weight"); L.ffn_out_b = get(p + "ffn.out.bias");
     L.ln2_w = get(p + "ffn.ln.weight"); L.ln2_b = get(p + "ffn.ln.bias");
     h.layer.push_back(L);
   }
@@ -137,12 +139,12 @@ int main(int argc, char** argv) {
 
   // parity: the requested layers of the parity batch, through the host API
   Batch pb = read_batch(dir + "/parity.bin");
-  std::vector<float> out((size_t)pb.B * pb.T * h.hidden);
+  std::vector<float> out((size_t)pb.B * pb.T * c.hidden);
   std::stringstream layers(argv[3]);
   std::string item;
   while (std::getline(layers, item, ',')) {
     const int64_t l = std::stoll(item);
-    check(enc->forward(out.data(), pb.ids.data(), pb.pos.data(), h.type ? pb.types.data() : nullptr, pb.mask.data(),
+    check(enc->forward(out.data(), pb.ids.data(), pb.pos.data(), h.emb.token_type ? pb.types.data() : nullptr, pb.mask.data(),
                        pb.B, pb.T, l),
           "parity forward");
     std::ofstream f(dir + "/out-" + prec + "-" + item + ".bin", std::ios::binary);
@@ -153,11 +155,12 @@ int main(int argc, char** argv) {
   Batch tb = read_batch(dir + "/timing.bin");
   int32_t *ids = to_device(tb.ids), *pos = to_device(tb.pos), *types = to_device(tb.types), *mask = to_device(tb.mask);
   float *hid = nullptr, *mid = nullptr;
-  const size_t bytes = (size_t)tb.B * tb.T * h.hidden * 4;
+  const size_t bytes = (size_t)tb.B * tb.T * c.hidden * 4;
   check(cu::error_text(cudaMalloc(&hid, bytes), "cudaMalloc"), "timing buffers");
   check(cu::error_text(cudaMalloc(&mid, bytes), "cudaMalloc"), "timing buffers");
-  const int64_t k = h.layers / 2;
-  check(enc->forward_device(mid, ids, pos, h.type ? types : nullptr, mask, tb.B, tb.T, k), "the layer-k states");
+  const int64_t k = c.layers / 2;
+  const int32_t* tt = h.emb.token_type ? types : nullptr;
+  check(enc->forward_device(mid, ids, pos, tt, mask, tb.B, tb.T, k), "the layer-k states");
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
@@ -165,8 +168,8 @@ int main(int argc, char** argv) {
     std::vector<float> ms;
     for (int r = 0; r < reps + 10; r++) {
       cudaEventRecord(e0, enc->stream());
-      check(suffix ? enc->forward_from_device(hid, mid, mask, tb.B, tb.T, k, h.layers)
-                   : enc->forward_device(hid, ids, pos, h.type ? types : nullptr, mask, tb.B, tb.T, h.layers),
+      check(suffix ? enc->forward_from_device(hid, mid, mask, tb.B, tb.T, k, c.layers)
+                   : enc->forward_device(hid, ids, pos, tt, mask, tb.B, tb.T, c.layers),
             "timed forward");
       cudaEventRecord(e1, enc->stream());
       check(cu::check_stream(enc->stream(), "timed forward"), "timed forward");

@@ -110,8 +110,6 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       THROW_IF(!v.IsBoolean(), std::string(where) + key + " must be a boolean");
       return v.As<Napi::Boolean>().Value();
     };
-    c.abs_positions = flag(cfg, "config.", "absPositions", true);
-    c.mask_embeddings = flag(cfg, "config.", "maskEmbeddings", false);
     Napi::Value disv = cfg.Get("disentangled");
     if (!disv.IsUndefined() && !disv.IsNull()) {
       THROW_IF(!disv.IsObject(), "config.disentangled must be an object");
@@ -122,6 +120,9 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       dc.p2c = flag(d, "config.disentangled.", "p2c", false);
       dc.share_key = flag(d, "config.disentangled.", "shareKey", true);
       dc.rel_ln = flag(d, "config.disentangled.", "relLayerNorm", false);
+      // DeBERTa-v2's embeddings: absolute positions only when position_biased_input, times the mask
+      c.abs_positions = flag(d, "config.disentangled.", "absolutePositions", true);
+      c.mask_embeddings = true;
       dc.buckets = er_binding::get_int(d.Get("buckets"), "config.disentangled.buckets", -1, 1 << 16);
       dc.max_relative = er_binding::get_int(d.Get("maxRelative"), "config.disentangled.maxRelative", 1, 1 << 20);
       dc.span = dc.buckets > 0 ? dc.buckets : dc.max_relative;

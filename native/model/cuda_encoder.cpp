@@ -61,27 +61,29 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
   if (e != cudaSuccess) return error_text(e, "no usable CUDA GPU (cudaGetDeviceCount); use --device cpu");
   if (device < 0 || device >= count)
     return "GPU " + std::to_string(device) + " does not exist (this machine has " + std::to_string(count) + ")";
-  if (h.hidden <= 0 || h.heads <= 0 || h.hidden % h.heads != 0 || h.intermediate <= 0 ||
-      (int64_t)h.layer.size() != h.layers)
+  const EncoderConfig& c = h.cfg;
+  if (c.hidden <= 0 || c.heads <= 0 || c.hidden % c.heads != 0 || c.intermediate <= 0 ||
+      (int64_t)h.layer.size() != c.layers)
     return "invalid encoder shape for the GPU encoder";
+  if (c.rel_buckets > 0 || c.dis.on || c.dis.scale_factor != 1.0f || c.mask_embeddings)
+    return "the GPU encoder runs the BERT family only so far (no relative positions); use --device cpu";
   std::unique_ptr<CudaEncoder> enc(new CudaEncoder);
-  enc->cfg_ = h;
-  enc->cfg_.layer.clear();
+  enc->cfg_ = c;
   enc->in_ = in;
   enc->device_ = device;
   std::string err = error_text(cudaSetDevice(device), "cudaSetDevice");
   if (err.empty()) err = error_text(cudaStreamCreateWithFlags(&enc->stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   if (err.empty()) err = Blas::create(enc->stream_, &enc->blas_);
   if (!err.empty()) return err;
-  const int64_t H = h.hidden, I = h.intermediate;
-  err = enc->upload_f32(&enc->word_, h.word, (size_t)(h.vocab * H), "the word embeddings");
-  if (err.empty() && h.position) err = enc->upload_f32(&enc->position_, h.position, (size_t)(h.max_positions * H), "the position embeddings");
-  if (err.empty() && h.type && h.type_vocab > 0) err = enc->upload_f32(&enc->type_, h.type, (size_t)(h.type_vocab * H), "the token-type embeddings");
-  if (err.empty()) err = enc->upload_f32(&enc->ln_w_, h.ln_w, (size_t)H, "the embedding LayerNorm");
-  if (err.empty()) err = enc->upload_f32(&enc->ln_b_, h.ln_b, (size_t)H, "the embedding LayerNorm");
+  const int64_t H = c.hidden, I = c.intermediate;
+  err = enc->upload_f32(&enc->word_, h.emb.word, (size_t)(c.vocab * H), "the word embeddings");
+  if (err.empty() && h.emb.position) err = enc->upload_f32(&enc->position_, h.emb.position, (size_t)(c.max_positions * H), "the position embeddings");
+  if (err.empty() && h.emb.token_type && c.type_vocab > 0) err = enc->upload_f32(&enc->type_, h.emb.token_type, (size_t)(c.type_vocab * H), "the token-type embeddings");
+  if (err.empty()) err = enc->upload_f32(&enc->ln_w_, h.emb.ln_w, (size_t)H, "the embedding LayerNorm");
+  if (err.empty()) err = enc->upload_f32(&enc->ln_b_, h.emb.ln_b, (size_t)H, "the embedding LayerNorm");
   std::vector<float> stacked_w((size_t)(3 * H * H)), stacked_b((size_t)(3 * H));
   for (size_t l = 0; err.empty() && l < h.layer.size(); l++) {
-    const HostLayer& w = h.layer[l];
+    const LayerWeights& w = h.layer[l];
     Layer L;
     const float* qw[3] = {w.q_w, w.k_w, w.v_w};
     const float* qb[3] = {w.q_b, w.k_b, w.v_b};
@@ -96,10 +98,10 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
     if (err.empty()) err = enc->upload_f32(&L.o_b, w.o_b, (size_t)H, "a layer's attention output bias");
     if (err.empty()) err = enc->upload_f32(&L.ln1_w, w.ln1_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = enc->upload_f32(&L.ln1_b, w.ln1_b, (size_t)H, "a layer's LayerNorm");
-    if (err.empty()) err = enc->upload(&L.f1_w, w.f1_w, (size_t)(I * H), true, "a layer's FFN");
-    if (err.empty()) err = enc->upload_f32(&L.f1_b, w.f1_b, (size_t)I, "a layer's FFN bias");
-    if (err.empty()) err = enc->upload(&L.f2_w, w.f2_w, (size_t)(H * I), true, "a layer's FFN");
-    if (err.empty()) err = enc->upload_f32(&L.f2_b, w.f2_b, (size_t)H, "a layer's FFN bias");
+    if (err.empty()) err = enc->upload(&L.f1_w, w.ffn_in_w, (size_t)(I * H), true, "a layer's FFN");
+    if (err.empty()) err = enc->upload_f32(&L.f1_b, w.ffn_in_b, (size_t)I, "a layer's FFN bias");
+    if (err.empty()) err = enc->upload(&L.f2_w, w.ffn_out_w, (size_t)(H * I), true, "a layer's FFN");
+    if (err.empty()) err = enc->upload_f32(&L.f2_b, w.ffn_out_b, (size_t)H, "a layer's FFN bias");
     if (err.empty()) err = enc->upload_f32(&L.ln2_w, w.ln2_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = enc->upload_f32(&L.ln2_b, w.ln2_b, (size_t)H, "a layer's LayerNorm");
     enc->layers_.push_back(L);

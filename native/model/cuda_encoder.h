@@ -5,8 +5,9 @@
 // fp16 inputs and fp32 accumulation; attention, softmax, LayerNorm and GELU stay fp32, as
 // on the CPU. Padded keys are masked; outputs at padded positions are not meaningful.
 //
-// It reads host weights through plain pointers (HostEncoder), so the addon (from its
-// er::Encoder) and the standalone GPU check (bench/gpu, from a file) load it alike.
+// It reads host weights through the CPU encoder's own views (EncoderConfig, EmbeddingTables,
+// LayerWeights of model/encoder.h), so the addon (from its er::Encoder) and the standalone GPU
+// check (bench/gpu, from a file) load it alike.
 #pragma once
 #include <cuda_runtime.h>
 #include <cstdint>
@@ -14,24 +15,16 @@
 #include <string>
 #include <vector>
 #include "kernels/cuda/blas.h"
+#include "model/encoder.h"
 
 namespace er {
 namespace cuda {
 
-struct HostLayer {
-  const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  // (H, H), (H)
-  const float *o_w, *o_b;                          // (H, H), (H)
-  const float *ln1_w, *ln1_b;                      // (H)
-  const float *f1_w, *f1_b;                        // (I, H), (I)
-  const float *f2_w, *f2_b;                        // (H, I), (H)
-  const float *ln2_w, *ln2_b;                      // (H)
-};
-
+// An encoder's weights in host memory (BERT family: no relative positions yet)
 struct HostEncoder {
-  int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, intermediate = 0, max_positions = 0, type_vocab = 0;
-  float eps = 1e-12f;
-  const float *word = nullptr, *position = nullptr, *type = nullptr, *ln_w = nullptr, *ln_b = nullptr;
-  std::vector<HostLayer> layer;
+  EncoderConfig cfg;
+  EmbeddingTables emb;
+  std::vector<LayerWeights> layer;
 };
 
 class CudaEncoder {
@@ -70,7 +63,7 @@ class CudaEncoder {
   std::string upload(void** dst, const float* src, size_t n, bool convert, const char* what);
   std::string upload_f32(float** dst, const float* src, size_t n, const char* what);
 
-  HostEncoder cfg_;  // shapes only; its pointers are not kept
+  EncoderConfig cfg_;
   DType in_ = DType::F32;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;

@@ -132,12 +132,7 @@ static std::string run_blocks(Encoder& enc, const float* in, float* out, BlockSh
   for (int64_t l = from; l < to; l++) blocks.push_back(&enc.blocks[l]);
   relative_bias(enc, s.T, enc.ws.rel);
   if (!enc.ws.rel.empty()) s.rel = enc.ws.rel.data();
-  if (enc.cfg.dis.scale_factor != 1.0f || enc.cfg.dis.on) s.dis = &enc.cfg.dis;  // its scale, at least
-  if (enc.cfg.dis.on) {
-    disentangled_rows(enc.cfg.dis, s.T, enc.dis_rows);
-    s.dis_table = enc.rel_table.data();
-    s.dis_rows = enc.dis_rows.data();
-  }
+  attach_disentangled(s, enc.cfg.dis, enc.rel_table.data(), enc.dis_rows);
   return blocks_forward(blocks, from, s, in, out, enc.ws, 0, enc.precision == Precision::BF16, &gemm_f32);
 }
 

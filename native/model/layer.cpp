@@ -263,6 +263,15 @@ void disentangled_rows(const DisentangledConfig& c, int64_t T, std::vector<int32
   }
 }
 
+void attach_disentangled(BlockShape& s, const DisentangledConfig& c, const float* table, std::vector<int32_t>& rows) {
+  if (c.scale_factor == 1.0f && !c.on) return;
+  s.dis = &c;  // its scale, at least
+  if (!c.on) return;
+  disentangled_rows(c, s.T, rows);
+  s.dis_table = table;
+  s.dis_rows = rows.data();
+}
+
 namespace {
 
 // The position projections of the relative rows: out (2T - 1, 2H) [query; key] = in W^T + b,

@@ -121,6 +121,12 @@ int64_t log_bucket_position(int64_t relative, int64_t buckets, int64_t max_relat
 // clamp(bucket(delta) + span, 0, 2 span - 1).
 void disentangled_rows(const DisentangledConfig& c, int64_t T, std::vector<int32_t>& rows);
 
+// Sets s.dis for config c (when it changes the scale or adds position terms) and, with
+// position terms, the table the layers read (2 span, H) and each offset's row for s.T (kept
+// in rows).
+struct BlockShape;
+void attach_disentangled(BlockShape& s, const DisentangledConfig& c, const float* table, std::vector<int32_t>& rows);
+
 // The batch a block runs on: (B, T, H) padded rows, or packed (forward-only): row b's
 // first extent tokens at rows row_start[b] .. row_start[b + 1] - 1 of a (tokens, H)
 // array, with no padding between rows (the linear layers then skip the padding).

@@ -504,14 +504,10 @@ std::string backward(Pass& p) {
   if (m.g_rel_emb) {  // table = LN(rel_emb), or rel_emb itself
     const EncoderConfig& ec = p.enc.cfg;
     const int64_t rows = 2 * ec.dis.span;
-    if (ec.dis.rel_ln) {
-      std::vector<float> dt((size_t)(rows * H));
-      ops().layernorm_backward(dt.data(), m.g_rel_ln_w, m.g_rel_ln_b, m.ddis_table.data(), m.rel_emb, m.rel_ln_w,
-                               m.dis_mean.data(), m.dis_rstd.data(), rows, H);
-      for (int64_t i = 0; i < rows * H; i++) m.g_rel_emb[i] += dt[i];
-    } else {
-      for (int64_t i = 0; i < rows * H; i++) m.g_rel_emb[i] += m.ddis_table[i];
-    }
+    if (ec.dis.rel_ln)  // in place: the table's gradient becomes the embeddings'
+      ops().layernorm_backward(m.ddis_table.data(), m.g_rel_ln_w, m.g_rel_ln_b, m.ddis_table.data(), m.rel_emb,
+                               m.rel_ln_w, m.dis_mean.data(), m.dis_rstd.data(), rows, H);
+    for (int64_t i = 0; i < rows * H; i++) m.g_rel_emb[i] += m.ddis_table[i];
     p.shape.ddis_table = nullptr;
   }
   if (m.embeddings_in_graph) {
@@ -564,22 +560,17 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   if (!m.ws.rel.empty()) s.rel = m.ws.rel.data();
   // DeBERTa-v2: the relative table (this model's, after its LayerNorm, in mode full; else
   // the encoder's) and the row of each offset
-  if (ec.dis.scale_factor != 1.0f || ec.dis.on) s.dis = &ec.dis;
-  if (ec.dis.on) {
-    if (m.rel_emb) {
-      const int64_t rows = 2 * ec.dis.span;
-      grow(m.dis_table, rows * ec.hidden);
-      grow(m.dis_mean, rows);
-      grow(m.dis_rstd, rows);
-      disentangled_table(ec, m.rel_emb, m.rel_ln_w, m.rel_ln_b, m.dis_table.data(), m.dis_mean.data(),
-                         m.dis_rstd.data());
-      s.dis_table = m.dis_table.data();
-    } else {
-      s.dis_table = enc_->rel_table.data();
-    }
-    disentangled_rows(ec.dis, in.T, m.dis_rows);
-    s.dis_rows = m.dis_rows.data();
+  const float* table = enc_->rel_table.data();
+  if (m.rel_emb) {
+    const int64_t rows = 2 * ec.dis.span;
+    grow(m.dis_table, rows * ec.hidden);
+    grow(m.dis_mean, rows);
+    grow(m.dis_rstd, rows);
+    disentangled_table(ec, m.rel_emb, m.rel_ln_w, m.rel_ln_b, m.dis_table.data(), m.dis_mean.data(),
+                       m.dis_rstd.data());
+    table = m.dis_table.data();
   }
+  attach_disentangled(s, ec.dis, table, m.dis_rows);
   Pass p{m, cfg_, *enc_, in, s, cfg_.bf16 ? &gemm_bf16 : &gemm_f32,
          train ? cfg_.hidden_dropout : 0.0f, train ? cfg_.attention_dropout : 0.0f,
          train ? cfg_.head_dropout : 0.0f, m.step_counter++, recycled};

@@ -159,13 +159,7 @@ export class Encoder {
         typeVocab: s.typeVocabSize,
         relBuckets: s.relativeBuckets,
         eps: s.layerNormEps,
-        ...(s.disentangled
-          ? {
-              absPositions: s.disentangled.absolutePositions,
-              maskEmbeddings: true,
-              disentangled: s.disentangled,
-            }
-          : {}),
+        ...(s.disentangled ? { disentangled: s.disentangled } : {}),
         precision,
       },
       ckpt.tensors,

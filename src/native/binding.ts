@@ -31,11 +31,8 @@ export interface NativeEncoderConfig {
   precision: 'fp32' | 'bf16';
   /** buckets of MPNet's relative position bias (0 or absent: none) */
   relBuckets?: number;
-  /** absolute position embeddings are added (default true; DeBERTa-v2 may turn them off) */
-  absPositions?: boolean;
-  /** the embeddings are multiplied by the attention mask (DeBERTa-v2) */
-  maskEmbeddings?: boolean;
-  /** DeBERTa-v2's disentangled attention (absolutePositions is read from absPositions) */
+  /** DeBERTa-v2's disentangled attention and embeddings (no absolute positions unless
+   * absolutePositions; the embeddings multiplied by the mask) */
   disentangled?: DisentangledShape;
 }
 

@@ -32,7 +32,7 @@ const cases = {
     const s = ck.shape;
     const cfg = {
       vocab: s.vocabSize, hidden: s.hidden, layers: s.layers, heads: s.heads, intermediate: s.intermediate,
-      maxPositions: s.maxPositions, typeVocab: 0, eps: 1e-7, precision: 'fp32', absPositions: false, maskEmbeddings: true,
+      maxPositions: s.maxPositions, typeVocab: 0, eps: 1e-7, precision: 'fp32',
     };
     const attempts = [
       [{ ...cfg, disentangled: 'x' }, ck.tensors],

@@ -57,22 +57,24 @@ __device__ float block_sum(float v, float* sh) {
 
 // ---- conversions
 
-__global__ void f32_to_f16_k(uint16_t* out, const float* inp, int64_t n) {
+// out[i] = Convert()(inp[i]) over n values
+template <class Out, class In, class Convert>
+__global__ void convert_k(Out* out, const In* inp, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = __half_as_ushort(__float2half_rn(inp[i]));
+    out[i] = Convert()(inp[i]);
 }
-__global__ void f16_to_f32_k(float* out, const uint16_t* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = __half2float(__ushort_as_half(inp[i]));
-}
-__global__ void f32_to_bf16_k(uint16_t* out, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(inp[i]));
-}
-__global__ void bf16_to_f32_k(float* out, const uint16_t* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = __bfloat162float(__ushort_as_bfloat16(inp[i]));
-}
+struct ToF16 {
+  __device__ uint16_t operator()(float x) const { return __half_as_ushort(__float2half_rn(x)); }
+};
+struct FromF16 {
+  __device__ float operator()(uint16_t h) const { return __half2float(__ushort_as_half(h)); }
+};
+struct ToBF16 {
+  __device__ uint16_t operator()(float x) const { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+};
+struct FromBF16 {
+  __device__ float operator()(uint16_t h) const { return __bfloat162float(__ushort_as_bfloat16(h)); }
+};
 
 // ---- elementwise
 
@@ -317,6 +319,13 @@ std::string check_stream(cudaStream_t stream, const char* what) {
   return err.empty() ? error_text(cudaGetLastError(), what) : err;
 }
 
+template <class Out, class In, class Convert>
+std::string convert(Out* out, const In* inp, int64_t n, cudaStream_t stream, const char* name) {
+  if (n <= 0) return "";
+  convert_k<Out, In, Convert><<<blocks_for(n, kBlock), kBlock, 0, stream>>>(out, inp, n);
+  return launched(name);
+}
+
 #define ER_ELEMENTWISE(kernel, n, ...)                                            \
   do {                                                                            \
     if ((n) <= 0) return "";                                                      \
@@ -325,16 +334,16 @@ std::string check_stream(cudaStream_t stream, const char* what) {
   } while (0)
 
 std::string f32_to_f16(uint16_t* out, const float* inp, int64_t n, cudaStream_t stream) {
-  ER_ELEMENTWISE(f32_to_f16_k, n, out, inp, n);
+  return convert<uint16_t, float, ToF16>(out, inp, n, stream, "f32_to_f16");
 }
 std::string f16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t stream) {
-  ER_ELEMENTWISE(f16_to_f32_k, n, out, inp, n);
+  return convert<float, uint16_t, FromF16>(out, inp, n, stream, "f16_to_f32");
 }
 std::string f32_to_bf16(uint16_t* out, const float* inp, int64_t n, cudaStream_t stream) {
-  ER_ELEMENTWISE(f32_to_bf16_k, n, out, inp, n);
+  return convert<uint16_t, float, ToBF16>(out, inp, n, stream, "f32_to_bf16");
 }
 std::string bf16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t stream) {
-  ER_ELEMENTWISE(bf16_to_f32_k, n, out, inp, n);
+  return convert<float, uint16_t, FromBF16>(out, inp, n, stream, "bf16_to_f32");
 }
 
 std::string bias_gelu_forward(float* out, const float* inp, const float* bias, int64_t N, int64_t C,
