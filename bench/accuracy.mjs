@@ -12,7 +12,8 @@
 //                           [--layer 3] [--adapter-layer K] [--model NAME|DIR] [--precision fp32|bf16]
 //                           [--batch 32] [--grid 'full=5e-5,1e-4;reduced=...'] [--no-torch] [--quick] [--allow-dirty]
 //   a follow-up on the same splits: --modes reduced-adapters --lr 1e-3 --epochs 12 --name adapters-12ep
-//   (one rate instead of the grid; results go to accuracy-<date>-<name>.md)
+//   (one rate instead of the grid; results go to accuracy-<date>-<name>.md; --note 'TEXT' adds a
+//   sentence to the table's learning-rate line, e.g. where the rates were picked)
 //   node bench/accuracy.mjs --render bench/results/accuracy-<date>-<name>.json   (the .md of a run's JSON)
 // Writes bench/results/accuracy-<date>.md and .json, only from a clean committed tree unless
 // --allow-dirty (then marked DIRTY TREE).
@@ -126,7 +127,7 @@ async function main() {
     for (const t of Object.keys(results.tasks)) await runTorch(results, t);
     return render(results, true);
   }
-  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), model: modelText, precision, k: K, adapterK: KA, maxLength: MAXLEN, batchSize: BATCH, epochs, patience, adapterSize, trainMax, devMax, testMax, grid: GRID, tasks: {} };
+  const results = { date: new Date().toISOString(), cpu: cpuDescription(), nproc: nproc(), threads, git: gitInfo(root), model: modelText, precision, k: K, adapterK: KA, maxLength: MAXLEN, batchSize: BATCH, epochs, patience, adapterSize, trainMax, devMax, testMax, grid: GRID, note: flag('note', '') || undefined, tasks: {} };
   for (const t of tasks) {
     const spec = TASKS[t];
     const dir = path.join(dataDir, spec.dir ?? t);
@@ -183,7 +184,9 @@ function render(results, write) {
     `# Accuracy on real data, ${localDate()}`, '',
     `- **Model**: ${results.model ?? 'all-MiniLM-L6-v2 (6 layers, hidden 384)'}, k = ${results.k ?? K}${(results.adapterK ?? results.k) !== results.k ? ` (adapter modes: k = ${results.adapterK})` : ''}; ${results.precision ?? 'fp32'} training; max length ${results.maxLength ?? MAXLEN}, batch ${results.batchSize ?? BATCH}, at most ${results.epochs} epochs with early stopping on dev loss (patience ${results.patience ?? 10}), warm-up 10% then linear decay, AdamW (wd 0.01), clipping 1.0, dropout 0.1, adapters of size ${results.adapterSize ?? 64}; the best epoch by dev loss is kept`,
     `- **Data**: ../shared/data; training sets subsampled to every k-th example, at most ${results.trainMax} (sizes below); dev at most ${results.devMax}; test at most ${results.testMax} (every k-th)`,
-    `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).filter(([m]) => ran.has(m)).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate.${withTorch ? " PyTorch uses our full mode's rate." : ''}`,
+    Object.values(results.grid ?? GRID).every((g) => g.length === 1)
+      ? `- **Learning rate**: one rate per mode, not searched in this run: ${Object.entries(results.grid ?? GRID).filter(([m]) => ran.has(m)).map(([m, g]) => `${m} ${g[0]}`).join('; ')}.${withTorch ? " PyTorch uses our full mode's rate." : ''}${results.note ? ` ${results.note}` : ''}`
+      : `- **Learning rate**: picked per mode on dev (seed 1) from ${Object.entries(results.grid ?? GRID).filter(([m]) => ran.has(m)).map(([m, g]) => `${m} {${g.join(', ')}}`).join('; ')}; then seeds 2..${Math.max(...Object.values(results.tasks).flatMap((r) => Object.values(r.modes).flatMap((m) => m.runs.map((x) => x.seed))))} at that rate.${withTorch ? " PyTorch uses our full mode's rate." : ''}${results.note ? ` ${results.note}` : ''}`,
     `- **Machine**: ${cpuText(results.cpu)}; ${threads} threads; git ${results.git?.commit ?? '?'}${results.torchVersion ? `; PyTorch ${results.torchVersion}` : ''}`,
     '',
     '| Task (metric) | train / dev / test | mode | lr | test mean ± s.e. (%) | seeds | train time s (mean) |',
