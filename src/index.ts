@@ -3,7 +3,7 @@
  * their activations, and run the layers above k for every task after that.
  */
 export { Encoder } from './model/encoder';
-export type { Batch, LoadOptions, ForwardOptions, ForwardFromOptions, Precision, EmbedOptions } from './model/encoder';
+export type { Batch, LoadOptions, ForwardOptions, ForwardFromOptions, Precision, Device, EmbedOptions } from './model/encoder';
 export type { TokenizeOptions, Encoded } from './model/tokenizer';
 export { TextTokenizer } from './model/tokenizer';
 export { readCheckpoint, readModelConfig, weightFingerprint } from './model/checkpoint';
@@ -14,7 +14,7 @@ export { readSafetensorsHeader, parseSafetensorsHeader, readSafetensors } from '
 export type { Tensor } from './tensor/tensor';
 export { tensor } from './tensor/tensor';
 export { CheckpointError } from './errors';
-export { cpuInfo } from './native/info';
+export { cpuInfo, cudaInfo } from './native/info';
 // the cost model (`er cost`): the whole API under `cost`, the main entry points by name
 export * as cost from './cost';
 export { computeCost, measureRecycling } from './cost';

@@ -4,8 +4,10 @@
 #include <napi.h>
 #include "binding/args.h"
 #include "binding/compute.h"
+#include "binding/cuda.h"
 #include <dnnl.h>
 #include <omp.h>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -18,6 +20,7 @@ void init_store(Napi::Env env, Napi::Object exports);
 void init_train(Napi::Env env, Napi::Object exports);
 void init_sqlite(Napi::Env env, Napi::Object exports);
 std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
+Napi::Value CudaInfo(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -46,8 +49,10 @@ Napi::Float32Array adopt_floats(Napi::Env env, std::vector<float>* buf) {
 class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
  public:
   static Napi::FunctionReference* ctor;
-  static std::shared_ptr<er::Encoder>* adopting;  // JavaScript thread only
+  struct LoadSpec;
+  static LoadSpec* adopting;  // JavaScript thread only
   std::shared_ptr<er::Encoder> encoder() const { return enc_; }
+  bool on_gpu() const { return gpu_ != nullptr; }
 
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeEncoder",
@@ -65,7 +70,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
     er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kEncoderTag);
     if (adopting && info.Length() == 0) {
-      enc_ = std::move(*adopting);
+      enc_ = std::move(adopting->enc);
+      gpu_ = std::move(adopting->gpu);
       adopting = nullptr;
       return;
     }
@@ -73,6 +79,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     std::string err = load_weights(spec);
     THROW_IF(!err.empty(), err);
     enc_ = std::move(spec.enc);
+    gpu_ = std::move(spec.gpu);
   }
 
   // What loading an encoder needs, read from JavaScript values on the JavaScript thread.
@@ -85,6 +92,10 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     std::shared_ptr<er::Encoder> enc;
     std::vector<TensorSpec> tensors;
     std::string precision;
+    // device 'cuda': the weights go on to GPU `gpu_index` (the host copy stays mapped, not prepacked)
+    bool cuda = false;
+    int32_t gpu_index = 0;
+    std::shared_ptr<er_binding::GpuEncoder> gpu;
   };
 
   static LoadSpec parse_load(const Napi::CallbackInfo& info) {
@@ -135,7 +146,17 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     spec.enc->layer.assign(c.layers, er::LayerWeights{});
     Napi::Value prec = cfg.Get("precision");
     spec.precision = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "fp32";
-    THROW_IF(spec.precision != "fp32" && spec.precision != "bf16", "precision must be 'fp32' or 'bf16'");
+    Napi::Value dev = cfg.Get("device");
+    THROW_IF(!dev.IsUndefined() && !dev.IsString(), "config.device must be 'cpu' or 'cuda'");
+    const std::string device = dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu";
+    THROW_IF(device != "cpu" && device != "cuda", "config.device must be 'cpu' or 'cuda', got '" + device + "'");
+    spec.cuda = device == "cuda";
+    if (spec.cuda && !cfg.Get("gpu").IsUndefined()) spec.gpu_index = (int32_t)get_int(cfg, "gpu", 0, 1023);
+    if (spec.cuda)
+      THROW_IF(spec.precision != "fp32" && spec.precision != "bf16" && spec.precision != "fp16",
+               "precision must be 'fp32', 'bf16' or 'fp16' on device 'cuda'");
+    else
+      THROW_IF(spec.precision != "fp32" && spec.precision != "bf16", "precision must be 'fp32' or 'bf16'");
     Napi::Array tensors = info[1].As<Napi::Array>();
     const int64_t kMaxBytes = int64_t(1) << 50;
     for (uint32_t i = 0; i < tensors.Length(); i++) {
@@ -172,6 +193,15 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     }
     std::string missing = missing_slot(enc);
     if (!missing.empty()) return "tensor " + missing + " was not given";
+    if (spec.cuda) {
+      er::cuda::HostEncoder host{enc.cfg, enc.emb, enc.layer};
+      const int32_t p = spec.precision == "fp16" ? 2 : spec.precision == "bf16" ? 1 : 0;
+      try {
+        return er_binding::GpuEncoder::create(host, p, spec.gpu_index, &spec.gpu);
+      } catch (const std::exception& e) {
+        return std::string("cannot load the encoder onto the GPU: ") + e.what();
+      }
+    }
     try {
       return er::encoder_set_precision(enc, spec.precision == "bf16" ? er::Precision::BF16 : er::Precision::FP32);
     } catch (const std::bad_alloc&) {
@@ -191,7 +221,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       if (!err.empty()) SetError(err);
     }
     void OnOK() override {
-      adopting = &spec_.enc;
+      adopting = &spec_;
       Napi::Object o = ctor->Value().New({});
       adopting = nullptr;
       deferred.Resolve(o);
@@ -292,7 +322,8 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   // A forward pass on the encoder's compute thread; inputs are read in place.
   class ForwardJob : public er_binding::ComputeJob {
    public:
-    ForwardJob(Napi::Env env, std::shared_ptr<er::Encoder> enc) : ComputeJob(env), enc_(std::move(enc)) {}
+    ForwardJob(Napi::Env env, std::shared_ptr<er::Encoder> enc, std::shared_ptr<er_binding::GpuEncoder> gpu)
+        : ComputeJob(env), enc_(std::move(enc)), gpu_(std::move(gpu)) {}
     const int32_t *ids = nullptr, *positions = nullptr, *types = nullptr, *mask = nullptr;
     const float* hidden = nullptr;
     int64_t B = 0, T = 0, from = 0, to = 0;
@@ -309,9 +340,19 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
         return;
       }
       try {
-        std::string err = from_hidden
-            ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
-            : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
+        std::string err;
+        if (gpu_) {
+          err = from_hidden ? gpu_->forward_from(out_->data(), hidden, mask, B, T, from, to)
+                            : gpu_->forward(out_->data(), ids, positions, types, mask, B, T, to);
+          // as on the CPU, padding positions hold zeros (the GPU runs them, masked as keys)
+          const int64_t H = enc_->cfg.hidden;
+          if (err.empty())
+            for (int64_t i = 0; i < B * T; i++)
+              if (mask[i] == 0) std::fill(out_->data() + i * H, out_->data() + (i + 1) * H, 0.0f);
+        } else {
+          err = from_hidden ? er::encoder_forward_from(*enc_, out_->data(), hidden, mask, B, T, from, to, threads)
+                            : er::encoder_forward(*enc_, out_->data(), ids, positions, types, mask, B, T, to, threads);
+        }
         if (!err.empty()) fail(err);
         else if (round_f16) er::round_to_f16(out_->data(), (int64_t)out_->size());
       } catch (const std::bad_alloc&) {
@@ -323,6 +364,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
 
    private:
     std::shared_ptr<er::Encoder> enc_;
+    std::shared_ptr<er_binding::GpuEncoder> gpu_;
     std::unique_ptr<std::vector<float>> out_;
   };
 
@@ -342,7 +384,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     size_t n = checked_elements(info, B, T);
     const int64_t to = er_binding::get_int(info[6], "toLayer", 0, enc_->cfg.layers);
     const int threads = (int)er_binding::get_int(info[7], "threads", 1, 4096);
-    auto w = std::make_unique<ForwardJob>(info.Env(), enc_);
+    auto w = std::make_unique<ForwardJob>(info.Env(), enc_, gpu_);
     w->ids = er_binding::array_data<const int32_t>(info[0], napi_int32_array, n, "ids");
     w->positions = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "positions");
     if (!info[2].IsNull() && !info[2].IsUndefined())
@@ -368,7 +410,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     const int64_t from = er_binding::get_int(info[4], "fromLayer", 0, enc_->cfg.layers);
     const int64_t to = er_binding::get_int(info[5], "toLayer", 0, enc_->cfg.layers);
     const int threads = (int)er_binding::get_int(info[6], "threads", 1, 4096);
-    auto w = std::make_unique<ForwardJob>(info.Env(), enc_);
+    auto w = std::make_unique<ForwardJob>(info.Env(), enc_, gpu_);
     w->hidden = er_binding::array_data<const float>(info[0], napi_float32_array, n * enc_->cfg.hidden, "hidden");
     w->mask = er_binding::array_data<const int32_t>(info[1], napi_int32_array, n, "attentionMask");
     w->hold(info[0]);
@@ -390,6 +432,13 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
       o.Set("ownedBytes", (double)enc_->weights.owned_bytes());
       o.Set("packedBytes", (double)er::encoder_packed_bytes(*enc_));
       o.Set("workspaceBytes", (double)enc_->ws.held.load());
+      if (gpu_) {
+        uint64_t weights = 0, buffers = 0;
+        gpu_->memory(&weights, &buffers);
+        o.Set("gpu", gpu_->device());
+        o.Set("deviceWeightBytes", (double)weights);
+        o.Set("deviceBufferBytes", (double)buffers);
+      }
     }
     return o;
   }
@@ -398,6 +447,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kEncoderTag, "NativeEncoder");
     enc_.reset();
+    gpu_.reset();
     return info.Env().Undefined();
   }
 
@@ -408,11 +458,12 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   }
 
   std::shared_ptr<er::Encoder> enc_;
+  std::shared_ptr<er_binding::GpuEncoder> gpu_;  // device 'cuda': the forward passes run there
   std::shared_ptr<er_binding::ComputeQueue> queue_;
 };
 
 Napi::FunctionReference* EncoderHandle::ctor = nullptr;
-std::shared_ptr<er::Encoder>* EncoderHandle::adopting = nullptr;
+EncoderHandle::LoadSpec* EncoderHandle::adopting = nullptr;
 
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -503,6 +554,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEncoder", enc);
   exports.Set("loadEncoder", Napi::Function::New(env, EncoderHandle::Load));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
   exports.Set("copyF32", Napi::Function::New(env, CopyF32));
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory));
@@ -516,8 +568,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace
 
 std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v) {
-  auto enc = er_binding::unwrap_tagged<EncoderHandle>(v, er_binding::kEncoderTag, "NativeEncoder")->encoder();
+  EncoderHandle* h = er_binding::unwrap_tagged<EncoderHandle>(v, er_binding::kEncoderTag, "NativeEncoder");
+  auto enc = h->encoder();
   if (!enc) throw Napi::Error::New(v.Env(), "the encoder is closed");
+  if (h->on_gpu())
+    throw Napi::Error::New(v.Env(), "this encoder was loaded with device 'cuda', and task models run on the CPU so far; "
+                                    "load the encoder with device 'cpu' for a TaskModel");
   return enc;
 }
 

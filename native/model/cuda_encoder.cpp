@@ -237,5 +237,20 @@ std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* 
   return err;
 }
 
+std::string CudaEncoder::forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
+                                      int64_t from_layer, int64_t to_layer) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  std::string err = reserve(B, T);
+  if (!err.empty()) return err;
+  const size_t N = (size_t)(B * T), bytes = N * cfg_.hidden * 4;
+  err = error_text(cudaMemcpyAsync(x_, hidden, bytes, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
+  if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, N * 4, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  if (err.empty()) err = forward_from_device(x_, x_, mask_, B, T, from_layer, to_layer);
+  if (err.empty())
+    err = error_text(cudaMemcpyAsync(out, x_, bytes, cudaMemcpyDeviceToHost, stream_), "copying the hidden states back");
+  if (err.empty()) err = check_stream(stream_, "the GPU forward pass");
+  return err;
+}
+
 }  // namespace cuda
 }  // namespace er

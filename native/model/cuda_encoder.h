@@ -15,17 +15,11 @@
 #include <string>
 #include <vector>
 #include "kernels/cuda/blas.h"
+#include "model/cuda_backend.h"
 #include "model/encoder.h"
 
 namespace er {
 namespace cuda {
-
-// An encoder's weights in host memory (BERT family: no relative positions yet)
-struct HostEncoder {
-  EncoderConfig cfg;
-  EmbeddingTables emb;
-  std::vector<LayerWeights> layer;
-};
 
 class CudaEncoder {
  public:
@@ -45,6 +39,8 @@ class CudaEncoder {
   // the same from and to host memory (copies in, runs, copies out, waits)
   std::string forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
                       const int32_t* mask, int64_t B, int64_t T, int64_t to_layer);
+  std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
+                           int64_t from_layer, int64_t to_layer);
 
   cudaStream_t stream() const { return stream_; }
   uint64_t weight_bytes() const { return weight_bytes_; }

@@ -58,7 +58,7 @@ async function encodeThroughQueue(f: EncodeFlags, encoder: Encoder, layer: numbe
 
 interface EncodeFlags {
   model: string; layer: string; dtype: string; input: string; store: string;
-  maxLength?: string; stride?: string; batchSize?: string; threads?: string;
+  maxLength?: string; stride?: string; batchSize?: string; threads?: string; device: string; gpu?: string;
   onBadLine: string; idField?: string; textField?: string; pairField?: string; quiet?: boolean;
   queue?: string; queueName?: string; shardSize?: string; attempts?: string; shardsTo?: string; endpoint?: string; keepShards?: boolean;
 }
@@ -77,6 +77,8 @@ export function registerEncode(program: Command): void {
     .option('--stride <n>', 'tokens shared by consecutive windows of a long text (default: 128 or max-length/4)')
     .option('--batch-size <n>', 'windows per forward batch', '32')
     .option('--threads <n>', 'compute threads (default: all cores)')
+    .option('--device <device>', "where the encoder runs: cpu, cuda (an NVIDIA GPU; BERT-like families) or auto", 'cpu')
+    .option('--gpu <n>', 'which GPU, with --device cuda or auto', '0')
     .option('--on-bad-line <policy>', 'a line that is not valid JSON or lacks a text: fail or skip', 'fail')
     .option('--id-field <name>', 'JSON field of the id (default "id"; the line number when absent)')
     .option('--text-field <name>', 'JSON field of the text (default "text")')
@@ -92,7 +94,10 @@ export function registerEncode(program: Command): void {
     .action(async (f: EncodeFlags) => {
       if (!(f.dtype in CODECS)) throw new Error(`--dtype must be one of ${Object.keys(CODECS).join(', ')}, got ${JSON.stringify(f.dtype)}`);
       if (f.onBadLine !== 'fail' && f.onBadLine !== 'skip') throw new Error(`--on-bad-line must be fail or skip, got ${JSON.stringify(f.onBadLine)}`);
-      const encoder = await Encoder.load(f.model, { threads: int('--threads', f.threads, 1, 1024) });
+      if (f.device !== 'cpu' && f.device !== 'cuda' && f.device !== 'auto') throw new Error(`--device must be cpu, cuda or auto, got ${JSON.stringify(f.device)}`);
+      const encoder = await Encoder.load(f.model, { threads: int('--threads', f.threads, 1, 1024), device: f.device, gpu: int('--gpu', f.gpu, 0, 1023) });
+      if (!f.quiet && f.device !== 'cpu') process.stderr.write(`encoder on ${encoder.device === 'cuda' ? `GPU ${f.gpu}` : `the CPU (${encoder.deviceReason})`}
+`);
       const layer = int('--layer', f.layer, 0, encoder.numLayers)!;
       if (f.queue) {
         try {

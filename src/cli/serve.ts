@@ -1,6 +1,7 @@
 import * as path from 'path';
 import type { Command } from 'commander';
 import { EmbeddingSession } from '../infer/embed';
+import type { Device } from '../model/encoder';
 import { InferenceSession, SessionOptions } from '../infer/session';
 import { createServer, SERVE_DEFAULTS, ServedSession } from '../serve/server';
 
@@ -45,6 +46,7 @@ export function registerServe(program: Command): void {
     .option('--model <dir>', 'base model directory for every task (default: the one in each task.json); also serves POST /embed (sentence embeddings) from it')
     .option('--store <dir>', 'activation store for every task (default: the one in each task.json) and for /embed')
     .option('--pooling <kind>', 'pooling of /embed: mean or cls', 'mean')
+    .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda (an NVIDIA GPU; BERT-like families) or auto (tasks run on the CPU)", 'cpu')
     .option('--read-through', 'store the activations of texts not in the store (takes the store\'s writer lock: one such process per store)')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--max-batch-tokens <n>', 'token budget of one batch', '8192')
@@ -91,14 +93,14 @@ export function registerServe(program: Command): void {
         if (f.pooling !== 'mean' && f.pooling !== 'cls') throw new Error(`--pooling must be mean or cls, got ${JSON.stringify(f.pooling)}`);
         try {
           embedder = await EmbeddingSession.open(f.model, {
-            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling,
+            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling, device: embedDevice(f.embedDevice),
             maxBatchTokens: sessionOpts.maxBatchTokens, maxDelayMs: sessionOpts.maxDelayMs, maxQueue: sessionOpts.maxQueue,
           });
         } catch (err) {
           for (const s of sessions.values()) await s.close();
           throw err;
         }
-        process.stderr.write(`embed: ${f.model} (${f.pooling} pooling, ${embedder.maxLength} tokens${embedder.store ? `, store ${embedder.store.dir}` : ''})\n`);
+        process.stderr.write(`embed: ${f.model} (${f.pooling} pooling, ${embedder.maxLength} tokens${embedder.store ? `, store ${embedder.store.dir}` : ''}, on ${embedder.encoder.device === 'cuda' ? 'the GPU' : 'the CPU'})\n`);
       }
       const server = createServer(sessions, { ...serverOpts, embedder });
       let stopping = false;
@@ -119,4 +121,9 @@ export function registerServe(program: Command): void {
       const url = await server.listen();
       process.stdout.write(`listening on ${url}\n`);
     });
+}
+
+function embedDevice(v: unknown): Device {
+  if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new Error(`--embed-device must be cpu, cuda or auto, got ${JSON.stringify(v)}`);
+  return v;
 }

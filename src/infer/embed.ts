@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Encoder, poolHidden } from '../model/encoder';
+import type { Device } from '../model/encoder';
 import type { Encoded } from '../model/tokenizer';
 import { ActivationStore } from '../store/store';
 import { Batcher, BatcherMetrics, SubmitOptions } from './batcher';
@@ -17,6 +18,10 @@ export interface EmbeddingSessionOptions {
   /** a store of this model's layer-k activations: texts found in it run only the layers above k */
   store?: string;
   threads?: number;
+  /** where the encoder runs: 'cpu' (default), 'cuda' or 'auto' (see the encoder's LoadOptions.device) */
+  device?: Device;
+  /** which GPU, for device 'cuda' or 'auto' */
+  gpu?: number;
   /** 'mean' (default) or 'cls' */
   pooling?: 'mean' | 'cls';
   /** tokens per text; default the model's sentence_bert_config.json max_seq_length, else its limit */
@@ -57,7 +62,7 @@ export class EmbeddingSession {
   static async open(modelDir: string, opts: EmbeddingSessionOptions = {}): Promise<EmbeddingSession> {
     const pooling = opts.pooling ?? 'mean';
     if (pooling !== 'mean' && pooling !== 'cls') throw new TypeError(`pooling must be 'mean' or 'cls', got ${String(pooling)}`);
-    const encoder = await Encoder.load(modelDir, { threads: opts.threads });
+    const encoder = await Encoder.load(modelDir, { threads: opts.threads, device: opts.device, gpu: opts.gpu });
     try {
       let store: ActivationStore | undefined;
       if (opts.store !== undefined) {

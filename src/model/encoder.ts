@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { native, NativeEncoder } from '../native/binding';
+import { native, NativeEncoder, NativeEncoderMemory } from '../native/binding';
 import { whileReading } from '../tensor/lease';
 import { Tensor, tensor } from '../tensor/tensor';
 import { Checkpoint, readCheckpoint } from './checkpoint';
@@ -36,10 +36,47 @@ export interface LoadOptions {
    * AVX512-BF16); LayerNorm, softmax, GELU and attention stay fp32.
    */
   precision?: Precision;
+  /**
+   * Where the forward passes run: `'cpu'` (default), `'cuda'` (an NVIDIA GPU, through the
+   * GPU backend `embedding_recycler_cuda.so`; BERT, RoBERTa, DistilBERT and other families
+   * without relative positions), or `'auto'` (the GPU when one is usable for this model, else
+   * the CPU; {@link Encoder.deviceReason} says why). On the GPU, `precision` may also be
+   * `'fp16'`; `'fp32'` there runs without TF32.
+   */
+  device?: Device;
+  /** Which GPU, for device 'cuda' or 'auto'; default 0. */
+  gpu?: number;
 }
 
-/** Compute precision of the linear layers. */
-export type Precision = 'fp32' | 'bf16';
+/** Compute precision of the linear layers; `'fp16'` on device 'cuda' only. */
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/** Where an encoder runs. */
+export type Device = 'cpu' | 'cuda' | 'auto';
+
+/** Why this model cannot run on the GPU backend, or '' if it can. */
+export function gpuRefusal(shape: EncoderShape): string {
+  if (shape.relativeBuckets > 0 || shape.disentangled) {
+    return `the GPU encoder does not run ${shape.family}'s relative-position attention yet (it runs the families without it: BERT, RoBERTa, DistilBERT, ...)`;
+  }
+  return '';
+}
+
+/** Resolves device 'cpu' | 'cuda' | 'auto' for a model: where it runs, and why not on the GPU when 'auto' chose the CPU. */
+function resolveDevice(shape: EncoderShape, device: Device, gpu: number, precision: Precision): { device: 'cpu' | 'cuda'; reason: string } {
+  if (device === 'cpu') return { device: 'cpu', reason: 'device cpu was asked for' };
+  const refusal = gpuRefusal(shape);
+  let why = refusal;
+  if (!why) {
+    const info = native().cudaInfo();
+    if (!info.available) why = info.reason ?? 'no usable GPU';
+    else if (gpu >= info.devices.length) why = `GPU ${gpu} does not exist: this machine has ${info.devices.length} (${info.devices.join('; ')})`;
+  }
+  if (!why) return { device: 'cuda', reason: `GPU ${gpu}` };
+  if (device === 'cuda') throw new Error(`device 'cuda': ${why}${refusal ? "; use device 'cpu'" : ''}`);
+  if (precision === 'fp16') throw new Error(`precision 'fp16' needs a GPU, and device 'auto' found none usable: ${why}; use precision 'fp32' or 'bf16'`);
+  return { device: 'cpu', reason: why };
+}
 
 /** Options of {@link Encoder.forward}. */
 export interface ForwardOptions {
@@ -110,7 +147,7 @@ export function poolHidden(hidden: Float32Array, mask: Int32Array, B: number, T:
   return out;
 }
 
-/** A BERT-family encoder (BERT, RoBERTa, DistilBERT and their derivatives) running natively on the CPU. */
+/** A pretrained encoder (BERT, RoBERTa, DistilBERT, MPNet, DeBERTa-v2 and their derivatives) running natively on the CPU, or on an NVIDIA GPU for the families without relative positions. */
 export class Encoder {
   /** @internal */
   private handle: NativeEncoder | null;
@@ -123,6 +160,10 @@ export class Encoder {
     private threads: number,
     /** Compute precision of the linear layers. */
     readonly precision: Precision,
+    /** Where the forward passes run. */
+    readonly device: 'cpu' | 'cuda',
+    /** Why the encoder runs where it does (with device 'auto': why not on the GPU). */
+    readonly deviceReason: string,
   ) {
     this.handle = handle;
   }
@@ -138,8 +179,13 @@ export class Encoder {
     const addon = native();
     const threads = opts.threads === undefined ? addon.cpuInfo().defaultThreads : checkInt('threads', opts.threads, 1, 1024);
     const precision = opts.precision ?? 'fp32';
-    if (precision !== 'fp32' && precision !== 'bf16') throw new TypeError(`precision must be 'fp32' or 'bf16', got ${String(precision)}`);
-    if (precision === 'bf16') {
+    if (precision !== 'fp32' && precision !== 'bf16' && precision !== 'fp16') throw new TypeError(`precision must be 'fp32', 'bf16' or 'fp16' (GPU only), got ${String(precision)}`);
+    const asked = opts.device ?? 'cpu';
+    if (asked !== 'cpu' && asked !== 'cuda' && asked !== 'auto') throw new TypeError(`device must be 'cpu', 'cuda' or 'auto', got ${String(asked)}`);
+    const gpu = opts.gpu === undefined ? 0 : checkInt('gpu', opts.gpu, 0, 1023);
+    if (precision === 'fp16' && asked === 'cpu') throw new TypeError("precision 'fp16' runs on device 'cuda' only; on the CPU use 'fp32' or 'bf16'");
+    const { device, reason } = resolveDevice(ckpt.shape, asked, gpu, precision);
+    if (precision === 'bf16' && device === 'cpu') {
       const impl = addon.cpuInfo().bf16Matmul;
       if (impl.startsWith('unavailable')) {
         throw new TypeError(`precision 'bf16' needs oneDNN's bf16 matmul, which this CPU does not have (${impl}); use precision 'fp32'`);
@@ -161,10 +207,11 @@ export class Encoder {
         eps: s.layerNormEps,
         ...(s.disentangled ? { disentangled: s.disentangled } : {}),
         precision,
+        ...(device === 'cuda' ? { device, gpu } : {}),
       },
       ckpt.tensors,
     );
-    return new Encoder(ckpt, tok, handle, threads, precision);
+    return new Encoder(ckpt, tok, handle, threads, precision, device, reason);
   }
 
   /** The model's dimensions and family. */
@@ -427,9 +474,10 @@ export class Encoder {
   /**
    * Bytes of weights mapped from disk, bytes converted into memory, bytes of prepacked
    * linear-layer weights, and bytes of scratch memory kept between calls (freed after a
-   * call that grew it past 256 MiB).
+   * call that grew it past 256 MiB). On device 'cuda' also the GPU and the device bytes of
+   * its weights and of the buffers kept for the largest batch so far.
    */
-  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number; workspaceBytes: number } {
+  memory(): NativeEncoderMemory {
     return this.live().memory();
   }
 

@@ -28,7 +28,10 @@ export interface NativeEncoderConfig {
   maxPositions: number;
   typeVocab: number;
   eps: number;
-  precision: 'fp32' | 'bf16';
+  precision: 'fp32' | 'bf16' | 'fp16';
+  /** 'cuda': the forward passes run on GPU `gpu` (default 0) through the GPU backend */
+  device?: 'cpu' | 'cuda';
+  gpu?: number;
   /** buckets of MPNet's relative position bias (0 or absent: none) */
   relBuckets?: number;
   /** DeBERTa-v2's disentangled attention and embeddings (no absolute positions unless
@@ -57,8 +60,34 @@ export interface NativeEncoder {
     toLayer: number,
     threads: number,
   ): Promise<Float32Array>;
-  memory(): { mappedBytes: number; ownedBytes: number; packedBytes: number; workspaceBytes: number };
+  memory(): NativeEncoderMemory;
   close(): void;
+}
+
+export interface NativeEncoderMemory {
+  mappedBytes: number;
+  ownedBytes: number;
+  packedBytes: number;
+  workspaceBytes: number;
+  /** device 'cuda' only: the GPU, and the device memory of the weights and the kept batch buffers */
+  gpu?: number;
+  deviceWeightBytes?: number;
+  deviceBufferBytes?: number;
+}
+
+/** What the GPU backend (embedding_recycler_cuda.so) says about this machine. */
+export interface NativeCudaInfo {
+  /** the file looked for */
+  backend: string;
+  loaded: boolean;
+  /** a GPU the backend can use was found */
+  available: boolean;
+  /** why not, when not */
+  reason?: string;
+  /** the CUDA runtime the backend was built with */
+  runtime?: string;
+  /** one line per GPU: "0: NVIDIA H200, compute 9.0, 139.8 GiB, driver 13.0" */
+  devices: string[];
 }
 
 /** Appends records to segment files; holds the store's writer lock. */
@@ -179,6 +208,8 @@ export interface NativeAddon {
   /** The same load with the weights mapped, widened and prepacked off the JavaScript thread. */
   loadEncoder(config: NativeEncoderConfig, tensors: NativeTensorSpec[]): Promise<NativeEncoder>;
   cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; fp32Matmul: string; bf16Matmul: string };
+  /** Opens the GPU backend on first call (never throws). */
+  cudaInfo(): NativeCudaInfo;
 }
 
 let cached: NativeAddon | undefined;

@@ -1,4 +1,4 @@
-import { addonPath, native } from './binding';
+import { addonPath, native, NativeCudaInfo } from './binding';
 
 /**
  * What the native engine runs on: the kernel level chosen by cpuid, the GEMM library,
@@ -8,4 +8,9 @@ import { addonPath, native } from './binding';
 export function cpuInfo(): { kernels: string; defaultThreads: number; gemm: string; fp32Matmul: string; bf16Matmul: string; sqlite: string; addon: string } {
   const n = native();
   return { ...n.cpuInfo(), sqlite: n.sqliteVersion, addon: addonPath() };
+}
+
+/** What the GPU backend says: whether it is installed and loads, its CUDA runtime, the GPUs it sees. */
+export function cudaInfo(): NativeCudaInfo {
+  return native().cudaInfo();
 }

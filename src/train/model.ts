@@ -167,6 +167,9 @@ export class TaskModel {
   /** Checks the options and resolves the model's shape (k, head, adapters). */
   private static describe(encoder: Encoder, opts: TaskModelOptions): { mode: TrainMode; k: number; head: { kind: HeadKind; numLabels: number }; adapter: TaskManifest['adapter'] } {
     if (!(encoder instanceof Encoder)) throw new TypeError('TaskModel.create(encoder, options) needs an Encoder');
+    if (encoder.device !== 'cpu') {
+      throw new Error("TaskModel: the encoder was loaded with device 'cuda', and task models (training and serving) run on the CPU so far; load the encoder with device 'cpu' for them");
+    }
     if (typeof opts !== 'object' || opts === null) throw new TypeError('TaskModel.create needs options { mode, head }');
     if (!TRAIN_MODES.includes(opts.mode)) throw new TypeError(`mode must be one of ${TRAIN_MODES.join(', ')}, got ${String(opts.mode)}`);
     const N = encoder.numLayers;

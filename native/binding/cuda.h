@@ -1,0 +1,39 @@
+// The addon's side of the GPU backend (model/cuda_backend.h): finding and opening
+// embedding_recycler_cuda.so on first use, and a GPU encoder's lifetime.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include "model/cuda_backend.h"
+
+namespace er_binding {
+
+// The backend, opened once per process; null with the reason in *why when it cannot be used
+// (not built, a library missing, another build's ABI).
+const ErCudaBackend* cuda_backend(std::string* why);
+// Where the backend library is looked for: $ER_CUDA_BACKEND, else beside the addon.
+std::string cuda_backend_path();
+
+// An encoder's weights on one GPU. The compute queue runs one job at a time, and the mutex
+// keeps it so for any other caller.
+class GpuEncoder {
+ public:
+  static std::string create(const er::cuda::HostEncoder& host, int32_t precision, int32_t device,
+                            std::shared_ptr<GpuEncoder>* out);
+  ~GpuEncoder();
+  std::string forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                      const int32_t* mask, int64_t B, int64_t T, int64_t to_layer);
+  std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
+                           int64_t from_layer, int64_t to_layer);
+  void memory(uint64_t* weight_bytes, uint64_t* buffer_bytes);
+  int32_t device() const { return device_; }
+
+ private:
+  GpuEncoder() = default;
+  const ErCudaBackend* api_ = nullptr;
+  void* handle_ = nullptr;
+  int32_t device_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace er_binding

@@ -1,0 +1,64 @@
+// The GPU backend as the addon sees it: a separate shared library (embedding_recycler_cuda.so,
+// beside the addon) that the addon opens with dlopen only when a caller asks for a GPU. The
+// addon itself never links CUDA, so a machine without the CUDA libraries loads and runs
+// everything else exactly as a CPU-only build does, and a missing library or driver becomes
+// an error message instead of a failed addon load.
+//
+// The boundary is a C table of functions (er_cuda_backend) with a version and the size of
+// HostEncoder, which both sides check: a backend from another build is refused, not called.
+// No C++ exception crosses it; every function reports failure as a message in `err`.
+// This header needs no CUDA headers (the addon compiles without the toolkit).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+#include "model/encoder.h"
+
+namespace er {
+namespace cuda {
+
+// An encoder's weights in host memory, read through the CPU encoder's own views
+struct HostEncoder {
+  EncoderConfig cfg;
+  EmbeddingTables emb;
+  std::vector<LayerWeights> layer;
+};
+
+// Compute precision of the GPU encoder's linear layers (their inputs and weights)
+enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
+
+}  // namespace cuda
+}  // namespace er
+
+// bumped whenever a signature below or HostEncoder changes
+#define ER_CUDA_BACKEND_ABI 1u
+
+extern "C" {
+
+struct ErCudaBackend {
+  uint32_t abi;                 // ER_CUDA_BACKEND_ABI of the backend's build
+  uint32_t host_encoder_bytes;  // sizeof(er::cuda::HostEncoder) there
+  // One line per usable GPU ("0: NVIDIA H200, compute 9.0, 139.8 GiB, driver 13.0") written
+  // to `out`; returns the number of GPUs, or -1 with the reason in `out` (no driver, no
+  // device, a driver older than the runtime).
+  int (*devices)(char* out, size_t out_bytes);
+  // The CUDA runtime version the backend was built with, as "13.0".
+  const char* (*runtime_version)();
+  // Uploads the weights to GPU `device` in `precision` (a BackendPrecision); *handle on success.
+  int (*create)(const er::cuda::HostEncoder* host, int32_t precision, int32_t device, void** handle, char* err,
+                size_t err_bytes);
+  // Host arrays (B, T); types may be null. out (B, T, H) host receives layer to_layer.
+  int (*forward)(void* handle, float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                 const int32_t* mask, int64_t B, int64_t T, int64_t to_layer, char* err, size_t err_bytes);
+  // hidden (B, T, H) host holds layer from_layer; out (B, T, H) host receives layer to_layer.
+  int (*forward_from)(void* handle, float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
+                      int64_t from_layer, int64_t to_layer, char* err, size_t err_bytes);
+  // device memory held: weights, and the buffers kept for the largest batch so far
+  void (*memory)(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes);
+  void (*destroy)(void* handle);
+};
+
+// The one symbol the backend exports.
+const ErCudaBackend* er_cuda_backend();
+typedef const ErCudaBackend* (*ErCudaBackendEntry)();
+}
