@@ -6,7 +6,8 @@
 #   2. runs every CUDA kernel against its CPU reference on fresh random inputs, outputs
 #      poisoned before each run (native/tests/cuda_kernels_test.cpp);
 #   3. runs the GPU encoder against transformers on the same GPU, every layer, fp32, bf16
-#      and fp16, then times both (bench/gpu/encoder_check.py), on a BERT-base-shaped model
+#      and fp16, through the addon's backend library (embedding_recycler_cuda.so, opened
+#      with dlopen as the addon opens it), then times both (bench/gpu/encoder_check.py), on a BERT-base-shaped model
 #      and, when bench/.work/gpu-minilm holds it, the real all-MiniLM-L6-v2 (prepare it here
 #      first: python3 bench/gpu/encoder_check.py --prepare-minilm models/all-MiniLM-L6-v2
 #      bench/.work/gpu-minilm, and carry that folder);
@@ -47,7 +48,7 @@ sed -n '/^| kernel |/,$p' "$out/kernels.log" >>"$out/gpu-check.md"
 minilm=()
 [ -f bench/.work/gpu-minilm/config.json ] && minilm=(--minilm bench/.work/gpu-minilm)
 if python3 -c "import torch, transformers" >/dev/null 2>&1; then
-  python3 bench/gpu/encoder_check.py --bin "$build/er_gpu_encoder" --out "$out" "${minilm[@]}" 2>&1 |
+  ER_CUDA_BACKEND="$build/embedding_recycler_cuda.so" python3 bench/gpu/encoder_check.py --bin "$build/er_gpu_encoder" --out "$out" "${minilm[@]}" 2>&1 |
     tee "$out/encoder.log" || status=1
 else
   echo "SKIP: no python3 with torch and transformers for the encoder checks"

@@ -11,10 +11,16 @@
 // batch with its inputs on the GPU, REPS timed runs (after warm-up) of the whole forward
 // and of the recycled part (layers N/2 + 1 .. N), measured with CUDA events; prints one
 // JSON line with the medians in milliseconds.
+//
+// With ER_CUDA_BACKEND naming embedding_recycler_cuda.so, the parity outputs come through that
+// library's C table (model/cuda_backend.h), opened with dlopen exactly as the addon opens it:
+// the GPU path Node users run, checked without Node. The timing then uses the encoder directly.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -134,21 +140,62 @@ int main(int argc, char** argv) {
     L.ln2_w = get(p + "ffn.ln.weight"); L.ln2_b = get(p + "ffn.ln.bias");
     h.layer.push_back(L);
   }
-  std::unique_ptr<cu::CudaEncoder> enc;
-  check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder");
-
-  // parity: the requested layers of the parity batch, through the host API
+  // parity: the requested layers of the parity batch, through the host API (the backend's
+  // table when ER_CUDA_BACKEND names it)
   Batch pb = read_batch(dir + "/parity.bin");
   std::vector<float> out((size_t)pb.B * pb.T * c.hidden);
+  const char* backend_path = std::getenv("ER_CUDA_BACKEND");
+  const ErCudaBackend* api = nullptr;
+  void* handle = nullptr;
+  char err[2048] = {0};
+  if (backend_path && *backend_path) {
+    void* lib = dlopen(backend_path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) fail(std::string("dlopen ") + backend_path + ": " + dlerror());
+    auto entry = (ErCudaBackendEntry)dlsym(lib, "er_cuda_backend");
+    api = entry ? entry() : nullptr;
+    if (!api || api->abi != ER_CUDA_BACKEND_ABI || api->host_encoder_bytes != sizeof(cu::HostEncoder))
+      fail(std::string(backend_path) + ": not a backend of this build");
+    char devs[4096] = {0};
+    if (api->devices(devs, sizeof devs) <= 0) fail(std::string("backend devices(): ") + devs);
+    std::fprintf(stderr, "parity through %s (CUDA %s runtime): %s", backend_path, api->runtime_version(), devs);
+    if (api->create(&h, (int32_t)in, 0, &handle, err, sizeof err) != 0) fail(std::string("backend create: ") + err);
+  }
+  std::unique_ptr<cu::CudaEncoder> enc;
+  if (!api) check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder");
   std::stringstream layers(argv[3]);
   std::string item;
   while (std::getline(layers, item, ',')) {
     const int64_t l = std::stoll(item);
-    check(enc->forward(out.data(), pb.ids.data(), pb.pos.data(), h.emb.token_type ? pb.types.data() : nullptr, pb.mask.data(),
-                       pb.B, pb.T, l),
-          "parity forward");
+    const int32_t* types_or_null = h.emb.token_type ? pb.types.data() : nullptr;
+    if (api) {
+      if (api->forward(handle, out.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, l, err,
+                       sizeof err) != 0)
+        fail(std::string("backend forward: ") + err);
+    } else {
+      check(enc->forward(out.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, l),
+            "parity forward");
+    }
     std::ofstream f(dir + "/out-" + prec + "-" + item + ".bin", std::ios::binary);
     f.write((const char*)out.data(), out.size() * 4);
+  }
+  if (api) {
+    // forward from the middle layer through the table equals the whole forward
+    const int64_t k = c.layers / 2;
+    std::vector<float> mid(out.size()), whole(out.size()), rest(out.size());
+    const int32_t* types_or_null = h.emb.token_type ? pb.types.data() : nullptr;
+    if (api->forward(handle, mid.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, k, err,
+                     sizeof err) != 0 ||
+        api->forward(handle, whole.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T,
+                     c.layers, err, sizeof err) != 0 ||
+        api->forward_from(handle, rest.data(), mid.data(), pb.mask.data(), pb.B, pb.T, k, c.layers, err, sizeof err) != 0)
+      fail(std::string("backend forward_from: ") + err);
+    double worst = 0;
+    for (size_t i = 0; i < whole.size(); i++)
+      if (pb.mask[i / c.hidden]) worst = std::max(worst, (double)std::fabs(whole[i] - rest[i]));
+    std::fprintf(stderr, "backend forward_from(layer %lld) vs forward: max abs difference %.3g\n", (long long)k, worst);
+    if (worst > 1e-5) fail("forward_from through the backend differs from forward");
+    api->destroy(handle);
+    check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder for the timing");
   }
 
   // timing: inputs already on the GPU, as a serving loop holds them

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/nvtx.h"
 
 namespace er {
 namespace cuda {
@@ -155,6 +156,7 @@ std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_
   const int64_t N = B * T, H = cfg_.hidden, I = cfg_.intermediate, heads = cfg_.heads, d = H / heads;
   const float scale = 1.0f / std::sqrt((float)d);
   for (int64_t l = from; l < to; l++) {
+    NvtxRange range("layer " + std::to_string(l + 1) + " forward");
     const Layer& L = layers_[l];
     std::string err = linear(qkv_, x, L.qkv_w, L.qkv_b, N, H, 3 * H);
     // attention per batch row, all heads in one strided-batched product
@@ -222,14 +224,19 @@ std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* 
     if (types && type_ && (types[i] < 0 || types[i] >= cfg_.type_vocab))
       return "token type id out of range at " + std::to_string(i);
   }
+  NvtxRange range("forward " + std::to_string(B) + " x " + std::to_string(T) + " to layer " + std::to_string(to_layer));
   std::string err = reserve(B, T);
   if (!err.empty()) return err;
   const size_t bytes = (size_t)N * 4;
-  err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
-  if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
-  if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, bytes, cudaMemcpyHostToDevice, stream_), "copying the token types");
-  if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, bytes, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  {
+    NvtxRange copy("copy the batch to the GPU");
+    err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
+    if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
+    if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, bytes, cudaMemcpyHostToDevice, stream_), "copying the token types");
+    if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, bytes, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  }
   if (err.empty()) err = forward_device(x_, ids_, pos_, types ? types_ : nullptr, mask_, B, T, to_layer);
+  NvtxRange back("copy the hidden states to the host (waits for the GPU)");
   if (err.empty())
     err = error_text(cudaMemcpyAsync(out, x_, (size_t)N * cfg_.hidden * 4, cudaMemcpyDeviceToHost, stream_),
                      "copying the hidden states back");
@@ -240,12 +247,18 @@ std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* 
 std::string CudaEncoder::forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                                       int64_t from_layer, int64_t to_layer) {
   if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  NvtxRange range("forward " + std::to_string(B) + " x " + std::to_string(T) + " from layer " +
+                  std::to_string(from_layer) + " to " + std::to_string(to_layer));
   std::string err = reserve(B, T);
   if (!err.empty()) return err;
   const size_t N = (size_t)(B * T), bytes = N * cfg_.hidden * 4;
-  err = error_text(cudaMemcpyAsync(x_, hidden, bytes, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
-  if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, N * 4, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  {
+    NvtxRange copy("copy the hidden states to the GPU");
+    err = error_text(cudaMemcpyAsync(x_, hidden, bytes, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
+    if (err.empty()) err = error_text(cudaMemcpyAsync(mask_, mask, N * 4, cudaMemcpyHostToDevice, stream_), "copying the mask");
+  }
   if (err.empty()) err = forward_from_device(x_, x_, mask_, B, T, from_layer, to_layer);
+  NvtxRange back("copy the hidden states to the host (waits for the GPU)");
   if (err.empty())
     err = error_text(cudaMemcpyAsync(out, x_, bytes, cudaMemcpyDeviceToHost, stream_), "copying the hidden states back");
   if (err.empty()) err = check_stream(stream_, "the GPU forward pass");
