@@ -5,7 +5,9 @@
 // package.json naming the platform package as an optional dependency), and writes both
 // tarballs to dist/. Prints what each holds, its size and the platform package's
 // glibc / libstdc++ floors (measured with objdump -T over every binary it ships).
-//   node scripts/pack-all.mjs [--no-build] [--out dist]
+//   node scripts/pack-all.mjs [--no-build] [--out dist] [--cuda]
+// --cuda also assembles @embedding-recycler/<platform>-<arch>-cuda (the addon, the GPU backend
+// and cuBLAS; not an optional dependency of the main package: installed by hand on GPU machines).
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -51,58 +53,84 @@ function resolveLib(name, from) {
   if (!m || m[1] === 'not') throw new Error(`${name} (needed by ${path.basename(from)}) is not found on this machine`);
   return fs.realpathSync(m[1]);
 }
-const pdir = path.join(stage, platform);
-fs.mkdirSync(pdir);
-fs.copyFileSync(addon, path.join(pdir, 'embedding_recycler.node'));
-const bundled = new Map();
-const queue = [addon];
-while (queue.length) {
-  const file = queue.shift();
-  for (const name of needed(file)) {
-    if (SYSTEM.test(name) || bundled.has(name)) continue;
-    const src = resolveLib(name, file);
-    bundled.set(name, src);
-    fs.copyFileSync(src, path.join(pdir, name));
-    queue.push(src);
+/**
+ * Assembles one platform package in stage/<dirName>: `roots` (files copied as they are) and
+ * every shared library they need that a bare machine lacks, found through their RPATH
+ * ($ORIGIN, or where the build found them), shipped under its SONAME; platform.json with the
+ * glibc / libstdc++ floors measured over every shipped binary.
+ */
+function assemblePlatform(name, dirName, roots, extra = {}) {
+  const pdir = path.join(stage, dirName);
+  fs.mkdirSync(pdir);
+  for (const f of roots) fs.copyFileSync(f, path.join(pdir, path.basename(f)));
+  const bundled = new Map();
+  const queue = [...roots];
+  while (queue.length) {
+    const file = queue.shift();
+    for (const lib of needed(file)) {
+      if (SYSTEM.test(lib) || bundled.has(lib)) continue;
+      const src = resolveLib(lib, file);
+      bundled.set(lib, src);
+      fs.copyFileSync(src, path.join(pdir, lib));
+      queue.push(src);
+    }
   }
+  // the floors: the newest symbol version any shipped binary asks of glibc and libstdc++
+  const shipped = [...roots.map((f) => path.basename(f)), ...bundled.keys()];
+  const floors = { GLIBC: '0', GLIBCXX: '0', CXXABI: '0' };
+  const newer = (a, b) => {
+    const x = a.split('.').map(Number), y = b.split('.').map(Number);
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+    return false;
+  };
+  for (const f of shipped) {
+    const t = execFileSync('objdump', ['-T', path.join(pdir, f)], { encoding: 'utf8', maxBuffer: 256 << 20 });
+    for (const m of t.matchAll(/\b(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)\b/g)) if (newer(m[2], floors[m[1]])) floors[m[1]] = m[2];
+  }
+  const platformJson = {
+    name,
+    version: pkg.version,
+    // built on
+    builtWith: { node: process.version, napi: pkg.binary?.napi_versions ?? [8] },
+    requires: { glibc: floors.GLIBC, glibcxx: floors.GLIBCXX, cxxabi: floors.CXXABI, ...(extra.requires ?? {}) },
+    files: shipped,
+    bundled: Object.fromEntries([...bundled].map(([k, v]) => [k, v])),
+  };
+  fs.writeFileSync(path.join(pdir, 'platform.json'), JSON.stringify(platformJson, null, 2) + '\n');
+  fs.writeFileSync(path.join(pdir, 'package.json'), JSON.stringify({
+    name,
+    version: pkg.version,
+    description: `embedding-recycler's native addon for ${platform}${extra.what ?? ''} (glibc ${floors.GLIBC}+), with the shared libraries it needs`,
+    license: pkg.license,
+    os: [process.platform],
+    cpu: [process.arch],
+    libc: ['glibc'],
+    files: [...shipped, 'platform.json'],
+    main: 'platform.json',
+  }, null, 2) + '\n');
+  fs.writeFileSync(path.join(pdir, 'README.md'),
+    `# ${name}\n\nThe prebuilt native addon of [embedding-recycler](https://www.npmjs.com/package/embedding-recycler) ` +
+    `for ${platform}${extra.what ?? ''}, ${extra.how ?? 'installed by it as an optional dependency; nothing to use directly'}.\n\n` +
+    `Requires glibc ${floors.GLIBC} or newer and libstdc++ with GLIBCXX_${floors.GLIBCXX}${extra.needs ?? ''}. Ships: ${shipped.join(', ')}.\n`);
+  return { pdir, platformJson, floors, bundled };
 }
-// the floors: the newest symbol version any shipped binary asks of glibc and libstdc++
-const shipped = ['embedding_recycler.node', ...bundled.keys()];
-const floors = { GLIBC: '0', GLIBCXX: '0', CXXABI: '0' };
-const newer = (a, b) => {
-  const x = a.split('.').map(Number), y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
-  return false;
-};
-for (const f of shipped) {
-  const t = execFileSync('objdump', ['-T', path.join(pdir, f)], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  for (const m of t.matchAll(/\b(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)\b/g)) if (newer(m[2], floors[m[1]])) floors[m[1]] = m[2];
+
+const { pdir, platformJson, floors, bundled } = assemblePlatform(platformName, platform, [addon]);
+// --cuda: the -cuda variant as well, which the loader prefers where an NVIDIA driver is
+// present: the same addon plus the GPU backend (embedding_recycler_cuda.so) and cuBLAS /
+// cuBLASLt beside it (about 0.6 GiB: cuBLASLt's kernels for every GPU generation)
+const withCuda = args.includes('--cuda');
+let cudaPkg = null;
+if (withCuda) {
+  const backend = path.join(root, 'build', 'Release', 'embedding_recycler_cuda.so');
+  if (!fs.existsSync(backend)) throw new Error(`--cuda: ${backend} is missing: build where nvcc and cuBLAS are found (see README, GPU)`);
+  cudaPkg = assemblePlatform(`${platformName}-cuda`, `${platform}-cuda`, [addon, backend], {
+    what: ' with the CUDA backend',
+    how: 'installed by hand next to it (npm install ' + `${platformName}-cuda` + '); the addon loader prefers it where an NVIDIA driver is present',
+    needs: ', and for the GPU an NVIDIA driver for CUDA 13 (R580 or newer)',
+    requires: { cudaDriver: '13.0' },
+  });
 }
-const platformJson = {
-  name: platformName,
-  version: pkg.version,
-  // built on
-  builtWith: { node: process.version, napi: pkg.binary?.napi_versions ?? [8] },
-  requires: { glibc: floors.GLIBC, glibcxx: floors.GLIBCXX, cxxabi: floors.CXXABI },
-  files: shipped,
-  bundled: Object.fromEntries([...bundled].map(([k, v]) => [k, v])),
-};
-fs.writeFileSync(path.join(pdir, 'platform.json'), JSON.stringify(platformJson, null, 2) + '\n');
-fs.writeFileSync(path.join(pdir, 'package.json'), JSON.stringify({
-  name: platformName,
-  version: pkg.version,
-  description: `embedding-recycler's native addon for ${platform} (glibc ${floors.GLIBC}+), with the shared libraries it needs`,
-  license: pkg.license,
-  os: [process.platform],
-  cpu: [process.arch],
-  libc: ['glibc'],
-  files: [...shipped, 'platform.json'],
-  main: 'platform.json',
-}, null, 2) + '\n');
-fs.writeFileSync(path.join(pdir, 'README.md'),
-  `# ${platformName}\n\nThe prebuilt native addon of [embedding-recycler](https://www.npmjs.com/package/embedding-recycler) ` +
-  `for ${platform}, installed by it as an optional dependency; nothing to use directly.\n\n` +
-  `Requires glibc ${floors.GLIBC} or newer and libstdc++ with GLIBCXX_${floors.GLIBCXX}. Ships: ${shipped.join(', ')}.\n`);
 
 // ---------------------------------------------------------------- main package
 const mdir = path.join(stage, 'main');
@@ -121,7 +149,7 @@ published.optionalDependencies = { ...(pkg.optionalDependencies ?? {}), [platfor
 fs.writeFileSync(path.join(mdir, 'package.json'), JSON.stringify(published, null, 2) + '\n');
 
 const tarballs = [];
-for (const dir of [pdir, mdir]) {
+for (const dir of [pdir, ...(cudaPkg ? [cudaPkg.pdir] : []), mdir]) {
   const r = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8' }))[0];
   tarballs.push({ name: r.name, file: path.join(out, r.filename), size: r.size, unpackedSize: r.unpackedSize, entries: r.entryCount });
 }
