@@ -4,7 +4,7 @@
 //   er_gpu_encoder DIR PRECISION LAYERS REPS
 //
 // DIR/manifest.txt: "config <vocab> <hidden> <layers> <heads> <intermediate> <max_positions>
-// <type_vocab> <eps>", then "tensor <slot> <offset> <count>" lines into DIR/weights.bin
+// <type_vocab> <eps> [<rel_buckets>]" (MPNet: the buckets of its relative position bias), then "tensor <slot> <offset> <count>" lines into DIR/weights.bin
 // (fp32). DIR/parity.bin and DIR/timing.bin: int32 B, T, then ids, positions, types and
 // mask, (B, T) each. PRECISION: fp32, bf16 or fp16. LAYERS: comma-separated layers whose
 // hidden states on the parity batch go to DIR/out-PRECISION-LAYER.bin. Then, on the timing
@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
     if (kind == "config") {
       er::EncoderConfig& c = h.cfg;
       s >> c.vocab >> c.hidden >> c.layers >> c.heads >> c.intermediate >> c.max_positions >> c.type_vocab >> c.eps;
+      if (!(s >> c.rel_buckets)) c.rel_buckets = 0;  // MPNet: the buckets of its relative position bias
     } else if (kind == "tensor") {
       std::string slot;
       size_t off = 0, count = 0;
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   h.emb.token_type = c.type_vocab > 0 ? get("embeddings.token_type") : nullptr;
   h.emb.ln_w = get("embeddings.ln.weight");
   h.emb.ln_b = get("embeddings.ln.bias");
+  h.rel_bias = c.rel_buckets > 0 ? get("encoder.rel_bias") : nullptr;
   for (int64_t l = 0; l < c.layers; l++) {
     const std::string p = "layer." + std::to_string(l) + ".";
     er::LayerWeights L{};

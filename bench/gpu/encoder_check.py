@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The GPU encoder against PyTorch + transformers on the same GPU, in one run.
 
-For a BERT-base-shaped model (12 layers, hidden 768, seeded random weights) and, when given,
+For a BERT-base-shaped and an MPNet-base-shaped model (12 layers, hidden 768, seeded random
+weights; MPNet with its relative position bias) and, when given,
 the real all-MiniLM-L6-v2 (--minilm DIR), this script
   1. writes the weights and two batches (a padded parity batch, a 32 x 128 timing batch)
      for bench/gpu/encoder_check.cpp (er_gpu_encoder);
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import AutoModel, BertConfig, BertModel, MPNetConfig, MPNetModel
 
 EMB = {
     "embeddings.word_embeddings.weight": "embeddings.word",
@@ -44,19 +45,33 @@ LAYER = {
     "attention.output.dense": "attn.out", "attention.output.LayerNorm": "attn.ln",
     "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
 }
+# MPNet's layer names; its relative position bias is one table for every layer
+MPNET_LAYER = {
+    "attention.attn.q": "attn.q", "attention.attn.k": "attn.k", "attention.attn.v": "attn.v",
+    "attention.attn.o": "attn.out", "attention.LayerNorm": "attn.ln",
+    "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
+}
 TOL = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
 
 
+def is_mpnet(model):
+    return model.config.model_type == "mpnet"
+
+
 def canonical(model):
+    layer_names = MPNET_LAYER if is_mpnet(model) else LAYER
     out = {}
     for name, t in model.state_dict().items():
         if name in EMB:
             out[EMB[name]] = t
             continue
+        if name == "encoder.relative_attention_bias.weight":
+            out["encoder.rel_bias"] = t  # (buckets, heads)
+            continue
         parts = name.split(".")
-        if parts[:2] != ["encoder", "layer"] or ".".join(parts[3:-1]) not in LAYER:
+        if parts[:2] != ["encoder", "layer"] or ".".join(parts[3:-1]) not in layer_names:
             continue  # pooler, position_ids buffers
-        out[f"layer.{parts[2]}.{LAYER['.'.join(parts[3:-1])]}.{parts[-1]}"] = t
+        out[f"layer.{parts[2]}.{layer_names['.'.join(parts[3:-1])]}.{parts[-1]}"] = t
     return out
 
 
@@ -77,8 +92,10 @@ def make_batch(vocab, B, T, lengths, seed, types=True):
 
 def write_inputs(d: Path, model, parity, timing):
     c = model.config
+    types = 0 if is_mpnet(model) else c.type_vocab_size
+    rel = f" {c.relative_attention_num_buckets}" if is_mpnet(model) else ""
     lines = [f"config {c.vocab_size} {c.hidden_size} {c.num_hidden_layers} {c.num_attention_heads} "
-             f"{c.intermediate_size} {c.max_position_embeddings} {c.type_vocab_size} {c.layer_norm_eps}"]
+             f"{c.intermediate_size} {c.max_position_embeddings} {types} {c.layer_norm_eps}{rel}"]
     off = 0
     with open(d / "weights.bin", "wb") as f:
         for name, t in canonical(model).items():
@@ -99,11 +116,19 @@ def tensors(b, dev):
     return {k: torch.from_numpy(b[k].astype(np.int64)).to(dev) for k in b}
 
 
+def inputs(model, t, positions=True):
+    kw = {"input_ids": t["ids"], "attention_mask": t["mask"]}
+    if not is_mpnet(model):
+        kw["token_type_ids"] = t["types"]  # MPNet has no token types
+    if positions:
+        kw["position_ids"] = t["pos"]
+    return kw
+
+
 def reference_layers(model, b):
     t = tensors(b, "cuda")
     with torch.no_grad():
-        out = model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"], position_ids=t["pos"],
-                    output_hidden_states=True)
+        out = model(**inputs(model, t), output_hidden_states=True)
     return [h.float().cpu().numpy() for h in out.hidden_states]
 
 
@@ -126,16 +151,17 @@ def torch_times(model, b, reps):
     k = model.config.num_hidden_layers // 2
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
-        full = lambda: model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"])  # noqa: E731
-        hk = model(input_ids=t["ids"], attention_mask=t["mask"], token_type_ids=t["types"],
-                   output_hidden_states=True).hidden_states[k]
+        full = lambda: model(**inputs(model, t, positions=False))  # noqa: E731
+        hk = model(**inputs(model, t, positions=False), output_hidden_states=True).hidden_states[k]
         # the additive mask BertLayer takes: 0 for real keys, the dtype's minimum for padding
         ext = (1.0 - t["mask"][:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
         def suffix():
             h = hk
+            # MPNet's layers take the relative position bias its encoder computes once per forward
+            bias = {"position_bias": model.encoder.compute_position_bias(h)} if is_mpnet(model) else {}
             for layer in model.encoder.layer[k:]:
-                h = layer(h, attention_mask=ext)
+                h = layer(h, attention_mask=ext, **bias)
                 h = h[0] if isinstance(h, tuple) else h
             return h
 
@@ -210,6 +236,9 @@ def main():
     rows, ok = [], True
     base = BertModel(BertConfig(attn_implementation="sdpa"), add_pooling_layer=False)
     ok &= check_model("BERT-base shape (random)", base, a.bin, a.reps, rows)
+    # all-mpnet-base-v2's shape (12 x 768, 32 buckets of relative position bias), random weights
+    mpnet = MPNetModel(MPNetConfig(vocab_size=30527, attn_implementation="eager"), add_pooling_layer=False)
+    ok &= check_model("MPNet-base shape (random)", mpnet, a.bin, a.reps, rows)
     if a.minilm and (a.minilm / "config.json").exists():
         mini = AutoModel.from_pretrained(str(a.minilm), add_pooling_layer=False, attn_implementation="sdpa",
                                          dtype=torch.float32)

@@ -194,7 +194,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     std::string missing = missing_slot(enc);
     if (!missing.empty()) return "tensor " + missing + " was not given";
     if (spec.cuda) {
-      er::cuda::HostEncoder host{enc.cfg, enc.emb, enc.layer};
+      er::cuda::HostEncoder host{enc.cfg, enc.emb, enc.layer, enc.rel_bias};
       const int32_t p = spec.precision == "fp16" ? 2 : spec.precision == "bf16" ? 1 : 0;
       try {
         return er_binding::GpuEncoder::create(host, p, spec.gpu_index, &spec.gpu);

@@ -22,6 +22,7 @@ struct HostEncoder {
   EncoderConfig cfg;
   EmbeddingTables emb;
   std::vector<LayerWeights> layer;
+  const float* rel_bias = nullptr;  // MPNet's (rel_buckets, heads) table when cfg.rel_buckets > 0
 };
 
 // Compute precision of the GPU encoder's linear layers (their inputs and weights)
@@ -31,7 +32,7 @@ enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 }  // namespace er
 
 // bumped whenever a signature below or HostEncoder changes
-#define ER_CUDA_BACKEND_ABI 1u
+#define ER_CUDA_BACKEND_ABI 2u
 
 extern "C" {
 

@@ -25,6 +25,7 @@ CudaEncoder::~CudaEncoder() {
   blas_.reset();
   for (void* p : buffers_) cudaFree(p);
   for (void* p : allocations_) cudaFree(p);
+  if (rel_dev_) cudaFree(rel_dev_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -66,10 +67,12 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
   if (c.hidden <= 0 || c.heads <= 0 || c.hidden % c.heads != 0 || c.intermediate <= 0 ||
       (int64_t)h.layer.size() != c.layers)
     return "invalid encoder shape for the GPU encoder";
-  if (c.rel_buckets > 0 || c.dis.on || c.dis.scale_factor != 1.0f || c.mask_embeddings)
-    return "the GPU encoder runs the BERT family only so far (no relative positions); use --device cpu";
+  if (c.dis.on || c.dis.scale_factor != 1.0f || c.mask_embeddings)
+    return "the GPU encoder does not run DeBERTa-v2's disentangled attention yet; use --device cpu";
+  if (c.rel_buckets > 0 && !h.rel_bias) return "MPNet's relative position bias (encoder.rel_bias) was not given";
   std::unique_ptr<CudaEncoder> enc(new CudaEncoder);
   enc->cfg_ = c;
+  if (c.rel_buckets > 0) enc->rel_table_.assign(h.rel_bias, h.rel_bias + c.rel_buckets * c.heads);
   enc->in_ = in;
   enc->device_ = device;
   std::string err = error_text(cudaSetDevice(device), "cudaSetDevice");
@@ -143,6 +146,26 @@ std::string CudaEncoder::reserve(int64_t B, int64_t T) {
   return "";
 }
 
+std::string CudaEncoder::relative_bias_for(int64_t T) {
+  if (T == rel_T_) return "";
+  const size_t n = (size_t)(cfg_.heads * (2 * T - 1));
+  if (T > rel_cap_T_) {
+    cudaStreamSynchronize(stream_);  // the old bias may still be read
+    if (rel_dev_) cudaFree(rel_dev_);
+    rel_dev_ = nullptr;
+    rel_cap_T_ = 0;
+    cudaError_t e = cudaMalloc(&rel_dev_, n * 4);
+    if (e != cudaSuccess) return alloc_error(e, n * 4, "MPNet's relative position bias");
+    rel_cap_T_ = T;
+  }
+  relative_bias(cfg_, rel_table_.data(), T, rel_host_);
+  // pageable memory: the call returns once rel_host_ has been staged, so it may change after
+  std::string err = error_text(cudaMemcpyAsync(rel_dev_, rel_host_.data(), n * 4, cudaMemcpyHostToDevice, stream_),
+                               "copying MPNet's relative position bias");
+  rel_T_ = err.empty() ? T : 0;
+  return err;
+}
+
 std::string CudaEncoder::linear(float* out, const float* x, const void* W, const float* b, int64_t N, int64_t C,
                                 int64_t OC) {
   if (in_ == DType::F32) return blas_->gemm(false, true, N, OC, C, 1.0f, x, C, W, C, 0.0f, out, OC, b, DType::F32);
@@ -155,6 +178,11 @@ std::string CudaEncoder::linear(float* out, const float* x, const void* W, const
 std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_t T, int64_t from, int64_t to) {
   const int64_t N = B * T, H = cfg_.hidden, I = cfg_.intermediate, heads = cfg_.heads, d = H / heads;
   const float scale = 1.0f / std::sqrt((float)d);
+  const bool rel = cfg_.rel_buckets > 0;
+  if (rel && from < to) {
+    std::string err = relative_bias_for(T);
+    if (!err.empty()) return err;
+  }
   for (int64_t l = from; l < to; l++) {
     NvtxRange range("layer " + std::to_string(l + 1) + " forward");
     const Layer& L = layers_[l];
@@ -165,6 +193,7 @@ std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_
       err = blas_->gemm_batched(false, true, T, T, d, scale, q, 3 * H, d, q + H, 3 * H, d, 0.0f,
                                 scores_ + b * heads * T * T, T, T * T, heads);
     }
+    if (err.empty() && rel) err = add_relative_bias(scores_, rel_dev_, B, heads, T, stream_);
     if (err.empty()) err = softmax_masked_batched(scores_, mask, 1.0f, B, heads * T, T, stream_);
     for (int64_t b = 0; err.empty() && b < B; b++) {
       const float* v = qkv_ + b * T * 3 * H + 2 * H;

@@ -1,4 +1,5 @@
-// A BERT-family encoder on the GPU (post-LayerNorm blocks, exact GELU): the weights are
+// A BERT-family encoder on the GPU (post-LayerNorm blocks, exact GELU; MPNet's relative
+// position bias too): the weights are
 // uploaded once, in the compute precision, and every buffer of a batch shape is kept and
 // reused. The same layer numbering as model/encoder.h: forward to layer k, forward from
 // layer k. Linear layers run through cuBLASLt (bias in its epilogue), with fp32, bf16 or
@@ -58,6 +59,8 @@ class CudaEncoder {
   std::string linear(float* out, const float* x, const void* W, const float* b, int64_t N, int64_t C, int64_t OC);
   std::string upload(void** dst, const float* src, size_t n, bool convert, const char* what);
   std::string upload_f32(float** dst, const float* src, size_t n, const char* what);
+  // MPNet: the (heads, 2T - 1) bias of T-token rows on the GPU, rebuilt when T changes
+  std::string relative_bias_for(int64_t T);
 
   EncoderConfig cfg_;
   DType in_ = DType::F32;
@@ -74,6 +77,10 @@ class CudaEncoder {
   int32_t *ids_ = nullptr, *pos_ = nullptr, *types_ = nullptr, *mask_ = nullptr;
   std::vector<void*> buffers_;
   uint64_t weight_bytes_ = 0, buffer_bytes_ = 0;
+  // MPNet's relative position bias: the table (host), the bias for rel_T_ tokens (host, GPU)
+  std::vector<float> rel_table_, rel_host_;
+  float* rel_dev_ = nullptr;
+  int64_t rel_T_ = 0, rel_cap_T_ = 0;
 };
 
 }  // namespace cuda

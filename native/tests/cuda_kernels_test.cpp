@@ -15,6 +15,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
 #include "kernels/train_ops.h"
+#include "model/encoder.h"
 
 using er::ops_reference;
 namespace cu = er::cuda;
@@ -224,6 +225,26 @@ void embeddings(int64_t N, int64_t C, int64_t vocab) {
   compare("embedding sum", dims(N, C), dout.get(), want, 1e-6, err);
 }
 
+// MPNet's bias: gathered on the host by the CPU encoder's own relative_bias (as the GPU
+// encoder does), added on the GPU; checked against the CPU's addition
+void relative_bias_add(int64_t B, int64_t heads, int64_t T, int64_t buckets) {
+  er::EncoderConfig cfg;
+  cfg.heads = heads;
+  cfg.rel_buckets = buckets;
+  std::vector<float> table = randn(buckets * heads), bias, scores = randn(B * heads * T * T);
+  er::relative_bias(cfg, table.data(), T, bias);
+  std::vector<float> want = scores;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t i = 0; i < T; i++)
+        for (int64_t j = 0; j < T; j++) want[((b * heads + h) * T + i) * T + j] += bias[h * (2 * T - 1) + j - i + T - 1];
+  Dev<float> ds(scores), dbias(bias);
+  std::string err = cu::add_relative_bias(ds.p, dbias.p, B, heads, T, 0);
+  if (err.empty()) err = sync();
+  compare("relative bias (MPNet)", std::to_string(B) + " x " + std::to_string(heads) + " x " + dims(T, T), ds.get(), want,
+          1e-6, err);
+}
+
 void cross_entropy(int64_t N, int64_t L, bool weighted) {
   std::vector<float> z = randn(N * L, 2.0f), w = {0.5f, 1.0f, 2.0f};
   w.resize(L, 1.5f);
@@ -306,6 +327,8 @@ int main() {
   softmax(4, 513);
   bias_bwd(4096, 768);
   bias_bwd(3, 37);
+  relative_bias_add(32, 12, 128, 32);
+  relative_bias_add(3, 5, 7, 32);
   embeddings(4096, 768, 30522);
   cross_entropy(4096, 9, false);
   cross_entropy(33, 3, true);

@@ -37,6 +37,7 @@ int create(const er::cuda::HostEncoder* host, int32_t precision, int32_t device,
   if (device != 0 && device != 1) return fail("fake backend: no such GPU", err, n);
   if (precision < 0 || precision > 2) return fail("fake backend: bad precision", err, n);
   if ((int64_t)host->layer.size() != host->cfg.layers || !host->emb.word) return fail("fake backend: bad host encoder", err, n);
+  if (host->cfg.rel_buckets > 0 && !host->rel_bias) return fail("fake backend: MPNet without its relative bias table", err, n);
   Fake* f = new Fake;
   f->hidden = host->cfg.hidden;
   f->layers = host->cfg.layers;

@@ -77,7 +77,7 @@ export function registerEncode(program: Command): void {
     .option('--stride <n>', 'tokens shared by consecutive windows of a long text (default: 128 or max-length/4)')
     .option('--batch-size <n>', 'windows per forward batch', '32')
     .option('--threads <n>', 'compute threads (default: all cores)')
-    .option('--device <device>', "where the encoder runs: cpu, cuda (an NVIDIA GPU; BERT-like families) or auto", 'cpu')
+    .option('--device <device>', "where the encoder runs: cpu, cuda (an NVIDIA GPU; every family but DeBERTa-v2) or auto", 'cpu')
     .option('--gpu <n>', 'which GPU, with --device cuda or auto', '0')
     .option('--on-bad-line <policy>', 'a line that is not valid JSON or lacks a text: fail or skip', 'fail')
     .option('--id-field <name>', 'JSON field of the id (default "id"; the line number when absent)')

@@ -46,7 +46,7 @@ export function registerServe(program: Command): void {
     .option('--model <dir>', 'base model directory for every task (default: the one in each task.json); also serves POST /embed (sentence embeddings) from it')
     .option('--store <dir>', 'activation store for every task (default: the one in each task.json) and for /embed')
     .option('--pooling <kind>', 'pooling of /embed: mean or cls', 'mean')
-    .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda (an NVIDIA GPU; BERT-like families) or auto (tasks run on the CPU)", 'cpu')
+    .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda (an NVIDIA GPU; every family but DeBERTa-v2) or auto (tasks run on the CPU)", 'cpu')
     .option('--read-through', 'store the activations of texts not in the store (takes the store\'s writer lock: one such process per store)')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--max-batch-tokens <n>', 'token budget of one batch', '8192')

@@ -38,8 +38,8 @@ export interface LoadOptions {
   precision?: Precision;
   /**
    * Where the forward passes run: `'cpu'` (default), `'cuda'` (an NVIDIA GPU, through the
-   * GPU backend `embedding_recycler_cuda.so`; BERT, RoBERTa, DistilBERT and other families
-   * without relative positions), or `'auto'` (the GPU when one is usable for this model, else
+   * GPU backend `embedding_recycler_cuda.so`; BERT, RoBERTa, DistilBERT, MPNet and their
+   * derivatives, not DeBERTa-v2 yet), or `'auto'` (the GPU when one is usable for this model, else
    * the CPU; {@link Encoder.deviceReason} says why). On the GPU, `precision` may also be
    * `'fp16'`; `'fp32'` there runs without TF32.
    */
@@ -56,8 +56,8 @@ export type Device = 'cpu' | 'cuda' | 'auto';
 
 /** Why this model cannot run on the GPU backend, or '' if it can. */
 export function gpuRefusal(shape: EncoderShape): string {
-  if (shape.relativeBuckets > 0 || shape.disentangled) {
-    return `the GPU encoder does not run ${shape.family}'s relative-position attention yet (it runs the families without it: BERT, RoBERTa, DistilBERT, ...)`;
+  if (shape.disentangled) {
+    return `the GPU encoder does not run ${shape.family}'s disentangled attention yet (it runs BERT, RoBERTa, DistilBERT, MPNet and their derivatives)`;
   }
   return '';
 }
@@ -147,7 +147,7 @@ export function poolHidden(hidden: Float32Array, mask: Int32Array, B: number, T:
   return out;
 }
 
-/** A pretrained encoder (BERT, RoBERTa, DistilBERT, MPNet, DeBERTa-v2 and their derivatives) running natively on the CPU, or on an NVIDIA GPU for the families without relative positions. */
+/** A pretrained encoder (BERT, RoBERTa, DistilBERT, MPNet, DeBERTa-v2 and their derivatives) running natively on the CPU, or on an NVIDIA GPU (every family but DeBERTa-v2 so far). */
 export class Encoder {
   /** @internal */
   private handle: NativeEncoder | null;

@@ -56,9 +56,13 @@ const cases = {
     r.taskModel = await outcome(() => lib.TaskModel.create(enc, { mode: 'reduced', k: 1, head: { kind: 'sequence', numLabels: 2 } }));
     r.nativeTaskModel = await outcome(() => new (native().TaskModel)(enc.nativeHandle(), {}));
     r.noSuchGpu = await outcome(() => lib.Encoder.load(tiny, { device: 'cuda', gpu: 2 }));
-    r.mpnet = await outcome(() => lib.Encoder.load(path.join(fixtures, 'tiny-mpnet'), { device: 'cuda' }));
-    const auto = await lib.Encoder.load(path.join(fixtures, 'tiny-mpnet'), { device: 'auto' });
-    r.mpnetAuto = { device: auto.device, reason: auto.deviceReason };
+    // MPNet goes to the GPU (its relative bias table with it); DeBERTa-v2 does not yet
+    const mpnet = await lib.Encoder.load(path.join(fixtures, 'tiny-mpnet'), { device: 'cuda' });
+    r.mpnetDevice = mpnet.device;
+    mpnet.close();
+    r.deberta = await outcome(() => lib.Encoder.load(path.join(fixtures, 'tiny-deberta-v2'), { device: 'cuda' }));
+    const auto = await lib.Encoder.load(path.join(fixtures, 'tiny-deberta-v2'), { device: 'auto' });
+    r.debertaAuto = { device: auto.device, reason: auto.deviceReason };
     auto.close();
     enc.close();
     r.closed = await outcome(() => enc.forward(batch));

@@ -44,9 +44,10 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.taskModel.error).toMatch(/device 'cuda'.*task models .* run on the CPU so far; load the encoder with device 'cpu'/);
     expect(r.nativeTaskModel.error).toMatch(/loaded with device 'cuda'.*load the encoder with device 'cpu'/);
     expect(r.noSuchGpu.error).toMatch(/GPU 2 does not exist: this machine has 2/);
-    expect(r.mpnet.error).toMatch(/device 'cuda': the GPU encoder does not run mpnet's relative-position attention yet.*use device 'cpu'/);
-    expect(r.mpnetAuto.device).toBe('cpu');
-    expect(r.mpnetAuto.reason).toMatch(/relative-position/);
+    expect(r.mpnetDevice).toBe('cuda');
+    expect(r.deberta.error).toMatch(/device 'cuda': the GPU encoder does not run deberta-v2's disentangled attention yet.*use device 'cpu'/);
+    expect(r.debertaAuto.device).toBe('cpu');
+    expect(r.debertaAuto.reason).toMatch(/disentangled attention/);
     expect(r.closed.error).toMatch(/Encoder is closed/);
   });
 
@@ -106,7 +107,7 @@ describe.skipIf(!fs.existsSync(REAL))('the real GPU backend (built where nvcc is
   });
 
   it.skipIf(!info.available)('matches the CPU encoder on the same weights: every layer, forward from a layer, fp32 / bf16 / fp16', async () => {
-    for (const fixture of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert']) {
+    for (const fixture of ['tiny-bert', 'tiny-roberta', 'tiny-distilbert', 'tiny-mpnet']) {
       const cpu = await Encoder.load(path.join(FIXTURES, fixture));
       const batch = await cpu.tokenize(['Naïve café 東京 🙂 résumé', 'a much longer second text than the first one, with padding after the first'], { pairs: ['x', 'y'] });
       for (const precision of ['fp32', 'bf16', 'fp16'] as const) {

@@ -108,6 +108,15 @@ __global__ void embedding_sum_k(float* out, const float* word, const float* posi
   }
 }
 
+// scores (B, heads, T, T) += bias[h][j - i + T - 1], bias (heads, 2T - 1)
+__global__ void add_relative_bias_k(float* scores, const float* bias, int64_t B, int64_t heads, int64_t T) {
+  const int64_t n = B * heads * T * T, W = 2 * T - 1;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t j = e % T, i = (e / T) % T, h = (e / (T * T)) % heads;
+    scores[e] += bias[h * W + j - i + T - 1];
+  }
+}
+
 // ---- LayerNorm
 
 __global__ void layernorm_forward_k(float* out, float* mean, float* rstd, const float* inp, const float* residual,
@@ -410,6 +419,14 @@ std::string softmax_masked_batched(float* scores, const int32_t* mask, float sca
   softmax_masked_forward_k<<<(unsigned)grid, 32 * kWarpsPerBlock, 0, stream>>>(scores, mask, scale, rows, T,
                                                                                rows_per_row);
   return launched("softmax_masked_batched");
+}
+
+std::string add_relative_bias(float* scores, const float* bias, int64_t B, int64_t heads, int64_t T,
+                              cudaStream_t stream) {
+  const int64_t n = B * heads * T * T;
+  if (n <= 0) return "";
+  add_relative_bias_k<<<blocks_for(n, kBlock), kBlock, 0, stream>>>(scores, bias, B, heads, T);
+  return launched("add_relative_bias");
 }
 
 std::string softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T,

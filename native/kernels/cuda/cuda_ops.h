@@ -44,6 +44,10 @@ std::string softmax_masked_forward(float* scores, const int32_t* key_mask, float
 // (attention: rows_per_row = heads x T)
 std::string softmax_masked_batched(float* scores, const int32_t* mask, float scale, int64_t B, int64_t rows_per_row,
                                    int64_t T, cudaStream_t stream);
+// MPNet's relative position bias: scores (B, heads, T, T) += bias[h][j - i + T - 1] for query i
+// and key j, bias (heads, 2T - 1) as model/encoder.h's relative_bias builds it
+std::string add_relative_bias(float* scores, const float* bias, int64_t B, int64_t heads, int64_t T,
+                              cudaStream_t stream);
 // out (N, C) = word[ids] + position[positions] + type[types]; position, type (and types) may
 // be null (none added, type 0)
 std::string embedding_sum(float* out, const float* word, const float* position, const float* type,
