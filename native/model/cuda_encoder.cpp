@@ -1,4 +1,5 @@
 #include "model/cuda_encoder.h"
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include "kernels/cuda/cuda_ops.h"
@@ -22,6 +23,8 @@ std::string alloc_error(cudaError_t e, size_t bytes, const char* what) {
 
 CudaEncoder::~CudaEncoder() {
   if (stream_) cudaStreamSynchronize(stream_);
+  free_ring();
+  if (copy_stream_) cudaStreamDestroy(copy_stream_);
   blas_.reset();
   for (void* p : buffers_) cudaFree(p);
   for (void* p : allocations_) cudaFree(p);
@@ -291,6 +294,115 @@ std::string CudaEncoder::forward_from(float* out, const float* hidden, const int
   if (err.empty())
     err = error_text(cudaMemcpyAsync(out, x_, bytes, cudaMemcpyDeviceToHost, stream_), "copying the hidden states back");
   if (err.empty()) err = check_stream(stream_, "the GPU forward pass");
+  return err;
+}
+
+void CudaEncoder::free_ring() {
+  if (copy_stream_) cudaStreamSynchronize(copy_stream_);
+  for (Slot& r : ring_) {
+    if (r.pinned_in) cudaFreeHost(r.pinned_in);
+    if (r.pinned_mask) cudaFreeHost(r.pinned_mask);
+    if (r.pinned_out) cudaFreeHost(r.pinned_out);
+    if (r.dev_in) cudaFree(r.dev_in);
+    if (r.dev_mask) cudaFree(r.dev_mask);
+    for (cudaEvent_t e : {r.copy_start, r.copied, r.consumed, r.computed})
+      if (e) cudaEventDestroy(e);
+    r = Slot{};
+  }
+  ring_tokens_ = 0;
+}
+
+std::string CudaEncoder::reserve_ring(int64_t B, int64_t T) {
+  const int64_t N = B * T, H = cfg_.hidden;
+  if (N <= ring_tokens_) return "";
+  cudaStreamSynchronize(stream_);
+  free_ring();
+  std::string err;
+  if (!copy_stream_) err = error_text(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "the copy stream");
+  const std::string what = "the fp16 ring for " + std::to_string(B) + " x " + std::to_string(T) + " tokens";
+  for (Slot& r : ring_) {
+    auto host = [&](void** p, size_t bytes) {
+      if (!err.empty()) return;
+      cudaError_t e = cudaHostAlloc(p, bytes, cudaHostAllocDefault);
+      if (e != cudaSuccess) err = "cannot pin " + std::to_string(bytes >> 20) + " MiB of host memory for " + what + " (" +
+                                  cudaGetErrorString(e) + "); use a smaller batch";
+    };
+    auto dev = [&](void** p, size_t bytes) {
+      if (!err.empty()) return;
+      cudaError_t e = cudaMalloc(p, bytes);
+      if (e != cudaSuccess) err = alloc_error(e, bytes, what.c_str());
+    };
+    host((void**)&r.pinned_in, (size_t)(N * H * 2));
+    host((void**)&r.pinned_mask, (size_t)(N * 4));
+    host((void**)&r.pinned_out, (size_t)(N * H * 4));
+    dev((void**)&r.dev_in, (size_t)(N * H * 2));
+    dev((void**)&r.dev_mask, (size_t)(N * 4));
+    for (cudaEvent_t* e : {&r.copy_start, &r.copied, &r.consumed, &r.computed})
+      if (err.empty()) err = error_text(cudaEventCreate(e), "cudaEventCreate");
+  }
+  if (!err.empty()) {
+    free_ring();
+    return err;
+  }
+  ring_tokens_ = N;
+  return "";
+}
+
+std::string CudaEncoder::forward_from_f16_batches(int64_t n, const uint16_t* const* hidden, const int32_t* const* masks,
+                                                  int64_t B, int64_t T, int64_t from_layer, int64_t to_layer,
+                                                  float* const* out, PipelineStats* stats) {
+  if (n <= 0) return "";
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  if (from_layer < 0 || to_layer < from_layer || to_layer > cfg_.layers)
+    return "layers " + std::to_string(from_layer) + ".." + std::to_string(to_layer) + " are out of range 0.." +
+           std::to_string(cfg_.layers);
+  NvtxRange range("recycled forward of " + std::to_string(n) + " fp16 batches of " + std::to_string(B) + " x " +
+                  std::to_string(T));
+  std::string err = reserve(B, T);
+  if (err.empty()) err = reserve_ring(B, T);
+  if (!err.empty()) return err;
+  const int64_t N = B * T, H = cfg_.hidden;
+  const size_t rec_bytes = (size_t)(N * H * 2), mask_bytes = (size_t)(N * 4), out_bytes = (size_t)(N * H * 4);
+  double copy_ms = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  // the host side of batch i: wait until its output is back, then hand it to the caller
+  auto drain = [&](int64_t i) -> std::string {
+    Slot& r = ring_[i % 2];
+    NvtxRange wait("collect the output of batch " + std::to_string(i));
+    std::string e = error_text(cudaEventSynchronize(r.computed), "the recycled forward");
+    if (!e.empty()) return e;
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, r.copy_start, r.copied) == cudaSuccess) copy_ms += ms;
+    std::memcpy(out[i], r.pinned_out, out_bytes);
+    return "";
+  };
+  for (int64_t i = 0; i < n && err.empty(); i++) {
+    Slot& r = ring_[i % 2];
+    if (i >= 2) err = drain(i - 2);  // also frees slot i % 2: its copy, cast and output are done
+    if (!err.empty()) break;
+    {
+      NvtxRange fill("fill pinned slot " + std::to_string(i % 2) + " with batch " + std::to_string(i));
+      std::memcpy(r.pinned_in, hidden[i], rec_bytes);
+      std::memcpy(r.pinned_mask, masks[i], mask_bytes);
+    }
+    err = error_text(cudaEventRecord(r.copy_start, copy_stream_), "the copy stream");
+    if (err.empty()) err = error_text(cudaMemcpyAsync(r.dev_in, r.pinned_in, rec_bytes, cudaMemcpyHostToDevice, copy_stream_), "copying fp16 records");
+    if (err.empty()) err = error_text(cudaMemcpyAsync(r.dev_mask, r.pinned_mask, mask_bytes, cudaMemcpyHostToDevice, copy_stream_), "copying a mask");
+    if (err.empty()) err = error_text(cudaEventRecord(r.copied, copy_stream_), "the copy stream");
+    // the compute stream: wait for the records, cast, run the layers, copy the output back
+    if (err.empty()) err = error_text(cudaStreamWaitEvent(stream_, r.copied, 0), "ordering the streams");
+    if (err.empty()) err = f16_to_f32(x_, r.dev_in, N * H, stream_);
+    if (err.empty()) err = error_text(cudaEventRecord(r.consumed, stream_), "the compute stream");
+    if (err.empty()) err = blocks(x_, r.dev_mask, B, T, from_layer, to_layer);
+    if (err.empty()) err = error_text(cudaMemcpyAsync(r.pinned_out, x_, out_bytes, cudaMemcpyDeviceToHost, stream_), "copying an output back");
+    if (err.empty()) err = error_text(cudaEventRecord(r.computed, stream_), "the compute stream");
+  }
+  for (int64_t i = n >= 2 ? n - 2 : 0; i < n && err.empty(); i++) err = drain(i);
+  if (err.empty()) err = check_stream(stream_, "the recycled forward");
+  if (stats) {
+    stats->copy_ms = copy_ms;
+    stats->total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
   return err;
 }
 

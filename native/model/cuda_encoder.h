@@ -43,6 +43,23 @@ class CudaEncoder {
   std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                            int64_t from_layer, int64_t to_layer);
 
+  // Recycled inference from an fp16 store: n batches of layer from_layer's states, (B, T, H)
+  // fp16 host records each (any host memory, e.g. the store's mapping) with their masks
+  // (B, T); out[i] (B, T, H) host fp32 receives layer to_layer of batch i. The records travel
+  // as fp16 through a ring of two pinned slots: the calling thread fills slot i % 2 while the
+  // GPU runs batch i - 1, a copy stream moves it to the device (overlapping the compute
+  // stream; events order them, and a slot is refilled only after the copy that read it and
+  // the cast that read its device copy are done), and the compute stream casts it to fp32
+  // on the device. Outputs come back through two pinned slots as well. Padding positions
+  // are not zeroed. stats (may be null) receives the copy stream's busy time.
+  struct PipelineStats {
+    double copy_ms = 0;   // host-to-device copies of the records and masks, summed
+    double total_ms = 0;  // first copy to last output, wall clock
+  };
+  std::string forward_from_f16_batches(int64_t n, const uint16_t* const* hidden, const int32_t* const* masks,
+                                       int64_t B, int64_t T, int64_t from_layer, int64_t to_layer, float* const* out,
+                                       PipelineStats* stats);
+
   cudaStream_t stream() const { return stream_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t buffer_bytes() const { return buffer_bytes_; }
@@ -61,6 +78,7 @@ class CudaEncoder {
   std::string upload_f32(float** dst, const float* src, size_t n, const char* what);
   // MPNet: the (heads, 2T - 1) bias of T-token rows on the GPU, rebuilt when T changes
   std::string relative_bias_for(int64_t T);
+  std::string reserve_ring(int64_t B, int64_t T);
 
   EncoderConfig cfg_;
   DType in_ = DType::F32;
@@ -81,6 +99,18 @@ class CudaEncoder {
   std::vector<float> rel_table_, rel_host_;
   float* rel_dev_ = nullptr;
   int64_t rel_T_ = 0, rel_cap_T_ = 0;
+  // the fp16 ring of forward_from_f16_batches: two slots of pinned records, masks and outputs,
+  // their device copies, the copy stream and the events that order the two streams
+  struct Slot {
+    uint16_t *pinned_in = nullptr, *dev_in = nullptr;
+    int32_t *pinned_mask = nullptr, *dev_mask = nullptr;
+    float* pinned_out = nullptr;
+    cudaEvent_t copy_start = nullptr, copied = nullptr, consumed = nullptr, computed = nullptr;
+  };
+  Slot ring_[2];
+  int64_t ring_tokens_ = 0;
+  cudaStream_t copy_stream_ = nullptr;
+  void free_ring();
 };
 
 }  // namespace cuda
