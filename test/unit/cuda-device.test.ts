@@ -83,6 +83,26 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
   });
 });
 
+describe('er info', () => {
+  const info = (env: Record<string, string>, json: boolean) => {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'lib', 'cli', 'main.js'), 'info', ...(json ? ['--json'] : [])], {
+      encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout;
+  };
+  it('says whether the GPU backend is there, whether it loads and which GPUs it sees', () => {
+    const text = info({ ER_CUDA_BACKEND: FAKE }, false);
+    expect(text).toMatch(/^cuda: CUDA 13\.0-fake runtime; cuBLASLt GEMMs.*2 GPU\(s\)$/m);
+    expect(text).toMatch(/^gpu 0: Fake GPU, compute 9\.0/m);
+    expect(text).toContain(`cuda backend: ${FAKE}`);
+    const json = JSON.parse(info({ ER_CUDA_BACKEND: FAKE, ER_FAKE_BACKEND_NO_GPU: '1' }, true));
+    expect(json.cuda).toMatchObject({ loaded: true, available: false, devices: [] });
+    expect(json.cuda.reason).toMatch(/no CUDA GPU was found/);
+    expect(info({ ER_CUDA_BACKEND: '/nonexistent/embedding_recycler_cuda.so' }, false)).toMatch(/^cuda: not available: this installation has no GPU backend/m);
+  });
+});
+
 describe('device options', () => {
   const tiny = path.join(FIXTURES, 'tiny-bert');
   it('bad values are refused by name', async () => {
