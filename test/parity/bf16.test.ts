@@ -80,6 +80,6 @@ describe('bf16 compute precision', () => {
   }
 
   it('rejects an unknown precision', async () => {
-    await expect(Encoder.load(path.join(FIXTURES, 'tiny-bert'), { precision: 'fp8' as 'fp32' })).rejects.toThrow(/precision must be 'fp32' or 'bf16', got fp8/);
+    await expect(Encoder.load(path.join(FIXTURES, 'tiny-bert'), { precision: 'fp8' as 'fp32' })).rejects.toThrow(/precision must be 'fp32', 'bf16' or 'fp16' \(GPU only\), got fp8/);
   });
 });
