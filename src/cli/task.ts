@@ -62,6 +62,7 @@ export function registerTask(program: Command): void {
     .option('--batch-size <n>', 'rows per step', '32')
     .option('--warmup-ratio <x>', 'fraction of the steps for linear warm-up', '0.1')
     .option('--seed <n>', 'seed for initialisation, shuffling and dropout', '1')
+    .option('--dropout <p>', 'dropout of the hidden states, attention probabilities and head input', '0.1')
     .option('--precision <p>', 'fp32 or bf16 (mixed precision)', 'fp32')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--quiet', 'no progress output'))
@@ -82,6 +83,7 @@ export function registerTask(program: Command): void {
         epochs: num('--epochs', f.epochs as string, { int: true, min: 1 })!, patience: num('--patience', f.patience as string, { int: true, min: 1 }),
         batchSize: num('--batch-size', f.batchSize as string, { int: true, min: 1 }), warmupRatio: num('--warmup-ratio', f.warmupRatio as string, { min: 0, max: 1 }),
         seed: num('--seed', f.seed as string, { int: true, min: 0 }), precision: f.precision as 'fp32' | 'bf16',
+        dropout: num('--dropout', f.dropout as string, { min: 0, max: 0.999 }),
         threads: num('--threads', f.threads as string | undefined, { int: true, min: 1 }),
         onStep: f.quiet ? undefined : (p) => progress.update(p.step, p.steps, `epoch ${p.epoch}: loss ${p.loss.toFixed(4)}, ${p.rowsPerSecond.toFixed(1)} rows/s`),
         onEpoch: (r) => {

@@ -47,6 +47,8 @@ export interface TrainTaskOptions extends DataOptions {
   seed?: number;
   batchSize?: number;
   warmupRatio?: number;
+  /** dropout probability of the hidden states, attention probabilities and head input; default 0.1 */
+  dropout?: number;
   precision?: 'fp32' | 'bf16';
   threads?: number;
   out: string;
@@ -162,10 +164,11 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
       head: { kind: o.task === 'classification' ? 'sequence' : 'token', numLabels: labels.size },
       adapter: o.mode.endsWith('adapters') ? { size: o.adapterSize ?? 64 } : undefined,
       seed: o.seed ?? 1, precision: o.precision, threads: o.threads,
+      ...(o.dropout !== undefined ? { dropout: { hidden: o.dropout, attention: o.dropout, head: o.dropout } } : {}),
     });
     makeDir(o.out);
     for (const f of ['task.json', 'log.json']) fs.rmSync(path.join(o.out, f), { force: true });
-    const hyper = { lr: o.lr, epochs: o.epochs, patience: o.patience ?? 10, batchSize: o.batchSize ?? 32, warmupRatio: o.warmupRatio ?? 0.1, seed: o.seed ?? 1, adapterSize: o.adapterSize ?? (o.mode.endsWith('adapters') ? 64 : null), precision: o.precision ?? 'fp32' };
+    const hyper = { lr: o.lr, epochs: o.epochs, patience: o.patience ?? 10, batchSize: o.batchSize ?? 32, warmupRatio: o.warmupRatio ?? 0.1, dropout: o.dropout ?? 0.1, seed: o.seed ?? 1, adapterSize: o.adapterSize ?? (o.mode.endsWith('adapters') ? 64 : null), precision: o.precision ?? 'fp32' };
     const log: EpochRecord[] = [];
     const { best } = await fit({
       model, train: tr.rows, dev: dv?.rows, store, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio,
