@@ -14,6 +14,12 @@
 namespace {
 
 using er::cuda::CudaEncoder;
+using er::cuda::BackendPrecision;
+using er::cuda::DType;
+// the table's precision numbers are the GEMMs' input types
+static_assert((int)BackendPrecision::F32 == (int)DType::F32 && (int)BackendPrecision::BF16 == (int)DType::BF16 &&
+                  (int)BackendPrecision::F16 == (int)DType::F16,
+              "BackendPrecision and DType must agree");
 
 struct Handle {
   std::unique_ptr<CudaEncoder> enc;
@@ -82,7 +88,7 @@ int create(const er::cuda::HostEncoder* host, int32_t precision, int32_t device,
     if (precision < 0 || precision > 2) return report("create: unknown precision", err, err_bytes);
     std::unique_ptr<Handle> h(new Handle);
     h->device = device;
-    std::string e = CudaEncoder::create(*host, (er::cuda::DType)precision, device, &h->enc);
+    std::string e = CudaEncoder::create(*host, (DType)precision, device, &h->enc);
     if (!e.empty()) return report(e, err, err_bytes);
     *handle = h.release();
     return 0;

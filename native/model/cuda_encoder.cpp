@@ -70,7 +70,7 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
   if (c.hidden <= 0 || c.heads <= 0 || c.hidden % c.heads != 0 || c.intermediate <= 0 ||
       (int64_t)h.layer.size() != c.layers)
     return "invalid encoder shape for the GPU encoder";
-  if (c.dis.on || c.dis.scale_factor != 1.0f || c.mask_embeddings)
+  if (c.dis.on || c.mask_embeddings)
     return "the GPU encoder does not run DeBERTa-v2's disentangled attention yet; use --device cpu";
   if (c.rel_buckets > 0 && !h.rel_bias) return "MPNet's relative position bias (encoder.rel_bias) was not given";
   std::unique_ptr<CudaEncoder> enc(new CudaEncoder);
