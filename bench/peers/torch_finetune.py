@@ -20,7 +20,9 @@ Data (the files the native engine reads):
                   "O" in the truth (and ignored by the loss), counted as "unknownLabels".
 
 Model: AutoModel (no pooler) + dropout + Linear head (first token for classification, every
-token for NER), head weight ~ N(0, 0.02), bias 0, full fine-tuning in train mode. AdamW
+token for NER), head weight ~ N(0, 0.02), bias 0, full fine-tuning in train mode. --dropout
+is the rate of the hidden states, attention probabilities and head input alike (the
+model config's rates are replaced), as the engine's dropout option. AdamW
 (no decay on biases and LayerNorm weights), global-norm clipping, linear warm-up of
 max(1, round-half-up(ratio * total)) steps then linear decay to 0 (as the engine's
 linearSchedule), seeded shuffling each epoch, dynamic padding. Dev after every epoch;
@@ -199,10 +201,13 @@ class TaskModel(torch.nn.Module):
         self.task = task
         # the same attention implementation as the other PyTorch peers (torch_encoder.py, torch_train.py)
         # (MPNet has no SDPA implementation in transformers: eager attention there)
+        # --dropout sets the encoder's hidden and attention dropout as well as the head's, as
+        # the engine's dropout option does (the config's own rates are replaced)
+        rates = dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
         try:
-            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='sdpa')
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='sdpa', **rates)
         except ValueError:
-            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='eager')
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation='eager', **rates)
         # families without token types (MPNet) take no token_type_ids argument
         self.token_types = self.encoder.config.model_type not in ('mpnet',)
         hidden = self.encoder.config.hidden_size
