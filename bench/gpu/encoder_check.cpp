@@ -14,6 +14,11 @@
 // through the pinned ring and copy stream (forward_from_f16_batches) over 16 batches, against
 // the same batches one per call (nothing overlaps) and against the plain host-to-host forward.
 //
+// A manifest line "task <labels> <adapter_size> <k>" with tensors head.weight, head.bias and
+// layer.L.adapter.{attn,ffn}.{down,up}.{weight,bias} for layers k..N-1 adds a task check
+// (through the backend): a sequence head's logits on the parity batch from the token ids and
+// from layer k's states, to DIR/out-PRECISION-task-ids.bin and -task-k.bin.
+//
 // With ER_CUDA_BACKEND naming embedding_recycler_cuda.so, the parity outputs come through that
 // library's C table (model/cuda_backend.h), opened with dlopen exactly as the addon opens it:
 // the GPU path Node users run, checked without Node. The timing then uses the encoder directly.
@@ -100,6 +105,7 @@ int main(int argc, char** argv) {
   const float* W = (const float*)raw.data();
   const size_t total = raw.size() / 4;
   cu::HostEncoder h;
+  int64_t task_k = -1, task_labels = 0, task_size = 0;
   std::map<std::string, const float*> slots;
   std::ifstream mf(dir + "/manifest.txt");
   if (!mf) fail("cannot read " + dir + "/manifest.txt");
@@ -112,6 +118,8 @@ int main(int argc, char** argv) {
       er::EncoderConfig& c = h.cfg;
       s >> c.vocab >> c.hidden >> c.layers >> c.heads >> c.intermediate >> c.max_positions >> c.type_vocab >> c.eps;
       if (!(s >> c.rel_buckets)) c.rel_buckets = 0;  // MPNet: the buckets of its relative position bias
+    } else if (kind == "task") {
+      s >> task_labels >> task_size >> task_k;
     } else if (kind == "tensor") {
       std::string slot;
       size_t off = 0, count = 0;
@@ -199,6 +207,39 @@ int main(int argc, char** argv) {
       if (pb.mask[i / c.hidden]) worst = std::max(worst, (double)std::fabs(whole[i] - rest[i]));
     std::fprintf(stderr, "backend forward_from(layer %lld) vs forward: max abs difference %.3g\n", (long long)k, worst);
     if (worst > 1e-5) fail("forward_from through the backend differs from forward");
+    if (task_k >= 0) {
+      // the same encoder with adapters above layer k and a sequence head, through the table
+      cu::HostEncoder t = h;
+      t.task.head = 0;
+      t.task.labels = task_labels;
+      t.task.adapter_size = task_size;
+      t.task.adapter_act = 0;
+      t.task.head_w = get("head.weight");
+      t.task.head_b = get("head.bias");
+      t.task.adapters.assign((size_t)(2 * c.layers), cu::HostAdapter{});
+      for (int64_t l = task_k; l < c.layers; l++)
+        for (int site = 0; site < 2; site++) {
+          const std::string p = "layer." + std::to_string(l) + ".adapter." + (site ? "ffn" : "attn") + ".";
+          t.task.adapters[(size_t)(2 * l + site)] = {get(p + "down.weight"), get(p + "down.bias"), get(p + "up.weight"),
+                                                     get(p + "up.bias")};
+        }
+      void* th = nullptr;
+      if (api->create(&t, (int32_t)in, 0, &th, err, sizeof err) != 0) fail(std::string("backend create (task): ") + err);
+      std::vector<float> logits((size_t)pb.B * t.task.labels), hk(out.size());
+      if (api->task_forward(th, logits.data(), nullptr, pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B,
+                            pb.T, 0, err, sizeof err) != 0)
+        fail(std::string("backend task_forward (ids): ") + err);
+      std::ofstream(dir + "/out-" + prec + "-task-ids.bin", std::ios::binary)
+          .write((const char*)logits.data(), logits.size() * 4);
+      if (api->forward(th, hk.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, task_k, err,
+                       sizeof err) != 0 ||
+          api->task_forward(th, logits.data(), hk.data(), nullptr, nullptr, nullptr, pb.mask.data(), pb.B, pb.T, task_k,
+                            err, sizeof err) != 0)
+        fail(std::string("backend task_forward (layer k): ") + err);
+      std::ofstream(dir + "/out-" + prec + "-task-k.bin", std::ios::binary)
+          .write((const char*)logits.data(), logits.size() * 4);
+      api->destroy(th);
+    }
     api->destroy(handle);
     check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder for the timing");
   }

@@ -14,7 +14,10 @@ the real all-MiniLM-L6-v2 (--minilm DIR), this script
      recycled part (layers N/2 + 1 .. N), beside er_gpu_encoder's own timings;
   4. times recycled inference from fp16 host records through the pinned ring and copy stream,
      against the plain encoder, and how much of the copy time the overlap hides;
-  5. prints the markdown tables (and appends it to --out/gpu-check.md) and exits 1 when a
+  5. on the BERT-base-shaped model, a task model through the backend (adapters of size 64 in
+     layers N/2 + 1 .. N, a 3-label sequence head, seeded random weights) against the same
+     model in PyTorch: its logits from the token ids and from layer N/2's states;
+  6. prints the markdown tables (and appends it to --out/gpu-check.md) and exits 1 when a
      parity check fails.
 
     python3 bench/gpu/encoder_check.py --bin build-gpu/er_gpu_encoder --out bench/.work/gpu [--minilm DIR]
@@ -92,7 +95,45 @@ def make_batch(vocab, B, T, lengths, seed, types=True):
     return {"ids": ids, "pos": pos, "types": tt, "mask": mask}
 
 
-def write_inputs(d: Path, model, parity, timing):
+def make_task(model, size=64, labels=3, seed=7):
+    """Adapters above layer N/2 and a sequence head, seeded random weights (large enough to matter)."""
+    g = torch.Generator().manual_seed(seed)
+    H, L = model.config.hidden_size, model.config.num_hidden_layers
+    rnd = lambda *shape, std=0.05: torch.randn(*shape, generator=g) * std  # noqa: E731
+    task = {"k": L // 2, "size": size, "labels": labels, "head.weight": rnd(labels, H, std=0.5), "head.bias": rnd(labels)}
+    for l in range(L // 2, L):
+        for site in ("attn", "ffn"):
+            p = f"layer.{l}.adapter.{site}."
+            task[p + "down.weight"], task[p + "down.bias"] = rnd(size, H), rnd(size)
+            task[p + "up.weight"], task[p + "up.bias"] = rnd(H, size), rnd(H)
+    return task
+
+
+def task_reference(model, task, b):
+    """The task's logits in PyTorch: each adapter, h + up(gelu(down(h))), on the output of the
+    attention's and the FFN's output projection (before the residual and LayerNorm)."""
+    t = tensors(b, "cuda")
+    hooks = []
+    for l in range(task["k"], model.config.num_hidden_layers):
+        layer = model.encoder.layer[l]
+        for site, mod in (("attn", layer.attention.output.dense), ("ffn", layer.output.dense)):
+            p = f"layer.{l}.adapter.{site}."
+            w = {n: task[p + n].cuda() for n in ("down.weight", "down.bias", "up.weight", "up.bias")}
+
+            def hook(_m, _inp, out, w=w):
+                a = torch.nn.functional.gelu(torch.nn.functional.linear(out, w["down.weight"], w["down.bias"]))
+                return out + torch.nn.functional.linear(a, w["up.weight"], w["up.bias"])
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            h = model(**inputs(model, t)).last_hidden_state[:, 0]
+            return torch.nn.functional.linear(h, task["head.weight"].cuda(), task["head.bias"].cuda()).float().cpu().numpy()
+    finally:
+        for x in hooks:
+            x.remove()
+
+
+def write_inputs(d: Path, model, parity, timing, task=None):
     c = model.config
     types = 0 if is_mpnet(model) else c.type_vocab_size
     rel = f" {c.relative_attention_num_buckets}" if is_mpnet(model) else ""
@@ -105,6 +146,15 @@ def write_inputs(d: Path, model, parity, timing):
             f.write(a.tobytes())
             lines.append(f"tensor {name} {off} {a.size}")
             off += a.size
+        if task:
+            lines.append(f"task {task['labels']} {task['size']} {task['k']}")
+            for name, t in task.items():
+                if not torch.is_tensor(t):
+                    continue
+                a = t.float().contiguous().numpy()
+                f.write(a.tobytes())
+                lines.append(f"tensor {name} {off} {a.size}")
+                off += a.size
     (d / "manifest.txt").write_text("\n".join(lines) + "\n")
     for name, b in (("parity", parity), ("timing", timing)):
         B, T = b["ids"].shape
@@ -177,7 +227,7 @@ def run_ours(binary, d, prec, layers, reps):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def check_model(name, model, binary, reps, rows):
+def check_model(name, model, binary, reps, rows, task_rows=None):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     c = model.config
@@ -187,9 +237,11 @@ def check_model(name, model, binary, reps, rows):
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        write_inputs(d, model, parity, timing)
+        task = make_task(model) if task_rows is not None else None
+        write_inputs(d, model, parity, timing, task)
         model = model.cuda().eval()
         ref = reference_layers(model, parity)
+        task_ref = task_reference(model, task, parity) if task else None
         mask = parity["mask"].astype(bool)
         for prec in ("fp32", "bf16", "fp16"):
             t = run_ours(binary, d, prec, range(L + 1), reps)
@@ -200,6 +252,14 @@ def check_model(name, model, binary, reps, rows):
             worst = max(errs)
             good = worst <= TOL[prec]
             ok &= good
+            if task:
+                scale = float(np.abs(task_ref).max())
+                for path in ("ids", "k"):
+                    got = np.fromfile(d / f"out-{prec}-task-{path}.bin", np.float32).reshape(task_ref.shape)
+                    rel = float(np.abs(got - task_ref).max()) / max(scale, 1e-6)
+                    task_rows.append({"model": name, "precision": prec, "from": path, "rel": rel, "scale": scale,
+                                      "tol": TOL[prec], "ok": rel <= TOL[prec]})
+                    ok &= rel <= TOL[prec]
             rows.append({"model": name, "precision": prec, "worst": worst, "perLayer": errs, "tol": TOL[prec],
                          "ok": good, "oursFull": t["fullMs"], "oursSuffix": t["suffixMs"], "B": t["B"], "T": t["T"],
                          **{key: t[key] for key in ("plainHostMs", "recycledF16Ms", "serialF16Ms", "copyMs",
@@ -237,9 +297,9 @@ def main():
         print("SKIP: PyTorch sees no CUDA GPU")
         return 0
     torch.manual_seed(20261201)
-    rows, ok = [], True
+    rows, task_rows, ok = [], [], True
     base = BertModel(BertConfig(attn_implementation="sdpa"), add_pooling_layer=False)
-    ok &= check_model("BERT-base shape (random)", base, a.bin, a.reps, rows)
+    ok &= check_model("BERT-base shape (random)", base, a.bin, a.reps, rows, task_rows)
     # all-mpnet-base-v2's shape (12 x 768, 32 buckets of relative position bias), random weights
     mpnet = MPNetModel(MPNetConfig(vocab_size=30527, attn_implementation="eager"), add_pooling_layer=False)
     ok &= check_model("MPNet-base shape (random)", mpnet, a.bin, a.reps, rows)
@@ -272,6 +332,16 @@ def main():
         lines.append(f"| {r['model']} | {r['precision']} | {r['plainHostMs']:.3f} | {r['recycledF16Ms']:.3f} | "
                      f"{r['serialF16Ms']:.3f} | {r['copyMs']:.3f} | {100 * r['copyHidden']:.1f}% | "
                      f"+{(r['plainHostMs'] / r['recycledF16Ms'] - 1) * 100:.0f}% | {r['recycledRelErr']:.1e} |")
+    lines += [
+        "", "Task model through the backend (InferenceSession's GPU path): adapters of size 64 in layers N/2 + 1 .. N and "
+        "a 3-label sequence head, seeded random weights, on the 8 x 64 parity batch; max abs error of the logits over "
+        "their largest magnitude, against the same model in PyTorch fp32 (TF32 off).", "",
+        "| model | precision | from | max rel error (tolerance) | largest logit |",
+        "| --- | --- | --- | ---: | ---: |",
+    ]
+    for r in task_rows:
+        lines.append(f"| {r['model']} | {r['precision']} | {'token ids' if r['from'] == 'ids' else 'layer N/2'} | "
+                     f"{r['rel']:.2e} ({r['tol']:.0e}) {'pass' if r['ok'] else 'FAIL'} | {r['scale']:.2f} |")
     table = "\n".join(lines) + "\n"
     print(table)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,16 @@ std::string GpuEncoder::forward_from(float* out, const float* hidden, const int3
   return "";
 }
 
+std::string GpuEncoder::task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                                     const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                                     int64_t from_layer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  char err[kErrBytes] = {0};
+  if (api_->task_forward(handle_, logits, hidden, ids, positions, types, mask, B, T, from_layer, err, sizeof err) != 0)
+    return err[0] ? err : "the GPU task forward pass failed";
+  return "";
+}
+
 void GpuEncoder::memory(uint64_t* weight_bytes, uint64_t* buffer_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   api_->memory(handle_, weight_bytes, buffer_bytes);

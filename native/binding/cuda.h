@@ -25,6 +25,10 @@ class GpuEncoder {
                       const int32_t* mask, int64_t B, int64_t T, int64_t to_layer);
   std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                            int64_t from_layer, int64_t to_layer);
+  // a task model's logits (created from a HostEncoder with a head): from layer from_layer's
+  // hidden states, or (hidden null) from the ids
+  std::string task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                           const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer);
   void memory(uint64_t* weight_bytes, uint64_t* buffer_bytes);
   int32_t device() const { return device_; }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include "binding/cuda.h"
 #include "model/trainer.h"
 
 std::shared_ptr<er::Encoder> unwrap_encoder(const Napi::Value& v);
@@ -24,6 +25,38 @@ int64_t integer(const Napi::Object& o, const char* key, int64_t fallback, int64_
   return er_binding::get_int(v, key, lo, hi);
 }
 
+// An inference model's copy on a GPU (device 'cuda'): uploaded on the compute thread before
+// the first step and again after its parameters change; guarded by the model's mutex.
+struct GpuTask {
+  int32_t device = 0;
+  int32_t precision = 0;  // er::cuda::BackendPrecision
+  std::shared_ptr<er_binding::GpuEncoder> enc;
+  uint64_t version = ~uint64_t(0);  // the model's version() it was uploaded at
+};
+
+// config.device 'cuda' (inference models only), config.gpu, config.gpuPrecision; null for 'cpu'
+std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi::Object& c, const er::TrainConfig& cfg,
+                                      const er::Encoder& enc) {
+  Napi::Value dev = c.Get("device");
+  THROW_IF(!dev.IsUndefined() && !dev.IsString(), "config.device must be 'cpu' or 'cuda'");
+  const std::string device = dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu";
+  THROW_IF(device != "cpu" && device != "cuda", "config.device must be 'cpu' or 'cuda', got '" + device + "'");
+  if (device == "cpu") return nullptr;
+  THROW_IF(!cfg.inference,
+           "task models train on the CPU so far: device 'cuda' is for inference models (inference: true); use device 'cpu' to train");
+  THROW_IF(enc.cfg.dis.on, "the GPU does not run DeBERTa-v2's disentangled attention yet; use device 'cpu'");
+  std::string why;
+  THROW_IF(!er_binding::cuda_backend(&why), why);
+  auto g = std::make_shared<GpuTask>();
+  g->device = (int32_t)integer(c, "gpu", 0, 0, 1023);
+  Napi::Value gp = c.Get("gpuPrecision");
+  const std::string p = gp.IsString() ? gp.As<Napi::String>().Utf8Value() : (cfg.bf16 ? "bf16" : "fp32");
+  THROW_IF(p != "fp32" && p != "bf16" && p != "fp16", "gpuPrecision must be 'fp32', 'bf16' or 'fp16'");
+  using P = er::cuda::BackendPrecision;
+  g->precision = (int32_t)(p == "fp16" ? P::F16 : p == "bf16" ? P::BF16 : P::F32);
+  return g;
+}
+
 class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -39,6 +72,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   static Napi::FunctionReference* ctor;
   // buildTaskModel's completion constructs one with no arguments while this holds the model
   static std::shared_ptr<er::TaskModel>* adopting;  // JavaScript thread only
+  static std::shared_ptr<GpuTask>* adopting_gpu;
 
   // The training configuration from its JavaScript object (checked; throws a JS error).
   static er::TrainConfig parse_config(const Napi::CallbackInfo& info, const Napi::Object& c, const er::Encoder& enc_ref) {
@@ -85,6 +119,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     if (adopting && info.Length() == 0) {
       model_ = std::move(*adopting);
       adopting = nullptr;
+      if (adopting_gpu) gpu_ = std::move(*adopting_gpu);
+      adopting_gpu = nullptr;
       hidden_ = model_->encoder_hidden();
       queue_ = er_binding::compute_queue_for(info.Env());
       return;
@@ -93,6 +129,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
     hidden_ = enc->cfg.hidden;
     er::TrainConfig cfg = parse_config(info, info[1].As<Napi::Object>(), *enc);
+    gpu_ = parse_device(info, info[1].As<Napi::Object>(), cfg, *enc);
     try {
       model_ = std::make_shared<er::TaskModel>(enc, cfg);
     } catch (const std::bad_alloc& e) {
@@ -106,8 +143,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   // Builds the model (allocating and copying its parameters) on a worker thread.
   class BuildWorker : public Napi::AsyncWorker {
    public:
-    BuildWorker(Napi::Env env, std::shared_ptr<er::Encoder> enc, er::TrainConfig cfg)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), enc_(std::move(enc)), cfg_(std::move(cfg)) {}
+    BuildWorker(Napi::Env env, std::shared_ptr<er::Encoder> enc, er::TrainConfig cfg, std::shared_ptr<GpuTask> gpu)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), enc_(std::move(enc)), cfg_(std::move(cfg)),
+          gpu_(std::move(gpu)) {}
     Napi::Promise::Deferred deferred;
     void Execute() override {
       try {
@@ -122,8 +160,10 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     }
     void OnOK() override {
       adopting = &model_;
+      adopting_gpu = &gpu_;
       Napi::Object o = ctor->New({});
       adopting = nullptr;
+      adopting_gpu = nullptr;
       deferred.Resolve(o);
     }
     void OnError(const Napi::Error& e) override { deferred.Reject(e.Value()); }
@@ -131,6 +171,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
    private:
     std::shared_ptr<er::Encoder> enc_;
     er::TrainConfig cfg_;
+    std::shared_ptr<GpuTask> gpu_;
     std::shared_ptr<er::TaskModel> model_;
   };
 
@@ -139,7 +180,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     THROW_IF(info.Length() < 2 || !info[1].IsObject(), "buildTaskModel(encoder, config)");
     std::shared_ptr<er::Encoder> enc = unwrap_encoder(info[0]);
     er::TrainConfig cfg = parse_config(info, info[1].As<Napi::Object>(), *enc);
-    auto* w = new BuildWorker(info.Env(), enc, std::move(cfg));
+    std::shared_ptr<GpuTask> gpu = parse_device(info, info[1].As<Napi::Object>(), cfg, *enc);
+    auto* w = new BuildWorker(info.Env(), enc, std::move(cfg), std::move(gpu));
     Napi::Promise p = w->deferred.Promise();
     w->Queue();
     return p;
@@ -149,7 +191,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   // A step on the encoder's compute thread; inputs are read in place.
   class StepJob : public er_binding::ComputeJob {
    public:
-    StepJob(Napi::Env env, std::shared_ptr<er::TaskModel> m) : ComputeJob(env), model_(std::move(m)) {}
+    StepJob(Napi::Env env, std::shared_ptr<er::TaskModel> m, std::shared_ptr<GpuTask> gpu)
+        : ComputeJob(env), model_(std::move(m)), gpu_(std::move(gpu)) {}
     er::TrainInputs in;
     const int32_t* labels = nullptr;
     bool train = false, backward = false, zero = true, update = false, want_logits = false;
@@ -157,6 +200,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     void run() override {
       try {
         std::lock_guard<std::mutex> lock(model_->mu);
+        if (gpu_ && !train && !backward) {
+          std::string err = gpu_step();
+          if (!err.empty()) fail(err);
+          return;
+        }
         if (zero && backward) model_->zero_grad();
         std::string err = model_->step(in, labels, train, backward, &loss_, want_logits ? &logits_ : nullptr);
         if (!err.empty()) {
@@ -182,7 +230,31 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     }
 
    private:
+    // the forward on the GPU (uploading the model first when its parameters changed), the
+    // loss on the host from the logits
+    std::string gpu_step() {
+      const er::TrainConfig& c = model_->config();
+      const bool recycled = c.mode == er::TrainMode::Reduced || c.mode == er::TrainMode::ReducedAdapters;
+      if (in.hidden && !recycled) return "this mode takes token ids as input";
+      if (!in.hidden && !in.ids) return "this mode takes layer-" + std::to_string(c.k) + " hidden states as input";
+      if (!gpu_->enc || gpu_->version != model_->version()) {
+        er::cuda::HostEncoder host;
+        model_->host_view(&host);
+        gpu_->enc.reset();  // the old copy's memory first
+        std::string err = er_binding::GpuEncoder::create(host, gpu_->precision, gpu_->device, &gpu_->enc);
+        if (!err.empty()) return err;
+        gpu_->version = model_->version();
+      }
+      const int64_t R = c.head == er::HeadKind::Sequence ? in.B : in.B * in.T;
+      logits_.assign((size_t)(R * c.num_labels), 0.0f);
+      std::string err = gpu_->enc->task_forward(logits_.data(), in.hidden, in.ids, in.positions, in.types, in.mask, in.B,
+                                                in.T, in.hidden ? c.k : 0);
+      if (err.empty() && labels) err = model_->loss_of(logits_.data(), labels, in.mask, in.B, in.T, &loss_);
+      return err;
+    }
+
     std::shared_ptr<er::TaskModel> model_;
+    std::shared_ptr<GpuTask> gpu_;
     double loss_ = 0, norm_ = 0;
     std::vector<float> logits_;
   };
@@ -194,7 +266,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     THROW_IF(info.Length() < 3 || !info[0].IsObject() || !info[2].IsObject(), "step(inputs, labels, options)");
     Napi::Object in = info[0].As<Napi::Object>(), opt = info[2].As<Napi::Object>();
-    auto w = std::make_unique<StepJob>(info.Env(), model_);
+    auto w = std::make_unique<StepJob>(info.Env(), model_, gpu_);
     {
       int64_t B = er_binding::get_int(in.Get("B"), "B (batch size)", 1, er_binding::kMaxDim);
       int64_t T = er_binding::get_int(in.Get("T"), "T (sequence length)", 1, er_binding::kMaxDim);
@@ -299,6 +371,14 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     Napi::Object o = Napi::Object::New(info.Env());
+    if (gpu_) {
+      std::lock_guard<std::mutex> lock(model_->mu);
+      uint64_t weights = 0, buffers = 0;
+      if (gpu_->enc) gpu_->enc->memory(&weights, &buffers);
+      o.Set("gpu", gpu_->device);
+      o.Set("deviceWeightBytes", (double)weights);
+      o.Set("deviceBufferBytes", (double)buffers);
+    }
     o.Set("paramBytes", (double)model_->param_bytes());
     o.Set("activationBytes", (double)model_->activation_bytes());
     o.Set("steps", (double)model_->steps());
@@ -307,6 +387,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
  public:
   std::shared_ptr<er::TaskModel> model_;
+  std::shared_ptr<GpuTask> gpu_;  // device 'cuda': evaluation steps run there
   std::shared_ptr<er_binding::ComputeQueue> queue_;  // the encoder's compute thread
   int64_t hidden_ = 0;
 };
@@ -315,6 +396,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
 
 Napi::FunctionReference* TaskModelHandle::ctor = nullptr;
 std::shared_ptr<er::TaskModel>* TaskModelHandle::adopting = nullptr;
+std::shared_ptr<GpuTask>* TaskModelHandle::adopting_gpu = nullptr;
 
 void init_train(Napi::Env env, Napi::Object exports) {
   Napi::Function f = TaskModelHandle::Init(env);

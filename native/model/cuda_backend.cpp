@@ -123,6 +123,19 @@ int forward_from(void* handle, float* out, const float* hidden, const int32_t* m
   }
 }
 
+int task_forward(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                 const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err,
+                 size_t err_bytes) {
+  try {
+    Handle* h = static_cast<Handle*>(handle);
+    std::string e = er::cuda::error_text(cudaSetDevice(h->device), "cudaSetDevice");
+    if (e.empty()) e = h->enc->task_forward(logits, hidden, ids, positions, types, mask, B, T, from_layer);
+    return report(e, err, err_bytes);
+  } catch (const std::exception& ex) {
+    return report(std::string("the GPU task forward pass failed: ") + ex.what(), err, err_bytes);
+  }
+}
+
 void memory(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes) {
   const Handle* h = static_cast<const Handle*>(handle);
   if (weight_bytes) *weight_bytes = h->enc->weight_bytes();
@@ -138,7 +151,7 @@ void destroy(void* handle) {
 
 const ErCudaBackend kBackend = {
     ER_CUDA_BACKEND_ABI, (uint32_t)sizeof(er::cuda::HostEncoder), devices, runtime_version, create, forward,
-    forward_from,        memory,                                  destroy,
+    forward_from,        task_forward,                            memory,          destroy,
 };
 
 }  // namespace

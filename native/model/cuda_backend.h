@@ -17,12 +17,29 @@
 namespace er {
 namespace cuda {
 
-// An encoder's weights in host memory, read through the CPU encoder's own views
+// A Houlsby adapter's weights, h + up(act(down(h))): down (size, H), (size); up (H, size), (H)
+struct HostAdapter {
+  const float *dw = nullptr, *db = nullptr, *uw = nullptr, *ub = nullptr;  // dw null: no adapter
+};
+
+// What a task model adds to an encoder: adapters and a head (head < 0: a plain encoder)
+struct HostTask {
+  int32_t head = -1;  // HeadKind of model/trainer.h: 0 sequence (first token), 1 token, 2 QA
+  int64_t labels = 0;
+  const float *head_w = nullptr, *head_b = nullptr;  // (labels, H), (labels)
+  int64_t adapter_size = 0;
+  int32_t adapter_act = 0;            // AdapterAct: 0 GELU, 1 ReLU
+  std::vector<HostAdapter> adapters;  // 2 per layer (after the attention output, after the FFN), or empty
+};
+
+// An encoder's weights in host memory, read through the CPU encoder's own views (or a task
+// model's, whose trained layers replace the encoder's)
 struct HostEncoder {
   EncoderConfig cfg;
   EmbeddingTables emb;
   std::vector<LayerWeights> layer;
   const float* rel_bias = nullptr;  // MPNet's (rel_buckets, heads) table when cfg.rel_buckets > 0
+  HostTask task;
 };
 
 // Compute precision of the GPU encoder's linear layers (their inputs and weights)
@@ -32,7 +49,7 @@ enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 }  // namespace er
 
 // bumped whenever a signature below or HostEncoder changes
-#define ER_CUDA_BACKEND_ABI 2u
+#define ER_CUDA_BACKEND_ABI 3u
 
 extern "C" {
 
@@ -54,6 +71,12 @@ struct ErCudaBackend {
   // hidden (B, T, H) host holds layer from_layer; out (B, T, H) host receives layer to_layer.
   int (*forward_from)(void* handle, float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                       int64_t from_layer, int64_t to_layer, char* err, size_t err_bytes);
+  // A task model's logits (host.task.head >= 0): hidden (B, T, H) host holds layer
+  // from_layer, or (hidden null) ids, positions, types (may be null) run from the embeddings.
+  // logits (host) receive sequence (B, labels), token (B*T, labels), QA (B*T, 2).
+  int (*task_forward)(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err,
+                      size_t err_bytes);
   // device memory held: weights, and the buffers kept for the largest batch so far
   void (*memory)(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes);
   void (*destroy)(void* handle);

@@ -1,6 +1,7 @@
 #include "model/cuda_encoder.h"
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/nvtx.h"
@@ -111,7 +112,33 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
     if (err.empty()) err = enc->upload_f32(&L.f2_b, w.ffn_out_b, (size_t)H, "a layer's FFN bias");
     if (err.empty()) err = enc->upload_f32(&L.ln2_w, w.ln2_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = enc->upload_f32(&L.ln2_b, w.ln2_b, (size_t)H, "a layer's LayerNorm");
+    if (err.empty() && h.task.adapter_size > 0 && h.task.adapters.size() == 2 * h.layer.size()) {
+      const int64_t b = h.task.adapter_size;
+      for (int site = 0; site < 2 && err.empty(); site++) {
+        const HostAdapter& a = h.task.adapters[2 * l + site];
+        if (!a.dw) continue;
+        err = enc->upload(&L.ad_dw[site], a.dw, (size_t)(b * H), true, "an adapter");
+        if (err.empty()) err = enc->upload_f32(&L.ad_db[site], a.db, (size_t)b, "an adapter's bias");
+        if (err.empty()) err = enc->upload(&L.ad_uw[site], a.uw, (size_t)(H * b), true, "an adapter");
+        if (err.empty()) err = enc->upload_f32(&L.ad_ub[site], a.ub, (size_t)H, "an adapter's bias");
+      }
+    }
     enc->layers_.push_back(L);
+  }
+  if (err.empty() && h.task.head >= 0) {
+    if (h.task.head > 2 || h.task.labels < 1 || !h.task.head_w || !h.task.head_b ||
+        (h.task.head == 2 && h.task.labels != 2))
+      err = "invalid task head for the GPU encoder";
+    enc->head_ = h.task.head;
+    enc->labels_ = h.task.labels;
+    if (err.empty()) err = enc->upload_f32(&enc->head_w_, h.task.head_w, (size_t)(h.task.labels * H), "the task head");
+    if (err.empty()) err = enc->upload_f32(&enc->head_b_, h.task.head_b, (size_t)h.task.labels, "the task head's bias");
+  }
+  if (h.task.adapter_size > 0) {
+    if (h.task.adapters.size() != 2 * h.layer.size()) err = "the task model's adapters do not match its layers";
+    if (I < H) err = "the GPU encoder runs adapters only where the FFN is at least as wide as the hidden size";
+    enc->adapter_size_ = h.task.adapter_size;
+    enc->adapter_act_ = h.task.adapter_act;
   }
   if (err.empty()) err = check_stream(enc->stream_, "uploading the encoder's weights");
   if (err.empty()) *out = std::move(enc);
@@ -140,7 +167,11 @@ std::string CudaEncoder::reserve(int64_t B, int64_t T) {
   if (err.empty()) err = get((void**)&t1_, N * H * 4, what.c_str());
   if (err.empty()) err = get((void**)&ff_, N * I * 4, what.c_str());
   if (err.empty()) err = get((void**)&scores_, scores * 4, what.c_str());
-  if (err.empty() && in_ != DType::F32) err = get(&in16_, N * (H > I ? H : I) * 2, what.c_str());
+  const int64_t widest = std::max(std::max(H, I), adapter_size_);
+  if (err.empty() && in_ != DType::F32) err = get(&in16_, N * widest * 2, what.c_str());
+  if (err.empty() && adapter_size_ > 0) err = get((void**)&ad_, N * adapter_size_ * 4, what.c_str());
+  if (err.empty() && head_ >= 0) err = get((void**)&head_in_, N * H * 4, what.c_str());
+  if (err.empty() && head_ >= 0) err = get((void**)&logits_, N * labels_ * 4, what.c_str());
   for (int32_t** p : {&ids_, &pos_, &types_, &mask_})
     if (err.empty()) err = get((void**)p, N * 4, what.c_str());
   if (!err.empty()) return err;
@@ -178,6 +209,16 @@ std::string CudaEncoder::linear(float* out, const float* x, const void* W, const
   return blas_->gemm(false, true, N, OC, C, 1.0f, in16_, C, W, C, 0.0f, out, OC, b, in_);
 }
 
+std::string CudaEncoder::adapter(float* a, float* tmp, const Layer& L, int site, int64_t N) {
+  const int64_t H = cfg_.hidden, b = adapter_size_;
+  std::string err = linear(ad_, a, L.ad_dw[site], L.ad_db[site], N, H, b);
+  if (err.empty())
+    err = adapter_act_ == 1 ? relu_forward(ad_, ad_, N * b, stream_) : bias_gelu_forward(ad_, ad_, nullptr, N, b, stream_);
+  if (err.empty()) err = linear(tmp, ad_, L.ad_uw[site], L.ad_ub[site], N, b, H);
+  if (err.empty()) err = add_into(a, tmp, N * H, stream_);
+  return err.empty() ? err : err + " (adapter)";
+}
+
 std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_t T, int64_t from, int64_t to) {
   const int64_t N = B * T, H = cfg_.hidden, I = cfg_.intermediate, heads = cfg_.heads, d = H / heads;
   const float scale = 1.0f / std::sqrt((float)d);
@@ -204,10 +245,12 @@ std::string CudaEncoder::blocks(float* x, const int32_t* mask, int64_t B, int64_
                                 ctx_ + b * T * H, H, d, heads);
     }
     if (err.empty()) err = linear(t1_, ctx_, L.o_w, L.o_b, N, H, H);
+    if (err.empty() && L.ad_dw[0]) err = adapter(t1_, ctx_, L, 0, N);  // ctx_ is free again
     if (err.empty()) err = layernorm_forward(t1_, nullptr, nullptr, t1_, x, L.ln1_w, L.ln1_b, N, H, cfg_.eps, stream_);
     if (err.empty()) err = linear(ff_, t1_, L.f1_w, L.f1_b, N, H, I);
     if (err.empty()) err = bias_gelu_forward(ff_, ff_, nullptr, N, I, stream_);
     if (err.empty()) err = linear(ctx_, ff_, L.f2_w, L.f2_b, N, I, H);
+    if (err.empty() && L.ad_dw[1]) err = adapter(ctx_, ff_, L, 1, N);  // ff_ (N, I >= H) is free again
     if (err.empty()) err = layernorm_forward(x, nullptr, nullptr, ctx_, t1_, L.ln2_w, L.ln2_b, N, H, cfg_.eps, stream_);
     if (!err.empty()) return err + " in layer " + std::to_string(l + 1);
   }
@@ -245,10 +288,7 @@ std::string CudaEncoder::forward_from_device(float* out, const float* hidden, co
   return blocks(out, mask, B, T, from_layer, to_layer);
 }
 
-std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
-                                 const int32_t* mask, int64_t B, int64_t T, int64_t to_layer) {
-  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
-  const int64_t N = B * T;
+std::string CudaEncoder::check_ids(const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N) const {
   for (int64_t i = 0; i < N; i++) {  // the kernels index tables with these: check them here
     if (ids[i] < 0 || ids[i] >= cfg_.vocab) return "token id out of range at " + std::to_string(i);
     if (position_ && (positions[i] < 0 || positions[i] >= cfg_.max_positions))
@@ -256,6 +296,15 @@ std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* 
     if (types && type_ && (types[i] < 0 || types[i] >= cfg_.type_vocab))
       return "token type id out of range at " + std::to_string(i);
   }
+  return "";
+}
+
+std::string CudaEncoder::forward(float* out, const int32_t* ids, const int32_t* positions, const int32_t* types,
+                                 const int32_t* mask, int64_t B, int64_t T, int64_t to_layer) {
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  const int64_t N = B * T;
+  std::string bad = check_ids(ids, positions, types, N);
+  if (!bad.empty()) return bad;
   NvtxRange range("forward " + std::to_string(B) + " x " + std::to_string(T) + " to layer " + std::to_string(to_layer));
   std::string err = reserve(B, T);
   if (!err.empty()) return err;
@@ -294,6 +343,58 @@ std::string CudaEncoder::forward_from(float* out, const float* hidden, const int
   if (err.empty())
     err = error_text(cudaMemcpyAsync(out, x_, bytes, cudaMemcpyDeviceToHost, stream_), "copying the hidden states back");
   if (err.empty()) err = check_stream(stream_, "the GPU forward pass");
+  return err;
+}
+
+std::string CudaEncoder::task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                                      int64_t from_layer) {
+  if (head_ < 0) return "this GPU encoder has no task head";
+  if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  const int64_t N = B * T, H = cfg_.hidden;
+  if (hidden && (from_layer < 0 || from_layer > cfg_.layers))
+    return "fromLayer " + std::to_string(from_layer) + " is out of range 0.." + std::to_string(cfg_.layers);
+  if (!hidden) {
+    std::string bad = check_ids(ids, positions, types, N);
+    if (!bad.empty()) return bad;
+  }
+  NvtxRange range("task batch " + std::to_string(B) + " x " + std::to_string(T));
+  std::string err = reserve(B, T);
+  if (!err.empty()) return err;
+  const size_t bytes = (size_t)N * 4;
+  {
+    NvtxRange copy("copy the batch to the GPU");
+    err = error_text(cudaMemcpyAsync(mask_, mask, bytes, cudaMemcpyHostToDevice, stream_), "copying the mask");
+    if (hidden) {
+      if (err.empty())
+        err = error_text(cudaMemcpyAsync(x_, hidden, bytes * H, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
+    } else {
+      if (err.empty()) err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
+      if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
+      if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, bytes, cudaMemcpyHostToDevice, stream_), "copying the token types");
+    }
+  }
+  if (err.empty())
+    err = hidden ? forward_from_device(x_, x_, mask_, B, T, from_layer, cfg_.layers)
+                 : forward_device(x_, ids_, pos_, types ? types_ : nullptr, mask_, B, T, cfg_.layers);
+  // the head: each row's first token (sequence) or every token, through an fp32 linear layer
+  const bool seq = head_ == 0;
+  const int64_t R = seq ? B : N;
+  const float* rows = x_;
+  if (err.empty() && seq) {
+    err = error_text(cudaMemcpy2DAsync(head_in_, H * 4, x_, T * H * 4, H * 4, B, cudaMemcpyDeviceToDevice, stream_),
+                     "gathering the first tokens");
+    rows = head_in_;
+  }
+  if (err.empty()) {
+    NvtxRange hr("task head");
+    err = blas_->gemm(false, true, R, labels_, H, 1.0f, rows, H, head_w_, H, 0.0f, logits_, labels_, head_b_, DType::F32);
+  }
+  NvtxRange back("copy the logits to the host (waits for the GPU)");
+  if (err.empty())
+    err = error_text(cudaMemcpyAsync(logits, logits_, (size_t)(R * labels_) * 4, cudaMemcpyDeviceToHost, stream_),
+                     "copying the logits back");
+  if (err.empty()) err = check_stream(stream_, "the GPU task forward pass");
   return err;
 }
 

@@ -43,6 +43,14 @@ class CudaEncoder {
   std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                            int64_t from_layer, int64_t to_layer);
 
+  // A task model's logits (created with host.task.head >= 0): from layer from_layer's
+  // hidden states (B, T, H) host, or (hidden null) from host ids, positions and types (may
+  // be null) through the embeddings; the layers run with their adapters, then the head.
+  // logits (host): sequence (B, labels) from each row's first token, token (B*T, labels),
+  // QA (B*T, 2). Waits for the GPU.
+  std::string task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                           const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer);
+
   // Recycled inference from an fp16 store: n batches of layer from_layer's states, (B, T, H)
   // fp16 host records each (any host memory, e.g. the store's mapping) with their masks
   // (B, T); out[i] (B, T, H) host fp32 receives layer to_layer of batch i. The records travel
@@ -70,8 +78,15 @@ class CudaEncoder {
     void *qkv_w = nullptr, *o_w = nullptr, *f1_w = nullptr, *f2_w = nullptr;  // in the input precision
     float *qkv_b = nullptr, *o_b = nullptr, *ln1_w = nullptr, *ln1_b = nullptr;
     float *f1_b = nullptr, *f2_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
+    // adapters after the attention output [0] and the FFN output [1] (dw null: none)
+    void *ad_dw[2] = {nullptr, nullptr}, *ad_uw[2] = {nullptr, nullptr};  // in the input precision
+    float *ad_db[2] = {nullptr, nullptr}, *ad_ub[2] = {nullptr, nullptr};
   };
+  // a = a + up(act(down(a))) over N rows; tmp (N, H) is scratch
+  std::string adapter(float* a, float* tmp, const Layer& L, int site, int64_t N);
   std::string reserve(int64_t B, int64_t T);
+  // "" when every host id, position and type indexes its table, else the first that does not
+  std::string check_ids(const int32_t* ids, const int32_t* positions, const int32_t* types, int64_t N) const;
   std::string blocks(float* x, const int32_t* mask, int64_t B, int64_t T, int64_t from, int64_t to);
   std::string linear(float* out, const float* x, const void* W, const float* b, int64_t N, int64_t C, int64_t OC);
   std::string upload(void** dst, const float* src, size_t n, bool convert, const char* what);
@@ -88,9 +103,15 @@ class CudaEncoder {
   std::vector<void*> allocations_;
   float *word_ = nullptr, *position_ = nullptr, *type_ = nullptr, *ln_w_ = nullptr, *ln_b_ = nullptr;
   std::vector<Layer> layers_;
+  // a task model's head (head_ < 0: none) and adapters
+  int32_t head_ = -1;
+  int64_t labels_ = 0, adapter_size_ = 0;
+  int32_t adapter_act_ = 0;
+  float *head_w_ = nullptr, *head_b_ = nullptr;  // fp32
   // batch buffers, for the largest B x T so far
   int64_t cap_tokens_ = 0, cap_scores_ = 0;
   float *x_ = nullptr, *qkv_ = nullptr, *ctx_ = nullptr, *t1_ = nullptr, *ff_ = nullptr, *scores_ = nullptr;
+  float *ad_ = nullptr, *head_in_ = nullptr, *logits_ = nullptr;  // adapters' bottleneck, the head's rows and output
   void* in16_ = nullptr;
   int32_t *ids_ = nullptr, *pos_ = nullptr, *types_ = nullptr, *mask_ = nullptr;
   std::vector<void*> buffers_;

@@ -17,6 +17,9 @@ namespace {
 // part = batch row x head for the probabilities.
 enum Site : uint64_t { kEmb = 0, kHead = 1, kLayerBase = 16 };
 
+std::string head_loss_of(const TrainConfig& cfg, const float* logits, float* dlogits, const int32_t* mask, int64_t B,
+                         int64_t T, const int32_t* labels, double* loss);
+
 }  // namespace
 
 // Storage of one or more parameters: values, gradients and Adam moments.
@@ -242,7 +245,60 @@ void TaskModel::zero_grad() {
   for (auto& b : impl_->blocks) std::fill(b->grad.begin(), b->grad.end(), 0.0f);
 }
 
-void TaskModel::parameters_changed() { impl_->packed_stale = true; }
+void TaskModel::parameters_changed() {
+  impl_->packed_stale = true;
+  version_++;
+}
+
+std::string TaskModel::loss_of(const float* logits, const int32_t* labels, const int32_t* mask, int64_t B, int64_t T,
+                               double* loss) const {
+  const int64_t R = cfg_.head == HeadKind::Sequence ? B : B * T;
+  std::vector<float> dlogits((size_t)(R * cfg_.num_labels));
+  return head_loss_of(cfg_, logits, dlogits.data(), mask, B, T, labels, loss);
+}
+
+void TaskModel::host_view(cuda::HostEncoder* h) const {
+  const Impl& m = *impl_;
+  const EncoderConfig& ec = enc_->cfg;
+  const int64_t H = ec.hidden;
+  h->cfg = ec;
+  h->emb = m.emb_word ? m.tables() : enc_->emb;
+  h->layer = enc_->layer;
+  h->rel_bias = m.rel_table ? m.rel_table : enc_->rel_bias;
+  cuda::HostTask& t = h->task;
+  t = cuda::HostTask{};
+  t.head = (int32_t)cfg_.head;
+  t.labels = cfg_.num_labels;
+  t.head_w = m.head_w;
+  t.head_b = m.head_b;
+  t.adapter_act = (int32_t)cfg_.adapter_act;
+  t.adapters.assign((size_t)(2 * ec.layers), cuda::HostAdapter{});
+  for (const TLayer& L : m.layers) {
+    // the layers in the graph: trained copies, or views of the encoder's own (frozen)
+    LayerWeights& w = h->layer[(size_t)L.index];
+    w.q_w = L.w.qkv_w;
+    w.k_w = L.w.qkv_w + H * H;
+    w.v_w = L.w.qkv_w + 2 * H * H;
+    w.q_b = L.w.qkv_b;
+    w.k_b = L.w.qkv_b + H;
+    w.v_b = L.w.qkv_b + 2 * H;
+    w.o_w = L.w.o_w;
+    w.o_b = L.w.o_b;
+    w.ln1_w = L.w.ln1_w;
+    w.ln1_b = L.w.ln1_b;
+    w.ffn_in_w = L.w.f1_w;
+    w.ffn_in_b = L.w.f1_b;
+    w.ffn_out_w = L.w.f2_w;
+    w.ffn_out_b = L.w.f2_b;
+    w.ln2_w = L.w.ln2_w;
+    w.ln2_b = L.w.ln2_b;
+    if (!L.adapters) continue;
+    t.adapter_size = L.w.adapter_size;
+    for (int s = 0; s < 2; s++)
+      t.adapters[(size_t)(2 * L.index + s)] = {L.ad[s].dw, L.ad[s].db, L.ad[s].uw, L.ad[s].ub};
+  }
+  if (t.adapter_size == 0) t.adapters.clear();
+}
 
 uint64_t TaskModel::param_bytes() const {
   uint64_t n = 0;
@@ -282,6 +338,7 @@ double TaskModel::adamw(const AdamWOptions& o) {
   for (const Param& p : params_)
     adamw_update(p.data, p.m, p.v, p.grad, p.n, o.lr, o.beta1, o.beta2, o.eps,
                  p.decay ? o.weight_decay : 0.0f, adam_t_, scale);
+  version_++;
   return norm;
 }
 
@@ -419,12 +476,12 @@ std::string head_forward(Pass& p, const float* top) {
   return "";
 }
 
-// The loss of the logits against labels, and its gradient in m.dlogits.
-std::string head_loss(Pass& p, const int32_t* labels, double* loss) {
-  TaskModel::Impl& m = p.m;
-  const int64_t B = p.shape.B, T = p.shape.T, N = B * T, Lb = p.cfg.num_labels;
-  const float* cw = p.cfg.class_weights.empty() ? nullptr : p.cfg.class_weights.data();
-  if (p.cfg.head == HeadKind::QA) {
+// The loss of logits (R, labels) against labels, and its gradient in dlogits (the same size)
+std::string head_loss_of(const TrainConfig& cfg, const float* logits, float* dlogits, const int32_t* mask, int64_t B,
+                         int64_t T, const int32_t* labels, double* loss) {
+  const int64_t N = B * T, Lb = cfg.num_labels;
+  const float* cw = cfg.class_weights.empty() ? nullptr : cfg.class_weights.data();
+  if (cfg.head == HeadKind::QA) {
     // start and end logits per row over its positions; padding is never a start or end
     std::vector<float> zs(N), ze(N), ds(N), de(N);
     std::vector<uint8_t> mk(N);
@@ -433,9 +490,9 @@ std::string head_loss(Pass& p, const int32_t* labels, double* loss) {
       ys[b] = labels[2 * b];
       ye[b] = labels[2 * b + 1];
       for (int64_t t = 0; t < T; t++) {
-        zs[b * T + t] = m.logits[(b * T + t) * 2];
-        ze[b * T + t] = m.logits[(b * T + t) * 2 + 1];
-        mk[b * T + t] = p.in.mask[b * T + t] != 0;
+        zs[b * T + t] = logits[(b * T + t) * 2];
+        ze[b * T + t] = logits[(b * T + t) * 2 + 1];
+        mk[b * T + t] = mask[b * T + t] != 0;
       }
       for (int32_t y : {ys[b], ye[b]})
         if (y >= T || (y >= 0 && !mk[b * T + y]))
@@ -444,18 +501,22 @@ std::string head_loss(Pass& p, const int32_t* labels, double* loss) {
     *loss = 0.5 * cross_entropy_forward_backward(ds.data(), zs.data(), ys.data(), nullptr, mk.data(), B, T, 0.5f) +
             0.5 * cross_entropy_forward_backward(de.data(), ze.data(), ye.data(), nullptr, mk.data(), B, T, 0.5f);
     for (int64_t i = 0; i < N; i++) {
-      m.dlogits[i * 2] = ds[i];
-      m.dlogits[i * 2 + 1] = de[i];
+      dlogits[i * 2] = ds[i];
+      dlogits[i * 2 + 1] = de[i];
     }
     return "";
   }
-  const int64_t R = p.cfg.head == HeadKind::Sequence ? B : N;
+  const int64_t R = cfg.head == HeadKind::Sequence ? B : N;
   for (int64_t r = 0; r < R; r++)
     if (labels[r] >= Lb)
       return "label " + std::to_string(labels[r]) + " at row " + std::to_string(r) +
              " is not below the number of labels " + std::to_string(Lb);
-  *loss = cross_entropy_forward_backward(m.dlogits.data(), m.logits.data(), labels, cw, nullptr, R, Lb, 1.0f);
+  *loss = cross_entropy_forward_backward(dlogits, logits, labels, cw, nullptr, R, Lb, 1.0f);
   return "";
+}
+
+std::string head_loss(Pass& p, const int32_t* labels, double* loss) {
+  return head_loss_of(p.cfg, p.m.logits.data(), p.m.dlogits.data(), p.in.mask, p.shape.B, p.shape.T, labels, loss);
 }
 
 // The forward's list reversed: head, blocks top to bottom (as far down as a parameter

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <vector>
+#include "model/cuda_backend.h"
 #include "model/encoder.h"
 
 namespace er {
@@ -101,6 +102,17 @@ class TaskModel {
   // Tells an inference model that parameter values were overwritten (its prepacked
   // linear layers are rebuilt before the next forward).
   void parameters_changed();
+  // Counts the changes of parameter values (parameters_changed, adamw): a copy of them
+  // elsewhere (on a GPU) is stale when the count it was made at differs.
+  uint64_t version() const { return version_; }
+  // The weights this model runs, as the GPU backend takes them (views, valid while the model
+  // lives and its parameters are not changed): the encoder's, with the layers, embeddings
+  // and relative bias this model holds in their place, its adapters and its head.
+  void host_view(cuda::HostEncoder* out) const;
+  // The loss step() would report for these logits (computed elsewhere: the GPU), or the
+  // error for bad labels. mask (B, T): the QA head's positions.
+  std::string loss_of(const float* logits, const int32_t* labels, const int32_t* mask, int64_t B, int64_t T,
+                      double* loss) const;
   std::mutex mu;  // one step at a time
 
   struct Impl;
@@ -111,6 +123,7 @@ class TaskModel {
   std::unique_ptr<Impl> impl_;
   std::vector<Param> params_;
   int64_t adam_t_ = 0;
+  uint64_t version_ = 0;
 };
 
 }  // namespace er

@@ -150,6 +150,24 @@ void gelu_bwd(int64_t n) {
   compare("GELU backward", std::to_string(n), dout.get(), want, 1e-5, err);
 }
 
+void relu(int64_t n) {
+  std::vector<float> x = randn(n), want(n);
+  er::relu_forward(want.data(), x.data(), n);
+  Dev<float> dx(x), dout(n);
+  std::string err = cu::relu_forward(dout.p, dx.p, n, 0);
+  if (err.empty()) err = sync();
+  compare("ReLU", std::to_string(n), dout.get(), want, 0.0, err);
+}
+
+void add(int64_t n) {
+  std::vector<float> a = randn(n), b = randn(n), want(n);
+  for (int64_t i = 0; i < n; i++) want[i] = a[i] + b[i];
+  Dev<float> da(a), db(b);
+  std::string err = cu::add_into(da.p, db.p, n, 0);
+  if (err.empty()) err = sync();
+  compare("add (adapter residual)", std::to_string(n), da.get(), want, 0.0, err);
+}
+
 void layernorm(int64_t N, int64_t C) {
   std::vector<float> x = randn(N * C, 2.0f), r = randn(N * C), w = randn(C, 0.2f), b = randn(C, 0.2f);
   for (float& v : w) v += 1.0f;
@@ -319,6 +337,10 @@ int main() {
   bias_gelu(4096, 3072);
   bias_gelu(7, 37);
   gelu_bwd(4096 * 3072);
+  relu(4096 * 64);
+  relu(1001);
+  add(4096 * 768);
+  add(1001);
   layernorm(4096, 768);
   layernorm(5, 37);
   layernorm(3, 1025);

@@ -6,18 +6,27 @@
 //   forward:      out[i][j] = 1000 * to_layer + ids[i] + positions[i] / 1000 + (types ? types[i] : 0) / 10
 //                             + j / 1e6 (at every position, padding included: the addon zeroes those)
 //   forward_from: out = hidden + (to_layer - from_layer)
+//   task_forward: logits[r][j] = head_b[j] + head_w[j][0] * v_r + 100 * (hidden ? from_layer : -1)
+//                 + 0.5 * (the number of adapters given), v_r = the first value of row r's input
+//                 (hidden: its first token's first element for the sequence head, its own
+//                 first element for the others; ids: its first token's id, or its own id);
+//                 the head is copied at create, as the real backend uploads it
 //   B == 7 fails (an error message that must reach JavaScript); precision 2 (fp16) is accepted.
 // ER_FAKE_BACKEND_ABI overrides the interface version it reports; ER_FAKE_BACKEND_NO_GPU makes
 // devices() report none.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include "model/cuda_backend.h"
 
 namespace {
 
 struct Fake {
   int64_t hidden = 0, layers = 0, vocab = 0;
+  int32_t head = -1;
+  int64_t labels = 0, adapters = 0;
+  std::vector<float> head_w, head_b;
 };
 
 int fail(const char* msg, char* err, size_t n) {
@@ -42,6 +51,13 @@ int create(const er::cuda::HostEncoder* host, int32_t precision, int32_t device,
   f->hidden = host->cfg.hidden;
   f->layers = host->cfg.layers;
   f->vocab = host->cfg.vocab;
+  f->head = host->task.head;
+  if (f->head >= 0) {
+    f->labels = host->task.labels;
+    f->head_w.assign(host->task.head_w, host->task.head_w + f->labels * f->hidden);
+    f->head_b.assign(host->task.head_b, host->task.head_b + f->labels);
+    for (const er::cuda::HostAdapter& a : host->task.adapters) f->adapters += a.dw != nullptr;
+  }
   *handle = f;
   return 0;
 }
@@ -67,6 +83,23 @@ int forward_from(void* h, float* out, const float* hidden, const int32_t* mask, 
   return 0;
 }
 
+int task_forward(void* h, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                 const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err, size_t n) {
+  const Fake* f = static_cast<const Fake*>(h);
+  (void)positions, (void)types, (void)mask;
+  if (f->head < 0) return fail("fake backend: no task head", err, n);
+  if (B == 7) return fail("fake backend: a kernel failed (cudaErrorLaunchFailure)", err, n);
+  const int64_t R = f->head == 0 ? B : B * T, H = f->hidden;
+  for (int64_t r = 0; r < R; r++) {
+    const int64_t tok = f->head == 0 ? r * T : r;
+    const float v = hidden ? hidden[tok * H] : (float)ids[tok];
+    for (int64_t j = 0; j < f->labels; j++)
+      logits[r * f->labels + j] = f->head_b[j] + f->head_w[j * H] * v + 100.0f * (hidden ? (float)from_layer : -1.0f) +
+                                  0.5f * (float)f->adapters;
+  }
+  return 0;
+}
+
 void memory(void* h, uint64_t* weights, uint64_t* buffers) {
   const Fake* f = static_cast<const Fake*>(h);
   *weights = (uint64_t)(f->vocab * f->hidden * 4);
@@ -76,7 +109,7 @@ void memory(void* h, uint64_t* weights, uint64_t* buffers) {
 void destroy(void* h) { delete static_cast<Fake*>(h); }
 
 ErCudaBackend table = {ER_CUDA_BACKEND_ABI, (uint32_t)sizeof(er::cuda::HostEncoder), devices, runtime_version,
-                       create, forward, forward_from, memory, destroy};
+                       create, forward, forward_from, task_forward, memory, destroy};
 
 }  // namespace
 

@@ -46,7 +46,10 @@ export function registerServe(program: Command): void {
     .option('--model <dir>', 'base model directory for every task (default: the one in each task.json); also serves POST /embed (sentence embeddings) from it')
     .option('--store <dir>', 'activation store for every task (default: the one in each task.json) and for /embed')
     .option('--pooling <kind>', 'pooling of /embed: mean or cls', 'mean')
-    .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda (an NVIDIA GPU; every family but DeBERTa-v2) or auto (tasks run on the CPU)", 'cpu')
+    .option('--device <device>', 'where the task models run: cpu, cuda (an NVIDIA GPU; every family but DeBERTa-v2) or auto', 'cpu')
+    .option('--gpu <n>', 'which GPU for --device cuda / auto and --embed-device', '0')
+    .option('--gpu-precision <p>', 'the GPU\'s precision of the linear layers: fp32, bf16 or fp16', 'fp32')
+    .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda or auto", 'cpu')
     .option('--read-through', 'store the activations of texts not in the store (takes the store\'s writer lock: one such process per store)')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--max-batch-tokens <n>', 'token budget of one batch', '8192')
@@ -76,13 +79,16 @@ export function registerServe(program: Command): void {
         maxBatchTokens: int('--max-batch-tokens', f.maxBatchTokens as string, 1),
         maxDelayMs: positive('--max-delay-ms', f.maxDelayMs as string),
         maxQueue: int('--max-queue', f.maxQueue as string, 1),
+        device: embedDevice(f.device, '--device'),
+        gpu: int('--gpu', f.gpu as string, 0, 1023),
+        gpuPrecision: gpuPrecision(f.gpuPrecision),
       };
       const sessions = new Map<string, ServedSession>();
       try {
         for (const t of tasks) {
           const s = await InferenceSession.open(t.dir, sessionOpts);
           sessions.set(t.name, s);
-          process.stderr.write(`${t.name}: ${s.spec.task} (${s.spec.mode}${s.spec.k ? `, k = ${s.spec.k}` : ''}) from ${t.dir}${s.store ? `, store ${s.store.dir}` : ', no store'}\n`);
+          process.stderr.write(`${t.name}: ${s.spec.task} (${s.spec.mode}${s.spec.k ? `, k = ${s.spec.k}` : ''}) from ${t.dir}${s.store ? `, store ${s.store.dir}` : ', no store'}, on ${s.model.device === 'cuda' ? `GPU ${sessionOpts.gpu}` : `the CPU${sessionOpts.device === 'auto' ? ` (${s.model.deviceReason})` : ''}`}\n`);
         }
       } catch (err) {
         for (const s of sessions.values()) await s.close();
@@ -93,7 +99,7 @@ export function registerServe(program: Command): void {
         if (f.pooling !== 'mean' && f.pooling !== 'cls') throw new Error(`--pooling must be mean or cls, got ${JSON.stringify(f.pooling)}`);
         try {
           embedder = await EmbeddingSession.open(f.model, {
-            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling, device: embedDevice(f.embedDevice),
+            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling, device: embedDevice(f.embedDevice, '--embed-device'), gpu: sessionOpts.gpu,
             maxBatchTokens: sessionOpts.maxBatchTokens, maxDelayMs: sessionOpts.maxDelayMs, maxQueue: sessionOpts.maxQueue,
           });
         } catch (err) {
@@ -123,7 +129,12 @@ export function registerServe(program: Command): void {
     });
 }
 
-function embedDevice(v: unknown): Device {
-  if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new Error(`--embed-device must be cpu, cuda or auto, got ${JSON.stringify(v)}`);
+function gpuPrecision(v: unknown): 'fp32' | 'bf16' | 'fp16' {
+  if (v !== 'fp32' && v !== 'bf16' && v !== 'fp16') throw new Error(`--gpu-precision must be fp32, bf16 or fp16, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function embedDevice(v: unknown, flag: string): Device {
+  if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new Error(`${flag} must be cpu, cuda or auto, got ${JSON.stringify(v)}`);
   return v;
 }

@@ -39,6 +39,18 @@ export interface SessionOptions {
   maxDelayMs?: number;
   /** inputs queued at most; a request that would exceed it is refused at once (QueueFullError). Default 1024 */
   maxQueue?: number;
+  /**
+   * Where the task model runs: 'cpu' (default), 'cuda' (its layers, adapters and head on an
+   * NVIDIA GPU; every family but DeBERTa-v2) or 'auto' (the GPU when usable; `session.model.deviceReason`
+   * says why not). On the GPU a recycled task with no store runs its prefix there too; with
+   * a store, texts not in it run the prefix on the CPU (rounded as the store would hold them)
+   * and the layers above k on the GPU.
+   */
+  device?: 'cpu' | 'cuda' | 'auto';
+  /** Which GPU; default 0. */
+  gpu?: number;
+  /** The GPU's precision of the linear layers: 'fp32' (default), 'bf16' or 'fp16'. */
+  gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
 /** Options of {@link InferenceSession.predict}: an AbortSignal, a timing callback. */
@@ -98,6 +110,7 @@ export class InferenceSession {
       const model = await TaskModel.createAsync(encoder, {
         mode: spec.mode, k: spec.k || undefined, head: { kind: spec.head, numLabels: spec.head === 'qa' ? undefined : spec.labels.length },
         adapter: spec.adapter ?? undefined, threads: opts.threads, dropout: { hidden: 0, attention: 0, head: 0 }, inference: true,
+        device: opts.device, gpu: opts.gpu, gpuPrecision: opts.gpuPrecision,
       });
       await model.importSafetensorsAsync(path.join(taskDir, 'model.safetensors'));
       let store: ActivationStore | undefined;

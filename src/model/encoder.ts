@@ -63,7 +63,7 @@ export function gpuRefusal(shape: EncoderShape): string {
 }
 
 /** Resolves device 'cpu' | 'cuda' | 'auto' for a model: where it runs, and why not on the GPU when 'auto' chose the CPU. */
-function resolveDevice(shape: EncoderShape, device: Device, gpu: number, precision: Precision): { device: 'cpu' | 'cuda'; reason: string } {
+export function resolveDevice(shape: EncoderShape, device: Device, gpu: number, precision: Precision): { device: 'cpu' | 'cuda'; reason: string } {
   if (device === 'cpu') return { device: 'cpu', reason: 'device cpu was asked for' };
   const refusal = gpuRefusal(shape);
   let why = refusal;

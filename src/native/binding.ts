@@ -150,13 +150,15 @@ export interface NativeTaskModel {
   getParameter(name: string): Float32Array;
   getGradient(name: string): Float32Array;
   setParameter(name: string, value: Float32Array): void;
-  memory(): { paramBytes: number; activationBytes: number; steps: number };
+  memory(): { paramBytes: number; activationBytes: number; steps: number; gpu?: number; deviceWeightBytes?: number; deviceBufferBytes?: number };
 }
 
 export interface NativeTaskConfig {
   mode: number; k: number; head: number; numLabels: number; adapterSize: number; adapterLayers: number[];
   adapterAct: number; hiddenDropout: number; attentionDropout: number; headDropout: number; seed: number;
   classWeights: Float32Array | null; precision: 'fp32' | 'bf16'; inference?: boolean;
+  /** 'cuda': evaluation steps run on GPU `gpu` in `gpuPrecision` (inference models only) */
+  device?: 'cpu' | 'cuda'; gpu?: number; gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
 /** One prepared statement of the store's index (native/binding/sqlite.cpp). */

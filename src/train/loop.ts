@@ -45,7 +45,9 @@ export async function inputsFor(
   onComputed?: (rows: readonly Row[], hidden: Tensor) => void,
 ): Promise<{ input: TrainInput; T: number; fromStore: number }> {
   const enc = model.encoder;
-  if (!model.recycled) {
+  // not recycled, or on the GPU with no store to agree with: token ids (a GPU model runs its
+  // prefix there too)
+  if (!model.recycled || (model.device === 'cuda' && !store)) {
     const batch = enc.batchFromEncodings(rows.map((r) => r.encoding));
     return { input: { batch }, T: batch.seqLen, fromStore: 0 };
   }

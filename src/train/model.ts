@@ -7,7 +7,7 @@ import { whileReading } from '../tensor/lease';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { native, NativeTaskModel } from '../native/binding';
-import { Batch, Encoder } from '../model/encoder';
+import { Batch, Encoder, resolveDevice } from '../model/encoder';
 import { weightFingerprint } from '../model/checkpoint';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../model/safetensors';
 import type { Tensor } from '../tensor/tensor';
@@ -62,6 +62,18 @@ export interface TaskModelOptions {
    * the loss and every other operation stay fp32.
    */
   precision?: 'fp32' | 'bf16';
+  /**
+   * Where evaluation steps run, for inference models (`inference: true`) only: `'cpu'`
+   * (default), `'cuda'` (the model's layers, adapters and head are uploaded to the GPU,
+   * again after its parameters change; the loss is computed on the host from the logits),
+   * or `'auto'` (the GPU when one is usable for this model; {@link TaskModel.deviceReason}
+   * says why not). Training runs on the CPU so far. The encoder itself stays a CPU encoder.
+   */
+  device?: 'cpu' | 'cuda' | 'auto';
+  /** Which GPU for device 'cuda' or 'auto'; default 0. */
+  gpu?: number;
+  /** The GPU's precision of the linear layers (the head stays fp32); default `precision`. */
+  gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
 /** What a step reads: token ids (full, frozen-prefix, full-adapters) or layer-k activations (reduced modes). */
@@ -121,13 +133,18 @@ export class TaskModel {
   private fingerprint: string | undefined;
 
   private constructor(readonly encoder: Encoder, readonly mode: TrainMode, readonly k: number, readonly head: { kind: HeadKind; numLabels: number },
-    readonly adapter: TaskManifest['adapter'], handle: NativeTaskModel, threads: number) {
+    readonly adapter: TaskManifest['adapter'], handle: NativeTaskModel, threads: number,
+    /** where evaluation steps run */
+    readonly device: 'cpu' | 'cuda' = 'cpu',
+    /** why there (with device 'auto': why not on the GPU) */
+    readonly deviceReason = 'device cpu was asked for') {
     this.handle = handle;
     this.threads = threads;
   }
 
   /** The native configuration of a checked model description. */
-  private static nativeConfig(mode: TrainMode, k: number, head: { kind: HeadKind; numLabels: number }, adapter: TaskManifest['adapter'], opts: TaskModelOptions) {
+  private static nativeConfig(mode: TrainMode, k: number, head: { kind: HeadKind; numLabels: number }, adapter: TaskManifest['adapter'], opts: TaskModelOptions,
+    device: { device: 'cpu' | 'cuda' }) {
     const d = opts.dropout ?? {};
     return {
       mode: TRAIN_MODES.indexOf(mode),
@@ -144,14 +161,30 @@ export class TaskModel {
       classWeights: opts.classWeights ? Float32Array.from(opts.classWeights) : null,
       precision: opts.precision ?? 'fp32',
       inference: opts.inference === true,
+      ...(device.device === 'cuda' ? { device: 'cuda' as const, gpu: opts.gpu ?? 0, gpuPrecision: opts.gpuPrecision ?? opts.precision ?? 'fp32' } : {}),
     };
+  }
+
+  /** Where an inference model's evaluation steps run (options device, gpu, gpuPrecision checked). */
+  private static device(encoder: Encoder, opts: TaskModelOptions): { device: 'cpu' | 'cuda'; reason: string } {
+    const asked = opts.device ?? 'cpu';
+    if (asked !== 'cpu' && asked !== 'cuda' && asked !== 'auto') throw new TypeError(`device must be 'cpu', 'cuda' or 'auto', got ${String(asked)}`);
+    if (opts.gpuPrecision !== undefined && !['fp32', 'bf16', 'fp16'].includes(opts.gpuPrecision)) throw new TypeError(`gpuPrecision must be 'fp32', 'bf16' or 'fp16', got ${String(opts.gpuPrecision)}`);
+    const gpu = opts.gpu ?? 0;
+    if (!Number.isInteger(gpu) || gpu < 0 || gpu > 1023) throw new RangeError(`gpu must be an integer in 0..1023, got ${String(gpu)}`);
+    if (asked === 'cpu') return { device: 'cpu', reason: 'device cpu was asked for' };
+    if (opts.inference !== true) {
+      throw new Error(`device '${asked}': task models train on the CPU so far; the GPU serves inference models (inference: true, as InferenceSession opens them). Use device 'cpu' to train`);
+    }
+    return resolveDevice(encoder.shape, asked, gpu, 'fp32');
   }
 
   /** Builds a task model; new weights (head, adapters) are initialised from the seed. */
   static create(encoder: Encoder, opts: TaskModelOptions): TaskModel {
     const { mode, k, head, adapter } = TaskModel.describe(encoder, opts);
-    const handle = new (native().TaskModel)(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts));
-    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads);
+    const dev = TaskModel.device(encoder, opts);
+    const handle = new (native().TaskModel)(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts, dev));
+    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads, dev.device, dev.reason);
   }
 
   /**
@@ -160,8 +193,9 @@ export class TaskModel {
    */
   static async createAsync(encoder: Encoder, opts: TaskModelOptions): Promise<TaskModel> {
     const { mode, k, head, adapter } = TaskModel.describe(encoder, opts);
-    const handle = await native().buildTaskModel(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts));
-    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads);
+    const dev = TaskModel.device(encoder, opts);
+    const handle = await native().buildTaskModel(encoder.nativeHandle(), TaskModel.nativeConfig(mode, k, head, adapter, opts, dev));
+    return new TaskModel(encoder, mode, k, head, adapter, handle, opts.threads ?? native().cpuInfo().defaultThreads, dev.device, dev.reason);
   }
 
   /** Checks the options and resolves the model's shape (k, head, adapters). */
@@ -208,7 +242,8 @@ export class TaskModel {
   }
 
   private inputs(input: TrainInput) {
-    if (this.recycled) {
+    // on the GPU a recycled model also runs from token ids: the prefix runs there as well
+    if (this.recycled && !(this.device === 'cuda' && 'batch' in input)) {
       if (!('hidden' in input)) throw new TypeError(`mode ${this.mode} takes layer-${this.k} activations: { hidden, attentionMask }`);
       const { hidden, attentionMask } = input;
       if (hidden.shape.length !== 3 || hidden.shape[2] !== this.encoder.hidden) throw new RangeError(`hidden must have shape [batch, seqLen, ${this.encoder.hidden}], got [${hidden.shape.join(', ')}]`);
@@ -310,7 +345,7 @@ export class TaskModel {
   }
 
   /** Bytes of parameters (with gradients and Adam moments) and of activation buffers. */
-  memory(): { paramBytes: number; activationBytes: number; steps: number } {
+  memory(): { paramBytes: number; activationBytes: number; steps: number; gpu?: number; deviceWeightBytes?: number; deviceBufferBytes?: number } {
     return this.handle.memory();
   }
 

@@ -68,6 +68,76 @@ const cases = {
     r.closed = await outcome(() => enc.forward(batch));
     return r;
   },
+  // an inference task model on the GPU (the fake: logits[r][j] = head_b[j] + head_w[j][0] * v_r
+  // + 100 * (hidden ? fromLayer : -1) + 0.5 * adapters, v_r the row's first input value)
+  async task() {
+    const fs = require('fs');
+    const os = require('os');
+    const r = {};
+    const enc = await lib.Encoder.load(tiny);
+    const H = enc.hidden, N = enc.numLayers;
+    const opts = { mode: 'reduced-adapters', k: 1, head: { kind: 'sequence', numLabels: 3 }, adapter: { size: 4 }, inference: true, device: 'cuda', gpu: 1 };
+    const m = await lib.TaskModel.createAsync(enc, opts);
+    r.device = m.device;
+    r.reason = m.deviceReason;
+    const w = new Float32Array(3 * H).map((_, i) => (i % H === 0 ? 0.25 * (1 + i / H) : 9));
+    m.setParameter('head.weight', w);
+    m.setParameter('head.bias', Float32Array.from([1, 2, 3]));
+    const batch = await enc.tokenize(['a longer first text here', 'short']);
+    const hidden = await enc.forward(batch, { toLayer: 1 });
+    const T = batch.seqLen;
+    const expectSeq = (bias, v, marker) => [0, 1, 2].map((j) => bias[j] + w[j * H] * v + marker + 0.5 * 2 * (N - 1));
+    const labels = Int32Array.from([2, 0]);
+    const ev = await m.evalStep({ hidden, attentionMask: batch.attentionMask }, labels);
+    const want = [0, 1].flatMap((b) => expectSeq([1, 2, 3], hidden.data[b * T * H], 100));
+    r.seq = { got: Array.from(ev.logits), want };
+    // the loss is the host's cross-entropy of those logits
+    const ce = (lg, y) => { const mx = Math.max(...lg); const z = lg.reduce((a, x) => a + Math.exp(x - mx), 0); return Math.log(z) + mx - lg[y]; };
+    r.loss = { got: ev.loss, want: (ce(want.slice(0, 3), 2) + ce(want.slice(3, 6), 0)) / 2 };
+    // a parameter change is uploaded again before the next step
+    m.setParameter('head.bias', Float32Array.from([10, 20, 30]));
+    const ev2 = await m.evalStep({ hidden, attentionMask: batch.attentionMask });
+    r.reuploaded = { got: Array.from(ev2.logits.slice(0, 3)), want: expectSeq([10, 20, 30], hidden.data[0], 100) };
+    // a recycled model on the GPU also runs from the ids (its prefix there)
+    const ev3 = await m.evalStep({ batch });
+    r.fromIds = { got: Array.from(ev3.logits.slice(0, 3)), want: expectSeq([10, 20, 30], batch.inputIds[0], -100) };
+    r.memory = m.memory();
+    r.train = await outcome(() => m.trainStep({ hidden, attentionMask: batch.attentionMask }, labels, 1e-3));
+    const seven = await enc.tokenize(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    r.kernelError = await outcome(() => m.evalStep({ batch: seven }));
+    // a token head in mode full, from the ids
+    const tok = lib.TaskModel.create(enc, { mode: 'full', head: { kind: 'token', numLabels: 2 }, inference: true, device: 'cuda' });
+    const tw = tok.parameter('head.weight'), tb = tok.parameter('head.bias');
+    const ev4 = await tok.evalStep({ batch });
+    let wrongTok = 0;
+    for (let i = 0; i < batch.batchSize * T; i++)
+      for (let j = 0; j < 2; j++) if (Math.abs(ev4.logits[i * 2 + j] - (tb[j] + tw[j * H] * batch.inputIds[i] - 100)) > 1e-4 * Math.max(1, Math.abs(ev4.logits[i * 2 + j]))) wrongTok++;
+    r.token = { wrongTok, n: ev4.logits.length };
+    r.trainCuda = await outcome(() => lib.TaskModel.create(enc, { ...opts, inference: false }));
+    const deb = await lib.Encoder.load(path.join(fixtures, 'tiny-deberta-v2'));
+    r.deberta = await outcome(() => lib.TaskModel.create(deb, { ...opts, k: 1 }));
+    const debAuto = lib.TaskModel.create(deb, { ...opts, k: 1, device: 'auto' });
+    r.debertaAuto = { device: debAuto.device, reason: debAuto.deviceReason };
+    r.nativeDeberta = await outcome(() => new (native().TaskModel)(deb.nativeHandle(), { mode: 3, k: 1, head: 0, numLabels: 3, adapterSize: 4, inference: true, device: 'cuda' }));
+    deb.close();
+    // an inference session on the GPU: a recycled task without a store runs from the ids there
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'er-cuda-task-'));
+    const train = path.join(dir, 'train.jsonl');
+    fs.writeFileSync(train, ['good', 'bad', 'fine', 'awful'].map((t, i) => JSON.stringify({ text: `a ${t} day`, label: i % 2 ? 'neg' : 'pos' })).join('\n') + '\n');
+    await lib.trainTask({ task: 'classification', train, mode: 'reduced-adapters', model: tiny, store: path.join(dir, 'store'), layer: 1, adapterSize: 4, lr: 1e-3, epochs: 1, out: path.join(dir, 'task') });
+    // opened without its store (a directory with none), so every text runs from its ids
+    const s = await lib.InferenceSession.open(path.join(dir, 'task'), { device: 'cuda', gpu: 1, store: path.join(dir, 'no-store') });
+    const [p] = await s.predict([{ text: 'a good day' }]);
+    const sw = s.model.parameter('head.weight'), sb = s.model.parameter('head.bias');
+    const one = await enc.tokenize(['a good day']);
+    const lg = [0, 1].map((j) => sb[j] + sw[j * H] * one.inputIds[0] - 100 + 0.5 * 2 * (N - 1));
+    const e0 = Math.exp(lg[0] - Math.max(...lg)), e1 = Math.exp(lg[1] - Math.max(...lg));
+    r.session = { device: s.model.device, probabilities: p.probabilities, want: { neg: e0 / (e0 + e1), pos: e1 / (e0 + e1) }, labels: s.labels.labels ?? null };
+    await s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    enc.close();
+    return r;
+  },
   // device 'cuda' or 'auto' when the backend cannot serve: the reason, and the CPU for 'auto'
   async refused() {
     const r = { info: native().cudaInfo() };
@@ -79,6 +149,10 @@ const cases = {
     const a = await auto.forward(batch), c = await cpu.forward(batch);
     r.autoEqualsCpu = Buffer.compare(Buffer.from(a.data.buffer), Buffer.from(c.data.buffer)) === 0;
     r.fp16Auto = await outcome(() => lib.Encoder.load(tiny, { device: 'auto', precision: 'fp16' }));
+    const taskOpts = { mode: 'reduced', k: 1, head: { kind: 'sequence', numLabels: 2 }, inference: true };
+    r.taskCuda = await outcome(() => lib.TaskModel.create(cpu, { ...taskOpts, device: 'cuda' }));
+    const ta = lib.TaskModel.create(cpu, { ...taskOpts, device: 'auto' });
+    r.taskAuto = { device: ta.device, reason: ta.deviceReason };
     auto.close();
     cpu.close();
     return r;

@@ -392,6 +392,12 @@ describe('er serve as the CLI (child process)', () => {
     const port = await run('--task', TOPICS, '--port', '70000');
     expect(port.code).toBe(1);
     expect(port.err).toMatch(/--port must be an integer in 0\.\.65535, got "70000"/);
+    const dev = await run('--task', TOPICS, '--port', '0', '--device', 'gpu');
+    expect(dev.code).toBe(1);
+    expect(dev.err).toMatch(/--device must be cpu, cuda or auto, got "gpu"/);
+    const prec = await run('--task', TOPICS, '--port', '0', '--gpu-precision', 'fp8');
+    expect(prec.code).toBe(1);
+    expect(prec.err).toMatch(/--gpu-precision must be fp32, bf16 or fp16, got "fp8"/);
     const none = await run('--port', '0');
     expect(none.code).toBe(1);
     expect(none.err).toMatch(/give at least one --task DIR/);

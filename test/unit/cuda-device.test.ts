@@ -51,6 +51,34 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.closed.error).toMatch(/Encoder is closed/);
   });
 
+  it('runs an inference task model there: layers, adapters and head uploaded, again after a change; the loss on the host', () => {
+    const r = child('task', { ER_CUDA_BACKEND: FAKE });
+    const close = (got: number[], want: number[]) => {
+      expect(got).toHaveLength(want.length);
+      got.forEach((g, i) => expect(Math.abs(g - want[i]), `element ${i}: ${g} vs ${want[i]}`).toBeLessThan(1e-4 * Math.max(1, Math.abs(want[i]))));
+    };
+    expect(r.device).toBe('cuda');
+    // from layer k's states, with the adapters of the layers above k (2 each) and the head
+    close(r.seq.got, r.seq.want);
+    expect(Math.abs(r.loss.got - r.loss.want)).toBeLessThan(1e-5);
+    close(r.reuploaded.got, r.reuploaded.want);
+    close(r.fromIds.got, r.fromIds.want);
+    expect(r.token.n).toBeGreaterThan(0);
+    expect(r.token.wrongTok).toBe(0);
+    expect(r.memory).toMatchObject({ gpu: 1, deviceBufferBytes: 4096 });
+    expect(r.memory.deviceWeightBytes).toBeGreaterThan(0);
+    expect(r.train.error).toMatch(/opened for inference only/);
+    expect(r.kernelError.error).toMatch(/fake backend: a kernel failed \(cudaErrorLaunchFailure\)/);
+    expect(r.trainCuda.error).toMatch(/task models train on the CPU so far.*inference: true.*Use device 'cpu' to train/);
+    expect(r.deberta.error).toMatch(/device 'cuda': the GPU encoder does not run deberta-v2's disentangled attention yet/);
+    expect(r.debertaAuto.device).toBe('cpu');
+    expect(r.debertaAuto.reason).toMatch(/disentangled attention/);
+    expect(r.nativeDeberta.error).toMatch(/does not run DeBERTa-v2's disentangled attention yet; use device 'cpu'/);
+    // InferenceSession.open(dir, { device: 'cuda' }): its predictions are the backend's logits
+    expect(r.session.device).toBe('cuda');
+    for (const l of ['neg', 'pos']) expect(Math.abs(r.session.probabilities[l] - r.session.want[l])).toBeLessThan(1e-5);
+  });
+
   it.each([
     ['no GPU', { ER_FAKE_BACKEND_NO_GPU: '1' }, /no CUDA GPU was found \(fake backend\); use device 'cpu'/],
     ['another build', { ER_FAKE_BACKEND_ABI: '99' }, /is from another build \(interface 99, this addon's \d+\); rebuild or reinstall both together/],
@@ -64,6 +92,10 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.auto.reason).toMatch(reason);
     expect(r.autoEqualsCpu).toBe(true);
     expect(r.fp16Auto.error).toMatch(/precision 'fp16' needs a GPU, and device 'auto' found none usable/);
+    expect(r.taskCuda.error).toMatch(/^device 'cuda': /);
+    expect(r.taskCuda.error).toMatch(reason);
+    expect(r.taskAuto.device).toBe('cpu');
+    expect(r.taskAuto.reason).toMatch(reason);
   });
 
   it('a missing backend or a file that is not one: the reason names the file and what to do', () => {

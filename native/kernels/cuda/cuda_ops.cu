@@ -86,6 +86,16 @@ __global__ void bias_gelu_k(float* out, const float* inp, const float* bias, int
     out[i] = gelu(inp[i] + (bias ? bias[i % C] : 0.0f));
 }
 
+__global__ void relu_k(float* out, const float* inp, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+__global__ void add_into_k(float* out, const float* inp, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] += inp[i];
+}
+
 __global__ void gelu_backward_k(float* dinp, const float* inp, const float* dout, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const float x = inp[i];
@@ -358,6 +368,14 @@ std::string bf16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t
 std::string bias_gelu_forward(float* out, const float* inp, const float* bias, int64_t N, int64_t C,
                               cudaStream_t stream) {
   ER_ELEMENTWISE(bias_gelu_k, N * C, out, inp, bias, N, C);
+}
+
+std::string relu_forward(float* out, const float* inp, int64_t n, cudaStream_t stream) {
+  ER_ELEMENTWISE(relu_k, n, out, inp, n);
+}
+
+std::string add_into(float* out, const float* inp, int64_t n, cudaStream_t stream) {
+  ER_ELEMENTWISE(add_into_k, n, out, inp, n);
 }
 
 std::string gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t stream) {

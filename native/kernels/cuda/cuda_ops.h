@@ -31,6 +31,10 @@ std::string bf16_to_f32(float* out, const uint16_t* inp, int64_t n, cudaStream_t
 // out (N, C) = gelu(inp + bias), exact erf GELU; bias (C) may be null; out may alias inp
 std::string bias_gelu_forward(float* out, const float* inp, const float* bias, int64_t N, int64_t C,
                               cudaStream_t stream);
+// out (n) = max(inp, 0), as kernels/train_ops.h relu_forward; out may alias inp
+std::string relu_forward(float* out, const float* inp, int64_t n, cudaStream_t stream);
+// out (n) += inp (an adapter's residual)
+std::string add_into(float* out, const float* inp, int64_t n, cudaStream_t stream);
 // out (N, C) = LayerNorm(inp + residual) * weight + bias (two-pass mean and variance, one
 // block per row); residual may be null; mean, rstd (N) written when non-null; out may alias inp
 std::string layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* residual,
