@@ -1,7 +1,7 @@
 import * as path from 'path';
 import type { Command } from 'commander';
 import { EmbeddingSession } from '../infer/embed';
-import type { Device } from '../model/encoder';
+import { deviceFlag, taskDevice, taskDeviceOptions } from './args';
 import { InferenceSession, SessionOptions } from '../infer/session';
 import { createServer, SERVE_DEFAULTS, ServedSession } from '../serve/server';
 
@@ -37,7 +37,7 @@ export function parseTaskFlags(flags: readonly string[], allowNone = false): { n
 
 /** `er serve`. */
 export function registerServe(program: Command): void {
-  program
+  taskDeviceOptions(program
     .command('serve')
     .description('serve trained tasks over HTTP: POST /v1/predict, GET /health, GET /metrics (Prometheus); with --model, sentence embeddings at POST /embed')
     .option('--task <dir>', 'task directory from er train, named by its base name, or NAME=DIR (repeat for several tasks)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -46,9 +46,6 @@ export function registerServe(program: Command): void {
     .option('--model <dir>', 'base model directory for every task (default: the one in each task.json); also serves POST /embed (sentence embeddings) from it')
     .option('--store <dir>', 'activation store for every task (default: the one in each task.json) and for /embed')
     .option('--pooling <kind>', 'pooling of /embed: mean or cls', 'mean')
-    .option('--device <device>', 'where the task models run: cpu, cuda (an NVIDIA GPU; every family but DeBERTa-v2) or auto', 'cpu')
-    .option('--gpu <n>', 'which GPU for --device cuda / auto and --embed-device', '0')
-    .option('--gpu-precision <p>', 'the GPU\'s precision of the linear layers: fp32, bf16 or fp16', 'fp32')
     .option('--embed-device <device>', "where /embed's encoder runs: cpu, cuda or auto", 'cpu')
     .option('--read-through', 'store the activations of texts not in the store (takes the store\'s writer lock: one such process per store)')
     .option('--threads <n>', 'compute threads (default: all cores)')
@@ -58,7 +55,7 @@ export function registerServe(program: Command): void {
     .option('--max-inputs <n>', 'inputs per request', String(SERVE_DEFAULTS.maxInputs))
     .option('--max-text-chars <n>', 'characters per text', String(SERVE_DEFAULTS.maxTextChars))
     .option('--timeout-ms <ms>', 'answer 504 to a request not done within this time (default: no limit)')
-    .option('--log <format>', 'one line per request on stdout: json, or none', 'none')
+    .option('--log <format>', 'one line per request on stdout: json, or none', 'none'))
     .action(async (f: Record<string, string | boolean | string[] | undefined>) => {
       const tasks = parseTaskFlags(f.task as string[], typeof f.model === 'string');
       if (f.log !== 'json' && f.log !== 'none') throw new Error(`--log must be json or none, got ${JSON.stringify(f.log)}`);
@@ -79,9 +76,7 @@ export function registerServe(program: Command): void {
         maxBatchTokens: int('--max-batch-tokens', f.maxBatchTokens as string, 1),
         maxDelayMs: positive('--max-delay-ms', f.maxDelayMs as string),
         maxQueue: int('--max-queue', f.maxQueue as string, 1),
-        device: embedDevice(f.device, '--device'),
-        gpu: int('--gpu', f.gpu as string, 0, 1023),
-        gpuPrecision: gpuPrecision(f.gpuPrecision),
+        ...taskDevice(f),
       };
       const sessions = new Map<string, ServedSession>();
       try {
@@ -99,7 +94,7 @@ export function registerServe(program: Command): void {
         if (f.pooling !== 'mean' && f.pooling !== 'cls') throw new Error(`--pooling must be mean or cls, got ${JSON.stringify(f.pooling)}`);
         try {
           embedder = await EmbeddingSession.open(f.model, {
-            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling, device: embedDevice(f.embedDevice, '--embed-device'), gpu: sessionOpts.gpu,
+            store: f.store as string | undefined, threads: sessionOpts.threads, pooling: f.pooling, device: deviceFlag('--embed-device', f.embedDevice), gpu: sessionOpts.gpu,
             maxBatchTokens: sessionOpts.maxBatchTokens, maxDelayMs: sessionOpts.maxDelayMs, maxQueue: sessionOpts.maxQueue,
           });
         } catch (err) {
@@ -129,12 +124,3 @@ export function registerServe(program: Command): void {
     });
 }
 
-function gpuPrecision(v: unknown): 'fp32' | 'bf16' | 'fp16' {
-  if (v !== 'fp32' && v !== 'bf16' && v !== 'fp16') throw new Error(`--gpu-precision must be fp32, bf16 or fp16, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function embedDevice(v: unknown, flag: string): Device {
-  if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new Error(`${flag} must be cpu, cuda or auto, got ${JSON.stringify(v)}`);
-  return v;
-}

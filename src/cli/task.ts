@@ -7,6 +7,7 @@ import { headline, readPredictInputs, trainTask } from '../tasks/runner';
 import type { TaskKind } from '../tasks/features';
 import { readTaskDir } from '../tasks/taskdir';
 import { formatDuration, Progress } from './progress';
+import { taskDevice, taskDeviceOptions } from './args';
 
 function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
@@ -95,22 +96,22 @@ export function registerTask(program: Command): void {
       process.stdout.write(`trained ${spec.task} (${spec.mode}${spec.k ? `, k = ${spec.k}` : ''}) in ${formatDuration(performance.now() - t0)}, ${log.length} epoch(s); best epoch ${spec.bestEpoch}${spec.devMetrics ? `: ${headline(task, spec.devMetrics)}` : ''}\nwrote ${f.out}/task.json, model.safetensors, log.json\n`);
     });
 
-  fieldOptions(program
+  fieldOptions(taskDeviceOptions(program
     .command('eval')
     .description('evaluate a trained task on labeled data (classification: accuracy, micro/macro-F1; NER: entity and token F1)')
     .requiredOption('--task <dir>', 'task directory from er train')
     .requiredOption('--test <file>', 'labeled data')
     .option('--model <dir>', 'base model directory (default: the one in task.json)')
     .option('--store <dir>', 'activation store (default: the one in task.json)')
-    .option('--json', 'print JSON'))
+    .option('--json', 'print JSON')))
     .action(async (f: FieldFlags & Record<string, string | boolean | undefined>) => {
-      const r = await evalTask(f.task as string, f.test as string, { ...dataOptions(f), model: f.model as string | undefined, store: f.store as string | undefined });
+      const r = await evalTask(f.task as string, f.test as string, { ...dataOptions(f), model: f.model as string | undefined, store: f.store as string | undefined, ...taskDevice(f) });
       const spec = readTaskDir(f.task as string);
       if (f.json) process.stdout.write(JSON.stringify({ task: spec.task, mode: spec.mode, loss: r.loss, metrics: r.metrics, unknownLabels: r.unknown }, null, 2) + '\n');
       else process.stdout.write(`${f.test}: ${headline(spec.task, r.metrics)}; loss ${r.loss.toFixed(4)} over ${r.metrics.scored} ${spec.task === 'ner' ? 'sentences' : 'examples'}${r.unknown.length ? `; ${r.unknown.length} unknown label(s) not scored` : ''}\n`);
     });
 
-  fieldOptions(program
+  fieldOptions(taskDeviceOptions(program
     .command('predict')
     .description('predict with a trained task: texts in the store run only the layers above k, new ones run the full encoder')
     .requiredOption('--task <dir>', 'task directory from er train')
@@ -118,11 +119,11 @@ export function registerTask(program: Command): void {
     .option('--output <file>', 'write JSON lines here instead of stdout')
     .option('--model <dir>', 'base model directory (default: the one in task.json)')
     .option('--store <dir>', 'activation store (default: the one in task.json)')
-    .option('--write-store', 'store the activations of texts that were not in the store (read-through)'))
+    .option('--write-store', 'store the activations of texts that were not in the store (read-through)')))
     .action(async (f: FieldFlags & Record<string, string | boolean | undefined>) => {
       const spec = readTaskDir(f.task as string);
       const { ids, inputs } = readPredictInputs(spec.task, f.input as string, { ...dataOptions(f), fields: { ...spec.fields, ...dataOptions(f).fields } });
-      const session = await InferenceSession.open(f.task as string, { model: f.model as string | undefined, store: f.store as string | undefined, readThrough: Boolean(f.writeStore) });
+      const session = await InferenceSession.open(f.task as string, { model: f.model as string | undefined, store: f.store as string | undefined, readThrough: Boolean(f.writeStore), ...taskDevice(f) });
       try {
         const preds = await session.predict(inputs);
         const lines = preds.map((p, i) => JSON.stringify({ id: ids[i], ...p })).join('\n') + '\n';

@@ -134,6 +134,15 @@ const cases = {
     const e0 = Math.exp(lg[0] - Math.max(...lg)), e1 = Math.exp(lg[1] - Math.max(...lg));
     r.session = { device: s.model.device, probabilities: p.probabilities, want: { neg: e0 / (e0 + e1), pos: e1 / (e0 + e1) }, labels: s.labels.labels ?? null };
     await s.close();
+    // er predict --device cuda: the same logits through the CLI
+    const input = path.join(dir, 'in.jsonl');
+    fs.writeFileSync(input, JSON.stringify({ text: 'a good day' }) + '\n');
+    const cli = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js');
+    const run = (...args) => require('child_process').spawnSync(process.execPath, [cli, 'predict', '--task', path.join(dir, 'task'), '--input', input, '--store', path.join(dir, 'no-store'), ...args], { encoding: 'utf8' });
+    const pc = run('--device', 'cuda', '--gpu', '1');
+    r.cli = { status: pc.status, stderr: pc.stderr, line: pc.status === 0 ? JSON.parse(pc.stdout.trim()) : null };
+    const bad = run('--device', 'gpu');
+    r.cliBad = { status: bad.status, stderr: bad.stderr };
     fs.rmSync(dir, { recursive: true, force: true });
     enc.close();
     return r;

@@ -77,6 +77,11 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     // InferenceSession.open(dir, { device: 'cuda' }): its predictions are the backend's logits
     expect(r.session.device).toBe('cuda');
     for (const l of ['neg', 'pos']) expect(Math.abs(r.session.probabilities[l] - r.session.want[l])).toBeLessThan(1e-5);
+    // er predict --device cuda --gpu 1 answers the same; a bad --device is refused by name
+    expect(r.cli.status, r.cli.stderr).toBe(0);
+    for (const l of ['neg', 'pos']) expect(Math.abs(r.cli.line.probabilities[l] - r.session.want[l])).toBeLessThan(1e-5);
+    expect(r.cliBad.status).toBe(1);
+    expect(r.cliBad.stderr).toMatch(/--device must be cpu, cuda or auto, got "gpu"/);
   });
 
   it.each([
