@@ -135,6 +135,9 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
     if (o.task === 'ner') tagScheme(labels.labels);
     let k = o.layer ?? Math.floor(encoder.numLayers / 2);
     let maxLength = o.maxLength ?? Math.min(128, encoder.maxLength);
+    if (!Number.isInteger(maxLength) || maxLength < 8 || maxLength > encoder.maxLength) {
+      throw new RangeError(`maxLength (--max-length) must be an integer in 8..${encoder.maxLength} (the model's maximum length), got ${maxLength}`);
+    }
     if (recycled) {
       if (storeExists) {
         store = await ActivationStore.open(o.store!, { encoder, layer: o.layer });

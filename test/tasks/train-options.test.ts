@@ -30,4 +30,10 @@ describe('trainTask dropout', () => {
   it('a probability outside [0, 1) is refused by name', async () => {
     await expect(run(1.5, 'd')).rejects.toThrow(/dropout\.hidden must be/);
   });
+  it('a maxLength beyond the model\'s is refused before training, by name', async () => {
+    await expect(trainTask({
+      task: 'classification', train, mode: 'full', model: path.join(FIXTURES, 'tiny-bert'), lr: 1e-3, epochs: 1, maxLength: 128, out: path.join(tmp, 'e'),
+    })).rejects.toThrow(/maxLength \(--max-length\) must be an integer in 8\.\.64 \(the model's maximum length\), got 128/);
+    expect(fs.existsSync(path.join(tmp, 'e'))).toBe(false);
+  });
 });
