@@ -40,6 +40,7 @@ import random
 import sys
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
@@ -284,6 +285,29 @@ def param_groups(model, wd):
     return [{'params': decay, 'weight_decay': wd}, {'params': no_decay, 'weight_decay': 0.0}]
 
 
+def mulberry32(seed):
+    """The engine's seeded generator (src/train/loop.ts seededRandom), in uint32 arithmetic."""
+    state = [seed & 0xFFFFFFFF]
+    m = 0xFFFFFFFF
+
+    def rand():
+        state[0] = (state[0] + 0x6D2B79F5) & m
+        t = state[0]
+        t = ((t ^ (t >> 15)) * (t | 1)) & m
+        t ^= (t + (((t ^ (t >> 7)) * (t | 61)) & m)) & m
+        return ((t ^ (t >> 14)) & m) / 4294967296
+    return rand
+
+
+def engine_shuffle(n, rand):
+    """The engine's shuffle (src/train/loop.ts shuffle): Fisher-Yates from the end."""
+    a = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = int(rand() * (i + 1))
+        a[i], a[j] = a[j], a[i]
+    return a
+
+
 def linear_schedule(lr, warmup, total):
     def at(step):
         if step < warmup:
@@ -388,6 +412,12 @@ def main():
     ap.add_argument('--clip', type=float, default=1.0)
     ap.add_argument('--dropout', type=float, default=0.1)
     ap.add_argument('--patience', type=int, default=10)
+    ap.add_argument('--engine-order', action='store_true',
+                    help="shuffle each epoch exactly as the engine's fit() does with --seed (its mulberry32 generator), "
+                         "instead of torch.randperm")
+    ap.add_argument('--init-head', type=Path,
+                    help='JSON {"weight": [...], "bias": [...]}: the head\'s initial values (the engine\'s, for a traced run)')
+    ap.add_argument('--trace', type=Path, help='write every training step\'s loss (a JSON list) to this file')
     a = ap.parse_args()
     if a.epochs < 1:
         ap.error('--epochs must be >= 1')
@@ -425,6 +455,11 @@ def main():
         return ner_metrics(examples, rows, logits, labels)
 
     model = TaskModel(a.model, task, len(labels), a.dropout)
+    if a.init_head:
+        init = json.loads(a.init_head.read_text())
+        with torch.no_grad():
+            model.head.weight.copy_(torch.tensor(init['weight'], dtype=torch.float32).reshape(model.head.weight.shape))
+            model.head.bias.copy_(torch.tensor(init['bias'], dtype=torch.float32))
     frozen_below = None
     if a.mode != 'full':
         n_layers = model.encoder.config.num_hidden_layers
@@ -450,13 +485,16 @@ def main():
     schedule = linear_schedule(a.lr, warmup, total)
     gen = torch.Generator()
     gen.manual_seed(a.seed)
+    engine_rand = mulberry32(a.seed)
+    trace = []
 
     epochs, best, best_state, since_best, step = [], None, None, 0, 0
     train_seconds, step_seconds = 0.0, []
     t_start = time.perf_counter()
     for epoch in range(1, a.epochs + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(len(train_rows), generator=gen).tolist()
+        order = (engine_shuffle(len(train_rows), engine_rand) if a.engine_order
+                 else torch.randperm(len(train_rows), generator=gen).tolist())
         loss_sum = 0.0
         for b in range(per_epoch):
             ts = time.perf_counter()
@@ -474,6 +512,7 @@ def main():
                     torch.nn.utils.clip_grad_norm_(trained, a.clip)
                 opt.step()
                 loss_sum += float(loss)
+                trace.append(float(loss))
             # a batch with no scored tokens (all NER tags unknown/truncated) contributes nothing
             step += 1
             step_seconds.append(time.perf_counter() - ts)
@@ -506,6 +545,8 @@ def main():
             break
     seconds = time.perf_counter() - t_start
 
+    if a.trace:
+        a.trace.write_text(json.dumps(trace))
     model.load_state_dict(best_state)
     test_loss, test_logits = evaluate(model, test_rows, task, pad_id, bs)
     test = metrics_of(test_ex, test_rows, test_logits) if test_rows else {}
