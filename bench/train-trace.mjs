@@ -8,6 +8,12 @@
 //
 //   node bench/train-trace.mjs --task ncbi|chemprot|scicite [--model all-mpnet-base-v2] [--lr 2e-4]
 //        [--epochs 3] [--batch 16] [--max-length 128] [--seed 1] [--threads 2] [--name NAME] [--allow-dirty] [--results DIR]
+//        [--control]
+//
+// --control runs PyTorch a second time from a head one float rounding away (every initial
+// head weight moved to the next float32 up): the same run but for a difference of the size
+// float rounding makes. How far PyTorch's two runs drift apart is the yardstick for how far
+// ours drifts from PyTorch's.
 //
 // Reads the splits bench/accuracy.mjs wrote to bench/.work/accuracy/<task>-{train,dev,test}.*
 // (run it first). Writes bench/results/train-trace-<date>-<name>.{md,json} (--results DIR: there
@@ -83,15 +89,34 @@ try {
   ], { threads });
   const torchSeconds = (performance.now() - t1) / 1000;
   const theirs = JSON.parse(fs.readFileSync(trace, 'utf8'));
+  let control = null;
+  if (args.includes('--control')) {
+    const ct = threads;
+    const trace2 = path.join(tmp, 'trace-control.json');
+    const head2 = path.join(tmp, 'head-control.json');
+    const h = JSON.parse(fs.readFileSync(head, 'utf8'));
+    const up = (x) => { const f = new Float32Array([x]); const u = new Uint32Array(f.buffer); u[0] += x >= 0 ? 1 : -1; return f[0]; };
+    fs.writeFileSync(head2, JSON.stringify({ weight: h.weight.map((x) => (x === 0 ? x : up(x))), bias: h.bias }));
+    const peer2 = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), [
+      '--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test, '--lr', String(lr),
+      '--epochs', String(epochs), '--patience', String(epochs), '--batch-size', String(batch), '--max-length', String(MAXLEN),
+      '--seed', String(seed), '--threads', String(ct), '--dropout', '0', '--engine-order', '--init-head', head2, '--trace', trace2,
+    ], { threads: ct });
+    control = { threads: ct, losses: JSON.parse(fs.readFileSync(trace2, 'utf8')), test: peer2.test[spec.metric] };
+  }
   if (theirs.length !== losses.length) throw new Error(`ours ran ${losses.length} steps, PyTorch ${theirs.length}`);
   const rel = losses.map((l, i) => Math.abs(l - theirs[i]) / Math.max(Math.abs(theirs[i]), 1e-6));
-  const firstAbove = (tol) => rel.findIndex((r) => r > tol) + 1 || null;
+  const firstAbove = (tol, r = rel) => r.findIndex((x) => x > tol) + 1 || null;
+  const relControl = control ? control.losses.map((l, i) => Math.abs(l - theirs[i]) / Math.max(Math.abs(theirs[i]), 1e-6)) : null;
   const results = {
     date: new Date().toISOString(), cpu: cpuDescription(), threads, git: gitInfo(root), task, model: path.basename(model), lr, epochs,
     batch, seed, maxLength: MAXLEN, steps: losses.length, ours: { losses, test: ev.metrics[spec.metric], seconds: oursSeconds },
     torch: { losses: theirs, test: peer.test[spec.metric], seconds: torchSeconds, version: peer.torch },
     firstStepAbove: { '1e-4': firstAbove(1e-4), '1e-3': firstAbove(1e-3), '1e-2': firstAbove(1e-2) },
+    control: control ? { ...control, firstStepAbove: { '1e-4': firstAbove(1e-4, relControl), '1e-3': firstAbove(1e-3, relControl), '1e-2': firstAbove(1e-2, relControl) } } : null,
   };
+  const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
+  const lastThird = (xs) => xs.slice(Math.floor((2 * xs.length) / 3));
   const lines = [
     `# One ${task} run traced, ours and PyTorch, ${localDate()}`, '',
     `- **Run**: ${path.basename(model)}, mode full, lr ${lr}, ${epochs} epochs of batch ${batch} (${losses.length} steps), max length ${MAXLEN}, seed ${seed}, no dropout; the splits of bench/.work/accuracy (${task}).`,
@@ -99,12 +124,16 @@ try {
     `- **Machine**: ${cpuText(cpuDescription())}; ${threads} threads; PyTorch ${peer.torch}.`,
     '',
     `First step where the two losses differ by more than 1e-4 / 1e-3 / 1e-2 (relative): ${results.firstStepAbove['1e-4'] ?? 'none'} / ${results.firstStepAbove['1e-3'] ?? 'none'} / ${results.firstStepAbove['1e-2'] ?? 'none'} of ${losses.length}.`,
+    ...(control ? [
+      '',
+      `PyTorch against itself (the same run from a head one float32 step away in every weight): first step above 1e-4 / 1e-3 / 1e-2: ${results.control.firstStepAbove['1e-4'] ?? 'none'} / ${results.control.firstStepAbove['1e-3'] ?? 'none'} / ${results.control.firstStepAbove['1e-2'] ?? 'none'}; its test ${spec.metric} ${(control.test * 100).toFixed(2)}. Mean relative difference over the last third of the steps: ours vs PyTorch ${mean(lastThird(rel)).toExponential(1)}, PyTorch vs PyTorch ${mean(lastThird(relControl)).toExponential(1)}.`,
+    ] : []),
     '',
     `Test ${spec.metric}: ours ${(ev.metrics[spec.metric] * 100).toFixed(2)}, PyTorch ${(peer.test[spec.metric] * 100).toFixed(2)} (the best epoch by dev loss of each). Training time: ours ${oursSeconds.toFixed(0)} s, PyTorch ${torchSeconds.toFixed(0)} s (wall clock of the whole run, evaluation included).`,
     '',
-    '| step | ours | PyTorch | relative difference |',
-    '| ---: | ---: | ---: | ---: |',
-    ...losses.map((l, i) => `| ${i + 1} | ${l.toFixed(5)} | ${theirs[i].toFixed(5)} | ${rel[i].toExponential(1)} |`),
+    control ? '| step | ours | PyTorch | relative difference | PyTorch, head nudged | its relative difference |' : '| step | ours | PyTorch | relative difference |',
+    control ? '| ---: | ---: | ---: | ---: | ---: | ---: |' : '| ---: | ---: | ---: | ---: |',
+    ...losses.map((l, i) => `| ${i + 1} | ${l.toFixed(5)} | ${theirs[i].toFixed(5)} | ${rel[i].toExponential(1)} |${control ? ` ${control.losses[i].toFixed(5)} | ${relControl[i].toExponential(1)} |` : ''}`),
   ];
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);
