@@ -60,16 +60,15 @@ const tree = checkTree(root, { allowDirty, dest: path.join(resultsDir, 'x') });
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'er-trace-'));
 try {
   // ours: every step's loss (fit reports the epoch's running mean; each step's is recovered)
-  const losses = [];
-  let prevMean = 0;
+  const losses = [], norms = [];
   const t0 = performance.now();
   const out = path.join(tmp, 'task');
   const { spec: ts } = await lib.trainTask({
     task: spec.kind, train: files.train, dev: files.dev, mode: 'full', model, maxLength: MAXLEN, lr, epochs, patience: epochs,
     batchSize: batch, seed, dropout: 0, threads, out, warn: () => {},
     onStep: (p) => {
-      losses.push(p.step * p.loss - (p.step - 1) * (p.step === 1 ? 0 : prevMean));
-      prevMean = p.loss;
+      losses.push(p.stepLoss);
+      norms.push(p.gradNorm);
     },
   });
   const oursSeconds = (performance.now() - t0) / 1000;
@@ -88,7 +87,8 @@ try {
     '--seed', String(seed), '--threads', String(threads), '--dropout', '0', '--engine-order', '--init-head', head, '--trace', trace,
   ], { threads });
   const torchSeconds = (performance.now() - t1) / 1000;
-  const theirs = JSON.parse(fs.readFileSync(trace, 'utf8'));
+  const theirTrace = JSON.parse(fs.readFileSync(trace, 'utf8'));
+  const theirs = theirTrace.map((t) => t.loss), theirNorms = theirTrace.map((t) => t.gradNorm);
   let control = null;
   if (args.includes('--control')) {
     const ct = threads;
@@ -102,7 +102,7 @@ try {
       '--epochs', String(epochs), '--patience', String(epochs), '--batch-size', String(batch), '--max-length', String(MAXLEN),
       '--seed', String(seed), '--threads', String(ct), '--dropout', '0', '--engine-order', '--init-head', head2, '--trace', trace2,
     ], { threads: ct });
-    control = { threads: ct, losses: JSON.parse(fs.readFileSync(trace2, 'utf8')), test: peer2.test[spec.metric] };
+    control = { threads: ct, losses: JSON.parse(fs.readFileSync(trace2, 'utf8')).map((t) => t.loss), test: peer2.test[spec.metric] };
   }
   if (theirs.length !== losses.length) throw new Error(`ours ran ${losses.length} steps, PyTorch ${theirs.length}`);
   const rel = losses.map((l, i) => Math.abs(l - theirs[i]) / Math.max(Math.abs(theirs[i]), 1e-6));
@@ -110,8 +110,8 @@ try {
   const relControl = control ? control.losses.map((l, i) => Math.abs(l - theirs[i]) / Math.max(Math.abs(theirs[i]), 1e-6)) : null;
   const results = {
     date: new Date().toISOString(), cpu: cpuDescription(), threads, git: gitInfo(root), task, model: path.basename(model), lr, epochs,
-    batch, seed, maxLength: MAXLEN, steps: losses.length, ours: { losses, test: ev.metrics[spec.metric], seconds: oursSeconds },
-    torch: { losses: theirs, test: peer.test[spec.metric], seconds: torchSeconds, version: peer.torch },
+    batch, seed, maxLength: MAXLEN, steps: losses.length, ours: { losses, gradNorms: norms, test: ev.metrics[spec.metric], seconds: oursSeconds },
+    torch: { losses: theirs, gradNorms: theirNorms, test: peer.test[spec.metric], seconds: torchSeconds, version: peer.torch },
     firstStepAbove: { '1e-4': firstAbove(1e-4), '1e-3': firstAbove(1e-3), '1e-2': firstAbove(1e-2) },
     control: control ? { ...control, firstStepAbove: { '1e-4': firstAbove(1e-4, relControl), '1e-3': firstAbove(1e-3, relControl), '1e-2': firstAbove(1e-2, relControl) } } : null,
   };
@@ -131,9 +131,9 @@ try {
     '',
     `Test ${spec.metric}: ours ${(ev.metrics[spec.metric] * 100).toFixed(2)}, PyTorch ${(peer.test[spec.metric] * 100).toFixed(2)} (the best epoch by dev loss of each). Training time: ours ${oursSeconds.toFixed(0)} s, PyTorch ${torchSeconds.toFixed(0)} s (wall clock of the whole run, evaluation included).`,
     '',
-    control ? '| step | ours | PyTorch | relative difference | PyTorch, head nudged | its relative difference |' : '| step | ours | PyTorch | relative difference |',
-    control ? '| ---: | ---: | ---: | ---: | ---: | ---: |' : '| ---: | ---: | ---: | ---: |',
-    ...losses.map((l, i) => `| ${i + 1} | ${l.toFixed(5)} | ${theirs[i].toFixed(5)} | ${rel[i].toExponential(1)} |${control ? ` ${control.losses[i].toFixed(5)} | ${relControl[i].toExponential(1)} |` : ''}`),
+    `| step | ours | PyTorch | relative difference | gradient norm ours / PyTorch |${control ? ' PyTorch, head nudged | its relative difference |' : ''}`,
+    `| ---: | ---: | ---: | ---: | ---: |${control ? ' ---: | ---: |' : ''}`,
+    ...losses.map((l, i) => `| ${i + 1} | ${l.toFixed(5)} | ${theirs[i].toFixed(5)} | ${rel[i].toExponential(1)} | ${norms[i].toFixed(4)} / ${theirNorms[i].toFixed(4)} |${control ? ` ${control.losses[i].toFixed(5)} | ${relControl[i].toExponential(1)} |` : ''}`),
   ];
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);

@@ -90,7 +90,7 @@ try {
       '--lr', String(c.lr), '--epochs', String(common.epochs), '--patience', String(common.epochs), '--batch-size', String(common.batchSize),
       '--max-length', String(common.maxLength), '--seed', String(common.seed), '--warmup-ratio', String(common.warmupRatio), '--threads', '1',
       '--dropout', '0', '--engine-order', '--init-head', head, '--trace', trace], { stdio: ['ignore', 'ignore', 'inherit'] });
-    out.cases.push({ ...c, labels: spec.labels, losses: JSON.parse(fs.readFileSync(trace, 'utf8')) });
+    out.cases.push({ ...c, labels: spec.labels, losses: JSON.parse(fs.readFileSync(trace, 'utf8')).map((t) => t.loss) });
     process.stderr.write(`${c.name}: ${out.cases.at(-1).losses.length} steps\n`);
   }
 } finally {

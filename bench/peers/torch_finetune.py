@@ -417,7 +417,8 @@ def main():
                          "instead of torch.randperm")
     ap.add_argument('--init-head', type=Path,
                     help='JSON {"weight": [...], "bias": [...]}: the head\'s initial values (the engine\'s, for a traced run)')
-    ap.add_argument('--trace', type=Path, help='write every training step\'s loss (a JSON list) to this file')
+    ap.add_argument('--trace', type=Path, help='write every training step\'s loss and gradient norm before clipping '
+                                               '(a JSON list of {loss, gradNorm}) to this file')
     a = ap.parse_args()
     if a.epochs < 1:
         ap.error('--epochs must be >= 1')
@@ -508,11 +509,12 @@ def main():
             opt.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
                 loss.backward()
+                norm = float('nan')
                 if a.clip and a.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(trained, a.clip)
+                    norm = float(torch.nn.utils.clip_grad_norm_(trained, a.clip))
                 opt.step()
                 loss_sum += float(loss)
-                trace.append(float(loss))
+                trace.append({'loss': float(loss), 'gradNorm': norm})
             # a batch with no scored tokens (all NER tags unknown/truncated) contributes nothing
             step += 1
             step_seconds.append(time.perf_counter() - ts)

@@ -52,7 +52,8 @@ export interface TrainTaskOptions extends DataOptions {
   precision?: 'fp32' | 'bf16';
   threads?: number;
   out: string;
-  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; rowsPerSecond: number }) => void;
+  /** after each step: the epoch's running mean loss, and this step's own loss and gradient norm (before clipping) */
+  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; stepLoss: number; gradNorm: number; rowsPerSecond: number }) => void;
   onEpoch?: (r: EpochRecord) => void;
 }
 

@@ -222,7 +222,8 @@ export interface FitOptions {
   metrics?: (logits: Float32Array[]) => Record<string, unknown>;
   /** where the best checkpoint goes (model.safetensors) */
   outDir?: string;
-  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; rowsPerSecond: number }) => void;
+  /** after each step: the epoch's running mean loss, and this step's own loss and gradient norm (before clipping) */
+  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; stepLoss: number; gradNorm: number; rowsPerSecond: number }) => void;
   onEpoch?: (r: EpochRecord) => void;
 }
 
@@ -261,7 +262,7 @@ export async function fit(o: FitOptions): Promise<{ log: EpochRecord[]; best: Ep
       lossSum += r.loss;
       step++;
       b++;
-      o.onStep?.({ epoch, step: b, steps: perEpoch, loss: lossSum / b, rowsPerSecond: (b * bs) / ((performance.now() - t0) / 1000) });
+      o.onStep?.({ epoch, step: b, steps: perEpoch, loss: lossSum / b, stepLoss: r.loss, gradNorm: r.gradNorm, rowsPerSecond: (b * bs) / ((performance.now() - t0) / 1000) });
     }
     let devLoss: number | null = null, devMetrics: Record<string, unknown> | null = null;
     if (o.dev && o.dev.length > 0) {
