@@ -79,30 +79,27 @@ try {
   const head = path.join(tmp, 'head.json');
   fs.writeFileSync(head, JSON.stringify({ weight: Array.from(fresh.parameter('head.weight')), bias: Array.from(fresh.parameter('head.bias')) }));
   enc.close();
-  const trace = path.join(tmp, 'trace.json');
-  const t1 = performance.now();
-  const peer = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), [
+  // PyTorch's run from a head file, in our order, without dropout, its steps traced to a file
+  const runPeer = (headFile, traceFile) => runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), [
     '--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test, '--lr', String(lr),
     '--epochs', String(epochs), '--patience', String(epochs), '--batch-size', String(batch), '--max-length', String(MAXLEN),
-    '--seed', String(seed), '--threads', String(threads), '--dropout', '0', '--engine-order', '--init-head', head, '--trace', trace,
+    '--seed', String(seed), '--threads', String(threads), '--dropout', '0', '--engine-order', '--init-head', headFile, '--trace', traceFile,
   ], { threads });
+  const trace = path.join(tmp, 'trace.json');
+  const t1 = performance.now();
+  const peer = await runPeer(head, trace);
   const torchSeconds = (performance.now() - t1) / 1000;
   const theirTrace = JSON.parse(fs.readFileSync(trace, 'utf8'));
   const theirs = theirTrace.map((t) => t.loss), theirNorms = theirTrace.map((t) => t.gradNorm);
   let control = null;
   if (args.includes('--control')) {
-    const ct = threads;
     const trace2 = path.join(tmp, 'trace-control.json');
     const head2 = path.join(tmp, 'head-control.json');
     const h = JSON.parse(fs.readFileSync(head, 'utf8'));
     const up = (x) => { const f = new Float32Array([x]); const u = new Uint32Array(f.buffer); u[0] += x >= 0 ? 1 : -1; return f[0]; };
     fs.writeFileSync(head2, JSON.stringify({ weight: h.weight.map((x) => (x === 0 ? x : up(x))), bias: h.bias }));
-    const peer2 = await runPythonJson(path.join(here, 'peers', 'torch_finetune.py'), [
-      '--task', spec.kind, '--model', model, '--train', files.train, '--dev', files.dev, '--test', files.test, '--lr', String(lr),
-      '--epochs', String(epochs), '--patience', String(epochs), '--batch-size', String(batch), '--max-length', String(MAXLEN),
-      '--seed', String(seed), '--threads', String(ct), '--dropout', '0', '--engine-order', '--init-head', head2, '--trace', trace2,
-    ], { threads: ct });
-    control = { threads: ct, losses: JSON.parse(fs.readFileSync(trace2, 'utf8')).map((t) => t.loss), test: peer2.test[spec.metric] };
+    const peer2 = await runPeer(head2, trace2);
+    control = { losses: JSON.parse(fs.readFileSync(trace2, 'utf8')).map((t) => t.loss), test: peer2.test[spec.metric] };
   }
   if (theirs.length !== losses.length) throw new Error(`ours ran ${losses.length} steps, PyTorch ${theirs.length}`);
   const rel = losses.map((l, i) => Math.abs(l - theirs[i]) / Math.max(Math.abs(theirs[i]), 1e-6));

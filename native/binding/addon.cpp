@@ -195,10 +195,9 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
     if (!missing.empty()) return "tensor " + missing + " was not given";
     if (spec.cuda) {
       er::cuda::HostEncoder host{enc.cfg, enc.emb, enc.layer, enc.rel_bias};
-      using P = er::cuda::BackendPrecision;
-      const P p = spec.precision == "fp16" ? P::F16 : spec.precision == "bf16" ? P::BF16 : P::F32;
       try {
-        return er_binding::GpuEncoder::create(host, (int32_t)p, spec.gpu_index, &spec.gpu);
+        return er_binding::GpuEncoder::create(host, er_binding::backend_precision(spec.precision), spec.gpu_index,
+                                              &spec.gpu);
       } catch (const std::exception& e) {
         return std::string("cannot load the encoder onto the GPU: ") + e.what();
       }

@@ -75,6 +75,11 @@ const ErCudaBackend* cuda_backend(std::string* why) {
   return opened.api;
 }
 
+int32_t backend_precision(const std::string& precision) {
+  using P = er::cuda::BackendPrecision;
+  return (int32_t)(precision == "fp16" ? P::F16 : precision == "bf16" ? P::BF16 : P::F32);
+}
+
 std::string GpuEncoder::create(const er::cuda::HostEncoder& host, int32_t precision, int32_t device,
                                std::shared_ptr<GpuEncoder>* out) {
   std::string why;

@@ -14,6 +14,9 @@ const ErCudaBackend* cuda_backend(std::string* why);
 // Where the backend library is looked for: $ER_CUDA_BACKEND, else beside the addon.
 std::string cuda_backend_path();
 
+// The backend's precision (a BackendPrecision) of 'fp32', 'bf16' or 'fp16' (the caller checked it)
+int32_t backend_precision(const std::string& precision);
+
 // An encoder's weights on one GPU. The compute queue runs one job at a time, and the mutex
 // keeps it so for any other caller.
 class GpuEncoder {

@@ -52,8 +52,7 @@ std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi
   Napi::Value gp = c.Get("gpuPrecision");
   const std::string p = gp.IsString() ? gp.As<Napi::String>().Utf8Value() : (cfg.bf16 ? "bf16" : "fp32");
   THROW_IF(p != "fp32" && p != "bf16" && p != "fp16", "gpuPrecision must be 'fp32', 'bf16' or 'fp16'");
-  using P = er::cuda::BackendPrecision;
-  g->precision = (int32_t)(p == "fp16" ? P::F16 : p == "bf16" ? P::BF16 : P::F32);
+  g->precision = er_binding::backend_precision(p);
   return g;
 }
 

@@ -74,6 +74,14 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
   if (c.dis.on || c.mask_embeddings)
     return "the GPU encoder does not run DeBERTa-v2's disentangled attention yet; use --device cpu";
   if (c.rel_buckets > 0 && !h.rel_bias) return "MPNet's relative position bias (encoder.rel_bias) was not given";
+  const HostTask& task = h.task;
+  if (task.head >= 0 && (task.head > 2 || task.labels < 1 || !task.head_w || !task.head_b ||
+                         (task.head == 2 && task.labels != 2)))
+    return "invalid task head for the GPU encoder";
+  if (task.adapter_size > 0 && task.adapters.size() != 2 * h.layer.size())
+    return "the task model's adapters do not match its layers";
+  if (task.adapter_size > 0 && c.intermediate < c.hidden)
+    return "the GPU encoder runs adapters only where the FFN is at least as wide as the hidden size";
   std::unique_ptr<CudaEncoder> enc(new CudaEncoder);
   enc->cfg_ = c;
   if (c.rel_buckets > 0) enc->rel_table_.assign(h.rel_bias, h.rel_bias + c.rel_buckets * c.heads);
@@ -112,10 +120,10 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
     if (err.empty()) err = enc->upload_f32(&L.f2_b, w.ffn_out_b, (size_t)H, "a layer's FFN bias");
     if (err.empty()) err = enc->upload_f32(&L.ln2_w, w.ln2_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = enc->upload_f32(&L.ln2_b, w.ln2_b, (size_t)H, "a layer's LayerNorm");
-    if (err.empty() && h.task.adapter_size > 0 && h.task.adapters.size() == 2 * h.layer.size()) {
-      const int64_t b = h.task.adapter_size;
+    if (err.empty() && task.adapter_size > 0) {
+      const int64_t b = task.adapter_size;
       for (int site = 0; site < 2 && err.empty(); site++) {
-        const HostAdapter& a = h.task.adapters[2 * l + site];
+        const HostAdapter& a = task.adapters[2 * l + site];
         if (!a.dw) continue;
         err = enc->upload(&L.ad_dw[site], a.dw, (size_t)(b * H), true, "an adapter");
         if (err.empty()) err = enc->upload_f32(&L.ad_db[site], a.db, (size_t)b, "an adapter's bias");
@@ -125,21 +133,14 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
     }
     enc->layers_.push_back(L);
   }
-  if (err.empty() && h.task.head >= 0) {
-    if (h.task.head > 2 || h.task.labels < 1 || !h.task.head_w || !h.task.head_b ||
-        (h.task.head == 2 && h.task.labels != 2))
-      err = "invalid task head for the GPU encoder";
-    enc->head_ = h.task.head;
-    enc->labels_ = h.task.labels;
-    if (err.empty()) err = enc->upload_f32(&enc->head_w_, h.task.head_w, (size_t)(h.task.labels * H), "the task head");
-    if (err.empty()) err = enc->upload_f32(&enc->head_b_, h.task.head_b, (size_t)h.task.labels, "the task head's bias");
+  if (err.empty() && task.head >= 0) {
+    enc->head_ = task.head;
+    enc->labels_ = task.labels;
+    err = enc->upload_f32(&enc->head_w_, task.head_w, (size_t)(task.labels * H), "the task head");
+    if (err.empty()) err = enc->upload_f32(&enc->head_b_, task.head_b, (size_t)task.labels, "the task head's bias");
   }
-  if (h.task.adapter_size > 0) {
-    if (h.task.adapters.size() != 2 * h.layer.size()) err = "the task model's adapters do not match its layers";
-    if (I < H) err = "the GPU encoder runs adapters only where the FFN is at least as wide as the hidden size";
-    enc->adapter_size_ = h.task.adapter_size;
-    enc->adapter_act_ = h.task.adapter_act;
-  }
+  enc->adapter_size_ = task.adapter_size;
+  enc->adapter_act_ = task.adapter_act;
   if (err.empty()) err = check_stream(enc->stream_, "uploading the encoder's weights");
   if (err.empty()) *out = std::move(enc);
   return err;

@@ -10,7 +10,7 @@ import { ActivationStore } from '../store/store';
 import type { StoreDtype } from '../store/format';
 import type { BadLine } from '../store/input';
 import { TaskModel, TrainMode } from '../train/model';
-import { EpochRecord, fit } from '../train/loop';
+import { EpochRecord, fit, FitOptions } from '../train/loop';
 import { detectFormat, readConll, readJsonlExamples, tagScheme, TextExample, WordsExample } from './data';
 import { classificationRows, LabelMap, nerRows, PrepareReport, Row, TaskKind } from './features';
 import { classificationMetrics, entityMetrics, tokenMetrics } from './metrics';
@@ -52,8 +52,8 @@ export interface TrainTaskOptions extends DataOptions {
   precision?: 'fp32' | 'bf16';
   threads?: number;
   out: string;
-  /** after each step: the epoch's running mean loss, and this step's own loss and gradient norm (before clipping) */
-  onStep?: (p: { epoch: number; step: number; steps: number; loss: number; stepLoss: number; gradNorm: number; rowsPerSecond: number }) => void;
+  /** after each step (see {@link FitOptions.onStep}) */
+  onStep?: FitOptions['onStep'];
   onEpoch?: (r: EpochRecord) => void;
 }
 
