@@ -133,6 +133,65 @@ void GpuEncoder::memory(uint64_t* weight_bytes, uint64_t* buffer_bytes) {
   api_->memory(handle_, weight_bytes, buffer_bytes);
 }
 
+std::string GpuTrainer::create(const er::cuda::HostEncoder& host, const er::cuda::HostTrain& train, int32_t device,
+                               std::shared_ptr<GpuTrainer>* out) {
+  std::string why;
+  const ErCudaBackend* api = cuda_backend(&why);
+  if (!api) return why;
+  char err[kErrBytes] = {0};
+  void* h = nullptr;
+  if (api->train_create(&host, &train, device, &h, err, sizeof err) != 0)
+    return err[0] ? err : "the task model failed to load on the GPU";
+  std::shared_ptr<GpuTrainer> g(new GpuTrainer);
+  g->api_ = api;
+  g->handle_ = h;
+  *out = std::move(g);
+  return "";
+}
+
+GpuTrainer::~GpuTrainer() {
+  if (api_ && handle_) api_->train_destroy(handle_);
+}
+
+std::string GpuTrainer::forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                                const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool dropout,
+                                uint64_t step) {
+  char err[kErrBytes] = {0};
+  if (api_->train_forward(handle_, logits, hidden, ids, positions, types, mask, B, T, dropout ? 1 : 0, step, err,
+                          sizeof err) != 0)
+    return err[0] ? err : "the GPU training forward pass failed";
+  return "";
+}
+
+std::string GpuTrainer::backward(const float* dlogits) {
+  char err[kErrBytes] = {0};
+  if (api_->train_backward(handle_, dlogits, err, sizeof err) != 0) return err[0] ? err : "the GPU backward pass failed";
+  return "";
+}
+
+std::string GpuTrainer::zero_grad() {
+  char err[kErrBytes] = {0};
+  if (api_->train_zero_grad(handle_, err, sizeof err) != 0) return err[0] ? err : "zeroing the GPU gradients failed";
+  return "";
+}
+
+std::string GpuTrainer::adamw(const er::cuda::HostAdamW& o, int64_t t, double* norm) {
+  char err[kErrBytes] = {0};
+  if (api_->train_adamw(handle_, &o, t, norm, err, sizeof err) != 0) return err[0] ? err : "the GPU AdamW step failed";
+  return "";
+}
+
+std::string GpuTrainer::sync(int32_t what) {
+  char err[kErrBytes] = {0};
+  if (api_->train_sync(handle_, what, err, sizeof err) != 0)
+    return err[0] ? err : "copying the task model between host and GPU failed";
+  return "";
+}
+
+void GpuTrainer::memory(uint64_t* weight_bytes, uint64_t* buffer_bytes) {
+  api_->train_memory(handle_, weight_bytes, buffer_bytes);
+}
+
 }  // namespace er_binding
 
 // cudaInfo() -> { backend, available, reason?, runtime?, devices: string[] }: never throws;

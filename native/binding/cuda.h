@@ -43,4 +43,26 @@ class GpuEncoder {
   std::mutex mu_;
 };
 
+// A task model's trainable copy on one GPU (the backend's train_* functions); the task
+// model's mutex orders its calls.
+class GpuTrainer {
+ public:
+  static std::string create(const er::cuda::HostEncoder& host, const er::cuda::HostTrain& train, int32_t device,
+                            std::shared_ptr<GpuTrainer>* out);
+  ~GpuTrainer();
+  std::string forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool dropout, uint64_t step);
+  std::string backward(const float* dlogits);
+  std::string zero_grad();
+  std::string adamw(const er::cuda::HostAdamW& o, int64_t t, double* norm);
+  // 0: values to the host arrays, 1: gradients to theirs, 2: values from the host arrays
+  std::string sync(int32_t what);
+  void memory(uint64_t* weight_bytes, uint64_t* buffer_bytes);
+
+ private:
+  GpuTrainer() = default;
+  const ErCudaBackend* api_ = nullptr;
+  void* handle_ = nullptr;
+};
+
 }  // namespace er_binding

@@ -32,7 +32,23 @@ struct GpuTask {
   int32_t precision = 0;  // er::cuda::BackendPrecision
   std::shared_ptr<er_binding::GpuEncoder> enc;
   uint64_t version = ~uint64_t(0);  // the model's version() it was uploaded at
+  // a trainable model: its copy on the GPU (created before the first step), which holds the
+  // current values; the host's copies are refreshed when read (values_stale, grads_stale) and
+  // the GPU's after the host changed a value (device_stale)
+  std::shared_ptr<er_binding::GpuTrainer> trainer;
+  bool values_stale = false, grads_stale = false, device_stale = false;
 };
+
+// Before the host reads a trained model's values (what 0) or gradients (1): copies them back
+// from the GPU when they changed there. Caller holds the model's mutex.
+std::string refresh_host(GpuTask* g, int what) {
+  if (!g || !g->trainer) return "";
+  bool& stale = what == 0 ? g->values_stale : g->grads_stale;
+  if (!stale) return "";
+  std::string err = g->trainer->sync(what);
+  if (err.empty()) stale = false;
+  return err;
+}
 
 // config.device 'cuda' (inference models only), config.gpu, config.gpuPrecision; null for 'cpu'
 std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi::Object& c, const er::TrainConfig& cfg,
@@ -42,8 +58,8 @@ std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi
   const std::string device = dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu";
   THROW_IF(device != "cpu" && device != "cuda", "config.device must be 'cpu' or 'cuda', got '" + device + "'");
   if (device == "cpu") return nullptr;
-  THROW_IF(!cfg.inference,
-           "task models train on the CPU so far: device 'cuda' is for inference models (inference: true); use device 'cpu' to train");
+  THROW_IF(!cfg.inference && cfg.bf16,
+           "training on the GPU runs in fp32 so far: use precision 'fp32' with device 'cuda', or device 'cpu' for bf16");
   THROW_IF(enc.cfg.dis.on, "the GPU does not run DeBERTa-v2's disentangled attention yet; use device 'cpu'");
   std::string why;
   THROW_IF(!er_binding::cuda_backend(&why), why);
@@ -199,6 +215,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     void run() override {
       try {
         std::lock_guard<std::mutex> lock(model_->mu);
+        if (gpu_ && !model_->config().inference) {
+          std::string err = gpu_train_step();
+          if (!err.empty()) fail(err);
+          return;
+        }
         if (gpu_ && !train && !backward) {
           std::string err = gpu_step();
           if (!err.empty()) fail(err);
@@ -249,6 +270,61 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       std::string err = gpu_->enc->task_forward(logits_.data(), in.hidden, in.ids, in.positions, in.types, in.mask, in.B,
                                                 in.T, in.hidden ? c.k : 0);
       if (err.empty() && labels) err = model_->loss_of(logits_.data(), labels, in.mask, in.B, in.T, &loss_);
+      return err;
+    }
+
+    // a trainable model's step on the GPU: forward there, the loss and its gradient on the
+    // host from the logits, backward and AdamW there
+    std::string gpu_train_step() {
+      const er::TrainConfig& c = model_->config();
+      const bool recycled = c.mode == er::TrainMode::Reduced || c.mode == er::TrainMode::ReducedAdapters;
+      // a recycled mode takes layer-k states, or token ids (its prefix then runs on the GPU too)
+      if (!recycled && !in.ids) return "this mode takes token ids as input";
+      if (backward && !labels) return "training needs labels";
+      GpuTask& g = *gpu_;
+      std::string err;
+      if (!g.trainer) {
+        er::cuda::HostEncoder host;
+        model_->host_view(&host);
+        er::cuda::HostTrain spec;
+        model_->train_view(&spec);
+        err = er_binding::GpuTrainer::create(host, spec, g.device, &g.trainer);
+        if (!err.empty()) return err;
+        g.device_stale = false;
+      }
+      if (g.device_stale) {
+        err = g.trainer->sync(2);
+        if (!err.empty()) return err;
+        g.device_stale = false;
+      }
+      if (zero && backward) {
+        err = g.trainer->zero_grad();
+        if (!err.empty()) return err;
+        g.grads_stale = true;
+      }
+      const int64_t R = c.head == er::HeadKind::Sequence ? in.B : in.B * in.T;
+      logits_.assign((size_t)(R * c.num_labels), 0.0f);
+      err = g.trainer->forward(logits_.data(), in.hidden, in.ids, in.positions, in.types, in.mask, in.B, in.T, train,
+                               model_->take_step_number());
+      std::vector<float> dlogits;
+      if (err.empty() && labels)
+        err = model_->loss_of(logits_.data(), labels, in.mask, in.B, in.T, &loss_, backward ? &dlogits : nullptr);
+      if (err.empty() && backward) {
+        err = g.trainer->backward(dlogits.data());
+        g.grads_stale = true;
+      }
+      if (err.empty() && update) {
+        er::cuda::HostAdamW o;
+        o.lr = adam.lr;
+        o.beta1 = adam.beta1;
+        o.beta2 = adam.beta2;
+        o.eps = adam.eps;
+        o.weight_decay = adam.weight_decay;
+        o.clip = adam.clip;
+        err = g.trainer->adamw(o, model_->steps() + 1, &norm_);
+        if (err.empty()) model_->updated_elsewhere();
+        g.values_stale = true;
+      }
       return err;
     }
 
@@ -342,6 +418,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     er_binding::check_this(info, er_binding::kTaskModelTag, "TaskModel");
     const er::Param* p = find(info);
     std::lock_guard<std::mutex> lock(model_->mu);
+    std::string err = refresh_host(gpu_.get(), 0);
+    THROW_IF(!err.empty(), err);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
     std::memcpy(a.Data(), p->data, p->n * sizeof(float));
     return a;
@@ -352,6 +430,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     const er::Param* p = find(info);
     THROW_IF(!p->grad, "this task model was opened for inference only; it has no gradients");
     std::lock_guard<std::mutex> lock(model_->mu);
+    std::string err = refresh_host(gpu_.get(), 1);
+    THROW_IF(!err.empty(), err);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), p->n);
     std::memcpy(a.Data(), p->grad, p->n * sizeof(float));
     return a;
@@ -362,8 +442,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     const er::Param* p = find(info);
     const float* src = er_binding::array_data<const float>(info[1], napi_float32_array, (size_t)p->n, "value");
     std::lock_guard<std::mutex> lock(model_->mu);
+    std::string err = refresh_host(gpu_.get(), 0);  // the other values, before the GPU's copy is replaced
+    THROW_IF(!err.empty(), err);
     std::memcpy(p->data, src, p->n * sizeof(float));
     model_->parameters_changed();
+    if (gpu_ && gpu_->trainer) gpu_->device_stale = true;
     return info.Env().Undefined();
   }
 
@@ -374,6 +457,7 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       std::lock_guard<std::mutex> lock(model_->mu);
       uint64_t weights = 0, buffers = 0;
       if (gpu_->enc) gpu_->enc->memory(&weights, &buffers);
+      if (gpu_->trainer) gpu_->trainer->memory(&weights, &buffers);
       o.Set("gpu", gpu_->device);
       o.Set("deviceWeightBytes", (double)weights);
       o.Set("deviceBufferBytes", (double)buffers);

@@ -10,10 +10,12 @@
 #include <string>
 #include "kernels/cuda/cuda_ops.h"
 #include "model/cuda_encoder.h"
+#include "model/cuda_trainer.h"
 
 namespace {
 
 using er::cuda::CudaEncoder;
+using er::cuda::CudaTrainer;
 using er::cuda::BackendPrecision;
 using er::cuda::DType;
 // the table's precision numbers are the GEMMs' input types
@@ -23,6 +25,11 @@ static_assert((int)BackendPrecision::F32 == (int)DType::F32 && (int)BackendPreci
 
 struct Handle {
   std::unique_ptr<CudaEncoder> enc;
+  int device = 0;
+};
+
+struct TrainHandle {
+  std::unique_ptr<CudaTrainer> t;
   int device = 0;
 };
 
@@ -149,9 +156,81 @@ void destroy(void* handle) {
   delete h;
 }
 
+int train_create(const er::cuda::HostEncoder* host, const er::cuda::HostTrain* train, int32_t device, void** handle,
+                 char* err, size_t err_bytes) {
+  try {
+    if (!host || !train || !handle) return report("train_create: null argument", err, err_bytes);
+    std::unique_ptr<TrainHandle> h(new TrainHandle);
+    h->device = device;
+    std::string e = CudaTrainer::create(*host, *train, device, &h->t);
+    if (!e.empty()) return report(e, err, err_bytes);
+    *handle = h.release();
+    return 0;
+  } catch (const std::bad_alloc&) {
+    return report("out of host memory while uploading the task model to the GPU", err, err_bytes);
+  } catch (const std::exception& ex) {
+    return report(std::string("uploading the task model to the GPU failed: ") + ex.what(), err, err_bytes);
+  }
+}
+
+// runs f on the trainer with its GPU selected; exceptions become the message `what: ...`
+template <class F>
+int on_trainer(void* handle, const char* what, char* err, size_t err_bytes, F f) {
+  try {
+    TrainHandle* h = static_cast<TrainHandle*>(handle);
+    std::string e = er::cuda::error_text(cudaSetDevice(h->device), "cudaSetDevice");
+    if (e.empty()) e = f(*h->t);
+    return report(e, err, err_bytes);
+  } catch (const std::exception& ex) {
+    return report(std::string(what) + " failed: " + ex.what(), err, err_bytes);
+  }
+}
+
+int train_forward(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
+                  const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int32_t dropout, uint64_t step,
+                  char* err, size_t err_bytes) {
+  return on_trainer(handle, "the GPU training forward pass", err, err_bytes, [&](CudaTrainer& t) {
+    return t.forward(logits, hidden, ids, positions, types, mask, B, T, dropout != 0, step);
+  });
+}
+
+int train_backward(void* handle, const float* dlogits, char* err, size_t err_bytes) {
+  return on_trainer(handle, "the GPU backward pass", err, err_bytes, [&](CudaTrainer& t) { return t.backward(dlogits); });
+}
+
+int train_zero_grad(void* handle, char* err, size_t err_bytes) {
+  return on_trainer(handle, "zeroing the GPU gradients", err, err_bytes, [&](CudaTrainer& t) { return t.zero_grad(); });
+}
+
+int train_adamw(void* handle, const er::cuda::HostAdamW* o, int64_t t, double* norm, char* err, size_t err_bytes) {
+  if (!o) return report("train_adamw: null options", err, err_bytes);
+  return on_trainer(handle, "the GPU AdamW step", err, err_bytes, [&](CudaTrainer& tr) { return tr.adamw(*o, t, norm); });
+}
+
+int train_sync(void* handle, int32_t what, char* err, size_t err_bytes) {
+  if (what < 0 || what > 2) return report("train_sync: unknown direction", err, err_bytes);
+  return on_trainer(handle, "copying the task model between host and GPU", err, err_bytes,
+                    [&](CudaTrainer& t) { return t.sync(what); });
+}
+
+void train_memory(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes) {
+  const TrainHandle* h = static_cast<const TrainHandle*>(handle);
+  if (weight_bytes) *weight_bytes = h->t->weight_bytes();
+  if (buffer_bytes) *buffer_bytes = h->t->buffer_bytes();
+}
+
+void train_destroy(void* handle) {
+  TrainHandle* h = static_cast<TrainHandle*>(handle);
+  if (!h) return;
+  cudaSetDevice(h->device);
+  delete h;
+}
+
 const ErCudaBackend kBackend = {
     ER_CUDA_BACKEND_ABI, (uint32_t)sizeof(er::cuda::HostEncoder), devices, runtime_version, create, forward,
     forward_from,        task_forward,                            memory,          destroy,
+    train_create,        train_forward,                           train_backward,  train_zero_grad,
+    train_adamw,         train_sync,                              train_memory,    train_destroy,
 };
 
 }  // namespace

@@ -42,6 +42,32 @@ struct HostEncoder {
   HostTask task;
 };
 
+// A task model's trainable tensor in host memory (TaskModel::params()): its values and
+// gradient (n floats each), and whether weight decay applies. The GPU trainer finds each
+// weight of the HostEncoder that lies inside one of these (the same host address) and trains
+// it; every other weight is frozen.
+struct HostParam {
+  float* data = nullptr;
+  float* grad = nullptr;
+  int64_t n = 0;
+  int32_t decay = 0;
+};
+
+// What the GPU trainer runs besides the weights: the layers in the graph (first .. N - 1, the
+// ones below run forward only), its input, dropout and its trainable tensors
+struct HostTrain {
+  int64_t first = 0;         // the lowest layer that runs saving what backward needs (0-based)
+  int32_t recycled = 0;      // input: layer `first`'s hidden states (else token ids)
+  float hidden_dropout = 0, attention_dropout = 0, head_dropout = 0;
+  uint64_t seed = 0;
+  std::vector<HostParam> params;
+};
+
+// AdamW with global-norm clipping (model/trainer.h AdamWOptions; clip <= 0: none)
+struct HostAdamW {
+  float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.01f, clip = 1.0f;
+};
+
 // Compute precision of the GPU encoder's linear layers (their inputs and weights)
 enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 
@@ -49,7 +75,7 @@ enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 }  // namespace er
 
 // bumped whenever a signature below or HostEncoder changes
-#define ER_CUDA_BACKEND_ABI 3u
+#define ER_CUDA_BACKEND_ABI 4u
 
 extern "C" {
 
@@ -80,6 +106,32 @@ struct ErCudaBackend {
   // device memory held: weights, and the buffers kept for the largest batch so far
   void (*memory)(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes);
   void (*destroy)(void* handle);
+
+  // ---- training (a separate handle: a task model's trainable copy on the GPU) ----
+  // Uploads the weights in fp32 (host.task: the head and adapters) and the trainable tensors
+  // with their gradients, and zeroed Adam moments.
+  int (*train_create)(const er::cuda::HostEncoder* host, const er::cuda::HostTrain* train, int32_t device,
+                      void** handle, char* err, size_t err_bytes);
+  // The forward, saving what backward needs: input as task_forward's (hidden at layer
+  // train.first, or ids from the embeddings); dropout when `dropout`, its masks drawn for
+  // `step`. logits (host) as task_forward's.
+  int (*train_forward)(void* handle, float* logits, const float* hidden, const int32_t* ids,
+                       const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                       int32_t dropout, uint64_t step, char* err, size_t err_bytes);
+  // The backward of the last forward from dL/dlogits (host, the logits' shape); gradients
+  // accumulate on the GPU
+  int (*train_backward)(void* handle, const float* dlogits, char* err, size_t err_bytes);
+  int (*train_zero_grad)(void* handle, char* err, size_t err_bytes);
+  // one AdamW step (t: the step number, from 1) on every trainable tensor; *norm: the global
+  // gradient norm before clipping
+  int (*train_adamw)(void* handle, const er::cuda::HostAdamW* options, int64_t t, double* norm, char* err,
+                     size_t err_bytes);
+  // what 0: the trainable values to their host arrays, 1: the gradients to theirs, 2: the
+  // values from the host arrays to the GPU (after the host changed them)
+  int (*train_sync)(void* handle, int32_t what, char* err, size_t err_bytes);
+  // device memory held: weights with gradients and moments, and the saved activations
+  void (*train_memory)(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes);
+  void (*train_destroy)(void* handle);
 };
 
 // The one symbol the backend exports.

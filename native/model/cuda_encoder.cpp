@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/nvtx.h"
@@ -12,13 +13,6 @@ namespace cuda {
 namespace {
 
 size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
-
-std::string alloc_error(cudaError_t e, size_t bytes, const char* what) {
-  if (e == cudaErrorMemoryAllocation)
-    return "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what +
-           "; use a smaller batch or sequence length, or --device cpu";
-  return error_text(e, what);
-}
 
 }  // namespace
 
@@ -61,7 +55,7 @@ std::string CudaEncoder::upload_f32(float** dst, const float* src, size_t n, con
   return err;
 }
 
-std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std::unique_ptr<CudaEncoder>* out) {
+std::string check_host(const HostEncoder& h, int device, const char* who) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) return error_text(e, "no usable CUDA GPU (cudaGetDeviceCount); use --device cpu");
@@ -70,16 +64,24 @@ std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std:
   const EncoderConfig& c = h.cfg;
   if (c.hidden <= 0 || c.heads <= 0 || c.hidden % c.heads != 0 || c.intermediate <= 0 ||
       (int64_t)h.layer.size() != c.layers)
-    return "invalid encoder shape for the GPU encoder";
+    return std::string("invalid encoder shape for the ") + who;
   if (c.dis.on || c.mask_embeddings)
-    return "the GPU encoder does not run DeBERTa-v2's disentangled attention yet; use --device cpu";
+    return std::string("the ") + who + " does not run DeBERTa-v2's disentangled attention yet; use --device cpu";
   if (c.rel_buckets > 0 && !h.rel_bias) return "MPNet's relative position bias (encoder.rel_bias) was not given";
   const HostTask& task = h.task;
   if (task.head >= 0 && (task.head > 2 || task.labels < 1 || !task.head_w || !task.head_b ||
                          (task.head == 2 && task.labels != 2)))
-    return "invalid task head for the GPU encoder";
+    return std::string("invalid task head for the ") + who;
   if (task.adapter_size > 0 && task.adapters.size() != 2 * h.layer.size())
     return "the task model's adapters do not match its layers";
+  return "";
+}
+
+std::string CudaEncoder::create(const HostEncoder& h, DType in, int device, std::unique_ptr<CudaEncoder>* out) {
+  std::string bad = check_host(h, device, "GPU encoder");
+  if (!bad.empty()) return bad;
+  const EncoderConfig& c = h.cfg;
+  const HostTask& task = h.task;
   if (task.adapter_size > 0 && c.intermediate < c.hidden)
     return "the GPU encoder runs adapters only where the FFN is at least as wide as the hidden size";
   std::unique_ptr<CudaEncoder> enc(new CudaEncoder);

@@ -22,6 +22,10 @@
 namespace er {
 namespace cuda {
 
+// "" when GPU `device` exists and `h` is an encoder (and task) the GPU code runs, else why
+// not; `who` names the caller in the message
+std::string check_host(const HostEncoder& h, int device, const char* who);
+
 class CudaEncoder {
  public:
   // uploads the weights to `device` in precision `in` (the linear layers' inputs)

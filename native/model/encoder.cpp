@@ -67,14 +67,6 @@ void relative_bias(const Encoder& enc, int64_t T, std::vector<float>& out) {
   relative_bias(enc.cfg, enc.rel_bias, T, out);
 }
 
-void relative_bias_backward(const EncoderConfig& c, float* gtable, const float* drel, int64_t T) {
-  const int64_t W = 2 * T - 1, heads = c.heads;
-  for (int64_t d = -(T - 1); d <= T - 1; d++) {
-    const int64_t bucket = relative_bucket(d, c.rel_buckets, c.rel_max_distance);
-    for (int64_t h = 0; h < heads; h++) gtable[bucket * heads + h] += drel[h * W + d + T - 1];
-  }
-}
-
 uint64_t encoder_packed_bytes(const Encoder& enc) {
   uint64_t n = 0;
   for (const LayerLinears& L : enc.linears) n += L.bytes();

@@ -1,4 +1,4 @@
-// MPNet's relative position buckets and the bias they gather, apart from the encoder so that
+// MPNet's relative position buckets, the bias they gather and its backward, apart from the encoder so that
 // the GPU backend (which does not link the CPU engine) computes them with the same code.
 #include <cmath>
 #include "model/encoder.h"
@@ -30,6 +30,14 @@ void relative_bias(const EncoderConfig& c, const float* table, int64_t T, std::v
   for (int64_t d = -(T - 1); d <= T - 1; d++) {
     const int64_t bucket = relative_bucket(d, c.rel_buckets, c.rel_max_distance);
     for (int64_t h = 0; h < heads; h++) out[h * W + d + T - 1] = table[bucket * heads + h];
+  }
+}
+
+void relative_bias_backward(const EncoderConfig& c, float* gtable, const float* drel, int64_t T) {
+  const int64_t W = 2 * T - 1, heads = c.heads;
+  for (int64_t d = -(T - 1); d <= T - 1; d++) {
+    const int64_t bucket = relative_bucket(d, c.rel_buckets, c.rel_max_distance);
+    for (int64_t h = 0; h < heads; h++) gtable[bucket * heads + h] += drel[h * W + d + T - 1];
   }
 }
 

@@ -251,10 +251,31 @@ void TaskModel::parameters_changed() {
 }
 
 std::string TaskModel::loss_of(const float* logits, const int32_t* labels, const int32_t* mask, int64_t B, int64_t T,
-                               double* loss) const {
+                               double* loss, std::vector<float>* dlogits) const {
   const int64_t R = cfg_.head == HeadKind::Sequence ? B : B * T;
-  std::vector<float> dlogits((size_t)(R * cfg_.num_labels));
-  return head_loss_of(cfg_, logits, dlogits.data(), mask, B, T, labels, loss);
+  std::vector<float> scratch;
+  std::vector<float>& d = dlogits ? *dlogits : scratch;
+  d.assign((size_t)(R * cfg_.num_labels), 0.0f);
+  return head_loss_of(cfg_, logits, d.data(), mask, B, T, labels, loss);
+}
+
+void TaskModel::train_view(cuda::HostTrain* out) {
+  const Impl& m = *impl_;
+  *out = cuda::HostTrain{};
+  out->first = m.first;
+  out->recycled = cfg_.mode == TrainMode::Reduced || cfg_.mode == TrainMode::ReducedAdapters;
+  out->hidden_dropout = cfg_.hidden_dropout;
+  out->attention_dropout = cfg_.attention_dropout;
+  out->head_dropout = cfg_.head_dropout;
+  out->seed = cfg_.seed;
+  for (const Param& p : params_) out->params.push_back({p.data, p.grad, p.n, p.decay ? 1 : 0});
+}
+
+uint64_t TaskModel::take_step_number() { return impl_->step_counter++; }
+
+void TaskModel::updated_elsewhere() {
+  adam_t_++;
+  version_++;
 }
 
 void TaskModel::host_view(cuda::HostEncoder* h) const {

@@ -110,9 +110,17 @@ class TaskModel {
   // and relative bias this model holds in their place, its adapters and its head.
   void host_view(cuda::HostEncoder* out) const;
   // The loss step() would report for these logits (computed elsewhere: the GPU), or the
-  // error for bad labels. mask (B, T): the QA head's positions.
+  // error for bad labels; dlogits (when non-null) receives its gradient, the logits' shape.
+  // mask (B, T): the QA head's positions.
   std::string loss_of(const float* logits, const int32_t* labels, const int32_t* mask, int64_t B, int64_t T,
-                      double* loss) const;
+                      double* loss, std::vector<float>* dlogits = nullptr) const;
+  // What the GPU trainer needs besides host_view: the layers in the graph, the input,
+  // dropout, and the trainable tensors (views of params(), valid while the model lives)
+  void train_view(cuda::HostTrain* out);
+  // The dropout step number the next step() would draw its masks for (and counts it)
+  uint64_t take_step_number();
+  // An optimizer step applied to a copy elsewhere (the GPU): counts it in steps() and version()
+  void updated_elsewhere();
   std::mutex mu;  // one step at a time
 
   struct Impl;

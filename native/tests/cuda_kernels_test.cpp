@@ -316,6 +316,61 @@ void dropout(int64_t n) {
   compare("dropout backward", std::to_string(n), ddx.get(), dwant, 0.0, err);
 }
 
+
+void relu_bwd(int64_t n) {
+  std::vector<float> x = randn(n), dy = randn(n), want(n);
+  er::relu_backward(want.data(), x.data(), dy.data(), n);
+  Dev<float> dx(x), ddy(dy), dout(n);
+  std::string err = cu::relu_backward(dout.p, dx.p, ddy.p, n, 0);
+  if (err.empty()) err = sync();
+  compare("ReLU backward", std::to_string(n), dout.get(), want, 0.0, err);
+}
+
+void sum_sq(int64_t n) {
+  std::vector<float> x = randn(n);
+  const double want = er::sum_squares(x.data(), n) + 2.5;
+  Dev<double> dout(std::vector<double>{2.5});
+  Dev<double> partial(cu::kSumSquaresParts);
+  Dev<float> dx(x);
+  std::string err = cu::sum_squares(dout.p, partial.p, dx.p, 0, 0);  // nothing: a no-op
+  if (err.empty()) err = cu::sum_squares(dout.p, partial.p, dx.p, n, 0);
+  if (err.empty()) err = sync();
+  compare("sum of squares (+= into)", std::to_string(n), {(float)dout.get()[0]}, {(float)want}, 1e-9, err);
+}
+
+void embedding_bwd(int64_t N, int64_t C, int64_t rows) {
+  std::vector<float> dy = randn(N * C), table = randn(rows * C);
+  std::vector<int32_t> idx(N);
+  std::uniform_int_distribution<int32_t> pick(0, (int32_t)rows - 1);
+  for (int64_t i = 0; i < N; i++) idx[i] = i % 5 == 0 ? 1 : pick(rng);  // repeats
+  std::vector<float> want = table;
+  er::embedding_backward(want.data(), dy.data(), idx.data(), N, C);
+  Dev<float> ddy(dy), dt(table);
+  Dev<int32_t> di(idx);
+  std::string err = cu::embedding_backward(dt.p, ddy.p, di.p, N, C, 0);
+  if (err.empty()) err = sync();
+  compare("embedding backward", dims(N, C) + " -> " + std::to_string(rows), dt.get(), want, 0.0, err);
+}
+
+void relative_bias_bwd(int64_t B, int64_t heads, int64_t T) {
+  const int64_t W = 2 * T - 1;
+  std::vector<float> ds = randn(B * heads * T * T), base = randn(heads * W), want = base;
+  for (int64_t h = 0; h < heads; h++)
+    for (int64_t w = 0; w < W; w++) {
+      float s = 0.0f;  // the kernel's order: rows, then queries
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < T; i++) {
+          const int64_t j = w - (T - 1) + i;
+          if (j >= 0 && j < T) s += ds[((b * heads + h) * T + i) * T + j];
+        }
+      want[h * W + w] += s;
+    }
+  Dev<float> dds(ds), db(base);
+  std::string err = cu::relative_bias_backward(db.p, dds.p, B, heads, T, 0);
+  if (err.empty()) err = sync();
+  compare("relative bias backward", std::to_string(B) + " x " + std::to_string(heads) + " x " + dims(T, T), db.get(),
+          want, 1e-6, err);
+}
 }  // namespace
 
 int main() {
@@ -356,6 +411,14 @@ int main() {
   cross_entropy(33, 3, true);
   adamw(110000000 / 16);
   adamw(37);
+  relu_bwd(4096 * 64);
+  relu_bwd(1001);
+  sum_sq(110000000 / 16);
+  sum_sq(37);
+  embedding_bwd(4096, 768, 30522);
+  embedding_bwd(37, 5, 3);
+  relative_bias_bwd(32, 12, 128);
+  relative_bias_bwd(3, 5, 7);
   dropout(4096 * 768);
   dropout(1001);
 

@@ -7,7 +7,7 @@ import { headline, readPredictInputs, trainTask } from '../tasks/runner';
 import type { TaskKind } from '../tasks/features';
 import { readTaskDir } from '../tasks/taskdir';
 import { formatDuration, Progress } from './progress';
-import { taskDevice, taskDeviceOptions } from './args';
+import { deviceFlag, taskDevice, taskDeviceOptions } from './args';
 
 function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
@@ -66,9 +66,12 @@ export function registerTask(program: Command): void {
     .option('--dropout <p>', 'dropout of the hidden states, attention probabilities and head input', '0.1')
     .option('--precision <p>', 'fp32 or bf16 (mixed precision)', 'fp32')
     .option('--threads <n>', 'compute threads (default: all cores)')
+    .option('--device <device>', 'where the model trains: cpu, cuda (an NVIDIA GPU, fp32; every family but DeBERTa-v2) or auto', 'cpu')
+    .option('--gpu <n>', 'which GPU, with --device cuda or auto', '0')
     .option('--quiet', 'no progress output'))
     .action(async (f: FieldFlags & Record<string, string | boolean | undefined>) => {
       const task = f.task as TaskKind;
+      const device = deviceFlag('--device', f.device);
       if (task !== 'classification' && task !== 'ner') throw new Error(`--task must be classification or ner, got ${JSON.stringify(f.task)}`);
       if (!TRAIN_MODES.includes(f.mode as TrainMode)) throw new Error(`--mode must be one of ${TRAIN_MODES.join(', ')}, got ${JSON.stringify(f.mode)}`);
       if (f.precision !== 'fp32' && f.precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got ${JSON.stringify(f.precision)}`);
@@ -86,6 +89,7 @@ export function registerTask(program: Command): void {
         seed: num('--seed', f.seed as string, { int: true, min: 0 }), precision: f.precision as 'fp32' | 'bf16',
         dropout: num('--dropout', f.dropout as string, { min: 0, max: 0.999 }),
         threads: num('--threads', f.threads as string | undefined, { int: true, min: 1 }),
+        device, gpu: num('--gpu', f.gpu as string, { int: true, min: 0, max: 1023 }),
         onStep: f.quiet ? undefined : (p) => progress.update(p.step, p.steps, `epoch ${p.epoch}: loss ${p.loss.toFixed(4)}, ${p.rowsPerSecond.toFixed(1)} rows/s`),
         onEpoch: (r) => {
           if (!f.quiet) progress.finish();

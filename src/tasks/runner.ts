@@ -51,6 +51,10 @@ export interface TrainTaskOptions extends DataOptions {
   dropout?: number;
   precision?: 'fp32' | 'bf16';
   threads?: number;
+  /** Where the model trains: 'cpu' (default), 'cuda' (fp32) or 'auto' (see TaskModelOptions.device). */
+  device?: 'cpu' | 'cuda' | 'auto';
+  /** Which GPU with device 'cuda' or 'auto'; default 0. */
+  gpu?: number;
   out: string;
   /** after each step (see {@link FitOptions.onStep}) */
   onStep?: FitOptions['onStep'];
@@ -167,7 +171,7 @@ export async function trainTask(o: TrainTaskOptions): Promise<{ spec: TaskSpec; 
       mode: o.mode, k: recycled || o.mode === 'frozen-prefix' ? k : undefined,
       head: { kind: o.task === 'classification' ? 'sequence' : 'token', numLabels: labels.size },
       adapter: o.mode.endsWith('adapters') ? { size: o.adapterSize ?? 64 } : undefined,
-      seed: o.seed ?? 1, precision: o.precision, threads: o.threads,
+      seed: o.seed ?? 1, precision: o.precision, threads: o.threads, device: o.device, gpu: o.gpu,
       ...(o.dropout !== undefined ? { dropout: { hidden: o.dropout, attention: o.dropout, head: o.dropout } } : {}),
     });
     makeDir(o.out);

@@ -63,16 +63,20 @@ export interface TaskModelOptions {
    */
   precision?: 'fp32' | 'bf16';
   /**
-   * Where evaluation steps run, for inference models (`inference: true`) only: `'cpu'`
-   * (default), `'cuda'` (the model's layers, adapters and head are uploaded to the GPU,
-   * again after its parameters change; the loss is computed on the host from the logits),
-   * or `'auto'` (the GPU when one is usable for this model; {@link TaskModel.deviceReason}
-   * says why not). Training runs on the CPU so far. The encoder itself stays a CPU encoder.
+   * Where the model's steps run: `'cpu'` (default), `'cuda'` or `'auto'` (the GPU when one
+   * is usable for this model; {@link TaskModel.deviceReason} says why not).
+   *
+   * On the GPU, an inference model (`inference: true`) has its layers, adapters and head
+   * uploaded there, again after its parameters change. A trainable model trains there: its
+   * weights, gradients and AdamW moments live on the GPU, in fp32. The host computes the
+   * loss and its gradient from the logits, and reads the trained values back when they are
+   * read (`getParameter`, `save`). A recycled mode also takes token ids there, and then its
+   * prefix runs on the GPU too. The encoder itself stays a CPU encoder.
    */
   device?: 'cpu' | 'cuda' | 'auto';
   /** Which GPU for device 'cuda' or 'auto'; default 0. */
   gpu?: number;
-  /** The GPU's precision of the linear layers (the head stays fp32); default `precision`. */
+  /** The GPU's precision of an inference model's linear layers (the head stays fp32); default `precision`. Training on the GPU runs in fp32. */
   gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
@@ -165,7 +169,7 @@ export class TaskModel {
     };
   }
 
-  /** Where an inference model's evaluation steps run (options device, gpu, gpuPrecision checked). */
+  /** Where the model's steps run (options device, gpu, gpuPrecision checked). */
   private static device(encoder: Encoder, opts: TaskModelOptions): { device: 'cpu' | 'cuda'; reason: string } {
     const asked = opts.device ?? 'cpu';
     if (asked !== 'cpu' && asked !== 'cuda' && asked !== 'auto') throw new TypeError(`device must be 'cpu', 'cuda' or 'auto', got ${String(asked)}`);
@@ -174,7 +178,13 @@ export class TaskModel {
     if (!Number.isInteger(gpu) || gpu < 0 || gpu > 1023) throw new RangeError(`gpu must be an integer in 0..1023, got ${String(gpu)}`);
     if (asked === 'cpu') return { device: 'cpu', reason: 'device cpu was asked for' };
     if (opts.inference !== true) {
-      throw new Error(`device '${asked}': task models train on the CPU so far; the GPU serves inference models (inference: true, as InferenceSession opens them). Use device 'cpu' to train`);
+      // training on the GPU is fp32 only so far
+      const precision = (opts.gpuPrecision ?? opts.precision ?? 'fp32');
+      if (precision !== 'fp32') {
+        const why = `training on the GPU runs in fp32 so far (precision '${precision}' was asked for)`;
+        if (asked === 'cuda') throw new Error(`device 'cuda': ${why}; use precision 'fp32', or device 'cpu' for bf16`);
+        return { device: 'cpu', reason: why };
+      }
     }
     return resolveDevice(encoder.shape, asked, gpu, 'fp32');
   }

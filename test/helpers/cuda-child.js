@@ -68,6 +68,77 @@ const cases = {
     r.closed = await outcome(() => enc.forward(batch));
     return r;
   },
+  // training on the GPU (the fake: the task_forward formula, + 0.25 with dropout, its exact
+  // head gradient, AdamW on its own copies of the trainable tensors)
+  async train() {
+    const fs = require('fs');
+    const os = require('os');
+    const r = {};
+    const enc = await lib.Encoder.load(tiny);
+    const H = enc.hidden, N = enc.numLayers;
+    const m = lib.TaskModel.create(enc, { mode: 'reduced-adapters', k: 1, head: { kind: 'sequence', numLabels: 3 }, adapter: { size: 4 }, device: 'cuda', gpu: 1, seed: 5 });
+    r.device = m.device;
+    const w = new Float32Array(3 * H).map((_, i) => (i % H === 0 ? 0.25 * (1 + i / H) : 0.5));
+    m.setParameter('head.weight', w);
+    m.setParameter('head.bias', Float32Array.from([1, 2, 3]));
+    const batch = await enc.tokenize(['a longer first text here', 'short']);
+    const hidden = await enc.forward(batch, { toLayer: 1 });
+    const T = batch.seqLen;
+    const input = { hidden, attentionMask: batch.attentionMask };
+    const labels = Int32Array.from([2, 0]);
+    const v = [hidden.data[0], hidden.data[T * H]];
+    const logitsOf = (bias, wt) => v.flatMap((x) => [0, 1, 2].map((j) => bias[j] + wt[j * H] * x + 100 + 0.5 * 2 * (N - 1)));
+    const ev = await m.evalStep(input, labels);
+    r.eval = { got: Array.from(ev.logits), want: logitsOf([1, 2, 3], w) };
+    // the gradient the host sends down is (softmax - onehot) / B; the fake's chain rule takes it to the head
+    const softmax = (lg) => { const mx = Math.max(...lg); const e = lg.map((x) => Math.exp(x - mx)); const z = e.reduce((a, b) => a + b); return e.map((x) => x / z); };
+    const lg = logitsOf([1, 2, 3], w);
+    const dl = [0, 1].flatMap((b) => softmax(lg.slice(3 * b, 3 * b + 3)).map((p, j) => (p - (labels[b] === j ? 1 : 0)) / 2));
+    const gb = [0, 1, 2].map((j) => dl[j] + dl[3 + j]);
+    const gw = [0, 1, 2].map((j) => dl[j] * v[0] + dl[3 + j] * v[1]);
+    r.loss = await m.computeGradients(input, labels);
+    r.gradBias = { got: Array.from(m.gradient('head.bias')), want: gb };
+    const gW = m.gradient('head.weight');
+    r.gradWeight = { got: [0, 1, 2].map((j) => gW[j * H]), want: gw, restNonZero: gW.filter((x, i) => i % H !== 0 && x !== 0).length };
+    // one AdamW step (its first: each trained value moves by lr against its gradient's sign;
+    // weights decay, biases do not); the host reads the new values back
+    const lr = 0.01, wd = 0.01;
+    const st = await m.trainStep(input, labels, { lr, weightDecay: wd, clip: 0 });
+    r.gradNorm = { got: st.gradNorm, want: Math.hypot(...gb, ...gw) };
+    r.stepBias = { got: Array.from(m.parameter('head.bias')), want: [1, 2, 3].map((b, j) => b - lr * Math.sign(gb[j])) };
+    const W1 = m.parameter('head.weight');
+    r.stepWeight = { got: [W1[0], W1[1], W1[H + 1]], want: [w[0] * (1 - lr * wd) - lr * Math.sign(gw[0]), w[1] * (1 - lr * wd), w[H + 1] * (1 - lr * wd)] };
+    r.steps = m.memory().steps;
+    r.memory = m.memory();
+    // a value set on the host goes to the GPU before the next step
+    m.setParameter('head.bias', Float32Array.from([7, 8, 9]));
+    const ev2 = await m.evalStep(input);
+    r.afterSet = { got: Array.from(ev2.logits.slice(0, 3)), want: logitsOf([7, 8, 9], m.parameter('head.weight')).slice(0, 3) };
+    // a recycled mode also trains from the ids (its prefix on the GPU)
+    r.fromIds = await outcome(() => m.trainStep({ batch }, labels, 1e-3));
+    const seven = await enc.tokenize(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    r.kernelError = await outcome(() => m.trainStep({ batch: seven }, Int32Array.from([0, 1, 2, 0, 1, 2, 0]), 1e-3));
+    // trainTask / er train --device cuda: the trained values reach the task directory
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'er-cuda-train-'));
+    const train = path.join(dir, 'train.jsonl');
+    fs.writeFileSync(train, ['good', 'bad', 'fine', 'awful', 'nice', 'grim'].map((t, i) => JSON.stringify({ text: `a ${t} day`, label: i % 2 ? 'neg' : 'pos' })).join('\n') + '\n');
+    const { log } = await lib.trainTask({ task: 'classification', train, mode: 'reduced', model: tiny, store: path.join(dir, 'store'), layer: 1, lr: 0.05, epochs: 3, batchSize: 2, out: path.join(dir, 'task'), device: 'cuda', gpu: 1, seed: 2 });
+    r.log = log.map((e) => e.trainLoss);
+    const init = lib.TaskModel.create(enc, { mode: 'reduced', k: 1, head: { kind: 'sequence', numLabels: 2 }, seed: 2 });
+    const s = await lib.InferenceSession.open(path.join(dir, 'task'));
+    const saved = s.model.parameter('head.bias'), first = init.parameter('head.bias');
+    r.saved = { device: s.model.device, moved: Array.from(saved).map((x, j) => Math.abs(x - first[j])), decay: (() => { const a = s.model.parameter('layer.2.ffn.out.weight'), b = init.parameter('layer.2.ffn.out.weight'); const q = Array.from(a).map((x, i) => x / b[i]).filter(Number.isFinite); return { min: Math.min(...q), max: Math.max(...q) }; })() };
+    await s.close();
+    const cli = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js');
+    const run = (...args) => require('child_process').spawnSync(process.execPath, [cli, 'train', '--task', 'classification', '--train', train, '--mode', 'reduced', '--model', tiny, '--store', path.join(dir, 'store'), '--layer', '1', '--epochs', '1', '--quiet', ...args], { encoding: 'utf8', env: process.env });
+    const c = run('--out', path.join(dir, 'cli'), '--device', 'cuda', '--gpu', '1');
+    r.cli = { status: c.status, stderr: c.stderr, task: c.status === 0 ? JSON.parse(fs.readFileSync(path.join(dir, 'cli', 'task.json'), 'utf8')).mode : null };
+    const bad = run('--out', path.join(dir, 'cli2'), '--device', 'cuda', '--precision', 'bf16');
+    r.cliBf16 = { status: bad.status, stderr: bad.stderr };
+    fs.rmSync(dir, { recursive: true, force: true });
+    enc.close();
+    return r;
+  },
   // an inference task model on the GPU (the fake: logits[r][j] = head_b[j] + head_w[j][0] * v_r
   // + 100 * (hidden ? fromLayer : -1) + 0.5 * adapters, v_r the row's first input value)
   async task() {
@@ -113,7 +184,9 @@ const cases = {
     for (let i = 0; i < batch.batchSize * T; i++)
       for (let j = 0; j < 2; j++) if (Math.abs(ev4.logits[i * 2 + j] - (tb[j] + tw[j * H] * batch.inputIds[i] - 100)) > 1e-4 * Math.max(1, Math.abs(ev4.logits[i * 2 + j]))) wrongTok++;
     r.token = { wrongTok, n: ev4.logits.length };
-    r.trainCuda = await outcome(() => lib.TaskModel.create(enc, { ...opts, inference: false }));
+    r.trainBf16 = await outcome(() => lib.TaskModel.create(enc, { ...opts, inference: false, precision: 'bf16' }));
+    const bf16Auto = lib.TaskModel.create(enc, { ...opts, inference: false, precision: 'bf16', device: 'auto' });
+    r.trainBf16Auto = { device: bf16Auto.device, reason: bf16Auto.deviceReason };
     const deb = await lib.Encoder.load(path.join(fixtures, 'tiny-deberta-v2'));
     r.deberta = await outcome(() => lib.TaskModel.create(deb, { ...opts, k: 1 }));
     const debAuto = lib.TaskModel.create(deb, { ...opts, k: 1, device: 'auto' });

@@ -69,7 +69,9 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.memory.deviceWeightBytes).toBeGreaterThan(0);
     expect(r.train.error).toMatch(/opened for inference only/);
     expect(r.kernelError.error).toMatch(/fake backend: a kernel failed \(cudaErrorLaunchFailure\)/);
-    expect(r.trainCuda.error).toMatch(/task models train on the CPU so far.*inference: true.*Use device 'cpu' to train/);
+    expect(r.trainBf16.error).toMatch(/device 'cuda': training on the GPU runs in fp32 so far \(precision 'bf16' was asked for\); use precision 'fp32', or device 'cpu' for bf16/);
+    expect(r.trainBf16Auto.device).toBe('cpu');
+    expect(r.trainBf16Auto.reason).toMatch(/training on the GPU runs in fp32 so far/);
     expect(r.deberta.error).toMatch(/device 'cuda': the GPU encoder does not run deberta-v2's disentangled attention yet/);
     expect(r.debertaAuto.device).toBe('cpu');
     expect(r.debertaAuto.reason).toMatch(/disentangled attention/);
@@ -82,6 +84,43 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     for (const l of ['neg', 'pos']) expect(Math.abs(r.cli.line.probabilities[l] - r.session.want[l])).toBeLessThan(1e-5);
     expect(r.cliBad.status).toBe(1);
     expect(r.cliBad.stderr).toMatch(/--device must be cpu, cuda or auto, got "gpu"/);
+  });
+
+  it('trains a task model there: the loss and its gradient on the host, backward and AdamW on the GPU, values read back', () => {
+    const r = child('train', { ER_CUDA_BACKEND: FAKE });
+    const close = (got: number[], want: number[], tol = 1e-4) => {
+      expect(got).toHaveLength(want.length);
+      got.forEach((g, i) => expect(Math.abs(g - want[i]), `element ${i}: ${g} vs ${want[i]}`).toBeLessThan(tol * Math.max(1, Math.abs(want[i]))));
+    };
+    expect(r.device).toBe('cuda');
+    close(r.eval.got, r.eval.want);
+    expect(r.loss).toBeGreaterThan(0);
+    // the host's dL/dlogits reached the backend, whose gradients came back
+    close(r.gradBias.got, r.gradBias.want, 1e-5);
+    close(r.gradWeight.got, r.gradWeight.want, 1e-5);
+    expect(r.gradWeight.restNonZero).toBe(0);
+    // the update ran there (AdamW's first step) and the host read the new values
+    expect(Math.abs(r.gradNorm.got - r.gradNorm.want)).toBeLessThan(1e-5);
+    close(r.stepBias.got, r.stepBias.want, 1e-5);
+    close(r.stepWeight.got, r.stepWeight.want, 1e-5);
+    expect(r.steps).toBe(1);
+    expect(r.memory).toMatchObject({ gpu: 1, deviceBufferBytes: 8192 });
+    expect(r.memory.deviceWeightBytes).toBeGreaterThan(0);
+    close(r.afterSet.got, r.afterSet.want);
+    expect(r.fromIds.ok, r.fromIds.error).toBe(true);
+    expect(r.kernelError.error).toMatch(/fake backend: a kernel failed \(cudaErrorLaunchFailure\)/);
+    // trainTask on the GPU: the loss falls, and the task directory holds the GPU's trained head
+    expect(r.log).toHaveLength(3);
+    expect(r.log[2]).toBeLessThan(r.log[0]);
+    expect(r.saved.device).toBe('cpu');
+    expect(Math.max(...r.saved.moved)).toBeGreaterThan(1e-3);
+    // the layers' values came back too: the fake leaves their gradients 0, so AdamW only decayed them, all by one factor
+    expect(r.saved.decay.max).toBeLessThan(1);
+    expect(r.saved.decay.max - r.saved.decay.min).toBeLessThan(1e-5);
+    expect(r.cli.status, r.cli.stderr).toBe(0);
+    expect(r.cli.task).toBe('reduced');
+    expect(r.cliBf16.status).toBe(1);
+    expect(r.cliBf16.stderr).toMatch(/training on the GPU runs in fp32 so far/);
   });
 
   it.each([

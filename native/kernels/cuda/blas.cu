@@ -1,4 +1,5 @@
 #include "kernels/cuda/blas.h"
+#include <algorithm>
 #include "kernels/cuda/cuda_ops.h"
 
 namespace er {
@@ -14,6 +15,15 @@ cudaDataType_t cuda_type(DType t) {
     case DType::F16: return CUDA_R_16F;
     default: return CUDA_R_32F;
   }
+}
+
+// the largest power of two up to 256 that divides p's address: cuBLASLt's heuristic assumes
+// 256-byte aligned operands unless told less (views into a larger allocation are not)
+uint32_t alignment(const void* p) {
+  const uintptr_t a = (uintptr_t)p;
+  uint32_t al = 256;
+  while (al > 1 && a % al != 0) al >>= 1;
+  return al;
 }
 
 std::string lt_error(cublasStatus_t s, const char* what) {
@@ -70,6 +80,7 @@ std::string Blas::create(cudaStream_t stream, std::unique_ptr<Blas>* out) {
 Blas::~Blas() {
   plans_.clear();
   if (workspace_) cudaFree(workspace_);
+  if (bias_copy_) cudaFree(bias_copy_);
   if (blas_) cublasDestroy(blas_);
   if (lt_) cublasLtDestroy(lt_);
 }
@@ -78,9 +89,25 @@ std::string Blas::gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K
                        int64_t lda, const void* B, int64_t ldb, float beta, float* C, int64_t ldc,
                        const float* bias, DType in) {
   if (M <= 0 || N <= 0) return "";
+  // the bias epilogue wants a 16-byte aligned vector: a view that is not goes through a copy
+  if (bias && alignment(bias) < 16) {
+    if (N > bias_cap_) {
+      if (bias_copy_) cudaFree(bias_copy_);
+      bias_copy_ = nullptr;
+      bias_cap_ = 0;
+      std::string err = error_text(cudaMalloc(&bias_copy_, (size_t)N * 4), "allocating a GEMM's bias");
+      if (!err.empty()) return err;
+      bias_cap_ = N;
+    }
+    std::string err = error_text(cudaMemcpyAsync(bias_copy_, bias, (size_t)N * 4, cudaMemcpyDeviceToDevice, stream_),
+                                 "copying a GEMM's bias");
+    if (!err.empty()) return err;
+    bias = bias_copy_;
+  }
+  const uint32_t align = std::min(std::min(alignment(A), alignment(B)), alignment(C));
   // row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's first
   // operand is B (m = N), its second A (n = M)
-  const Key key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, (int32_t)in, beta != 0.0f};
+  const Key key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, (int32_t)in, beta != 0.0f, align};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     std::unique_ptr<Plan> p(new Plan);
@@ -112,6 +139,11 @@ std::string Blas::gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K
       err = lt_error(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                           &workspace_bytes_, sizeof(workspace_bytes_)),
                      "MAX_WORKSPACE_BYTES");
+    for (cublasLtMatmulPreferenceAttributes_t attr :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      if (err.empty())
+        err = lt_error(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align)), "MIN_ALIGNMENT_BYTES");
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     if (err.empty())

@@ -31,7 +31,8 @@ class Blas {
   Blas& operator=(const Blas&) = delete;
 
   // C (M, N) = alpha op(A) op(B) + beta C [+ bias (N) on every row]; A and B of type `in`,
-  // C and bias fp32. The plan of each shape is chosen once (cuBLASLt's heuristic) and kept.
+  // C and bias fp32. The plan of each shape and operand alignment is chosen once (cuBLASLt's
+  // heuristic, told how the pointers are aligned) and kept.
   std::string gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
                    int64_t lda, const void* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
                    DType in);
@@ -44,13 +45,16 @@ class Blas {
  private:
   Blas() = default;
   struct Plan;
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int32_t, bool>;
+  // the shape, the bias, the input type, beta != 0 and the operands' alignment
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int32_t, bool, uint32_t>;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cudaStream_t stream_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  float* bias_copy_ = nullptr;  // an aligned copy of a bias that is not 16-byte aligned
+  int64_t bias_cap_ = 0;
 };
 
 }  // namespace cuda

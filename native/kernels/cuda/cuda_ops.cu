@@ -6,6 +6,7 @@
 #include "kernels/rng.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <algorithm>
 #include <cmath>
 
 namespace er {
@@ -103,6 +104,56 @@ __global__ void gelu_backward_k(float* dinp, const float* inp, const float* dout
     const float pdf = expf(-0.5f * x * x) * 0.39894228040143268f;
     dinp[i] = dout[i] * (cdf + x * pdf);
   }
+}
+
+__global__ void relu_backward_k(float* dinp, const float* inp, const float* dout, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+// partial[b] = the sum of squares of block b's grid-stride share of x, in double
+__global__ void sum_squares_k(double* partial, const float* x, int64_t n) {
+  __shared__ double sh[kBlock];
+  double s = 0.0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    s += (double)x[i] * (double)x[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+// out[0] += the sum of partial (parts), serially (a fixed order)
+__global__ void sum_parts_k(double* out, const double* partial, int parts) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double s = 0.0;
+  for (int i = 0; i < parts; i++) s += partial[i];
+  out[0] += s;
+}
+
+// dtable (rows, C) += dout (N, C) scattered by index (N): one thread per column walks the
+// rows in order, so repeated indices add up in the CPU's order (deterministic)
+__global__ void embedding_backward_k(float* dtable, const float* dout, const int32_t* index, int64_t N, int64_t C) {
+  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  for (int64_t i = 0; i < N; i++) dtable[(int64_t)(index ? index[i] : 0) * C + c] += dout[i * C + c];
+}
+
+// dbias (heads, 2T - 1) += the sum over rows b and queries i of ds[b][h][i][j] with j - i + T - 1 = w
+__global__ void relative_bias_backward_k(float* dbias, const float* ds, int64_t B, int64_t heads, int64_t T) {
+  const int64_t W = 2 * T - 1, e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (e >= heads * W) return;
+  const int64_t h = e / W, w = e % W;
+  float s = 0.0f;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < T; i++) {
+      const int64_t j = w - (T - 1) + i;
+      if (j >= 0 && j < T) s += ds[((b * heads + h) * T + i) * T + j];
+    }
+  dbias[e] += s;
 }
 
 __global__ void embedding_sum_k(float* out, const float* word, const float* position, const float* type,
@@ -411,6 +462,35 @@ std::string layernorm_backward(float* dinp, float* dweight, float* dbias, const 
   }
   layernorm_backward_k<<<(unsigned)N, kBlock, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, C);
   return launched("layernorm_backward");
+}
+
+std::string relu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t stream) {
+  ER_ELEMENTWISE(relu_backward_k, n, dinp, inp, dout, n);
+}
+
+std::string sum_squares(double* out, double* partial, const float* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return "";
+  const int parts = (int)std::min<int64_t>((n + kBlock - 1) / kBlock, kSumSquaresParts);
+  sum_squares_k<<<parts, kBlock, 0, stream>>>(partial, x, n);
+  std::string err = launched("sum_squares");
+  if (!err.empty()) return err;
+  sum_parts_k<<<1, 1, 0, stream>>>(out, partial, parts);
+  return launched("sum_squares (parts)");
+}
+
+std::string embedding_backward(float* dtable, const float* dout, const int32_t* index, int64_t N, int64_t C,
+                               cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return "";
+  embedding_backward_k<<<(unsigned)((C + kBlock - 1) / kBlock), kBlock, 0, stream>>>(dtable, dout, index, N, C);
+  return launched("embedding_backward");
+}
+
+std::string relative_bias_backward(float* dbias, const float* ds, int64_t B, int64_t heads, int64_t T,
+                                   cudaStream_t stream) {
+  const int64_t n = heads * (2 * T - 1);
+  if (B <= 0 || n <= 0) return "";
+  relative_bias_backward_k<<<(unsigned)((n + kBlock - 1) / kBlock), kBlock, 0, stream>>>(dbias, ds, B, heads, T);
+  return launched("relative_bias_backward");
 }
 
 std::string bias_backward(float* dbias, const float* dout, int64_t N, int64_t C, cudaStream_t stream) {

@@ -11,6 +11,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace er {
@@ -20,6 +21,17 @@ namespace cuda {
 std::string error_text(cudaError_t e, const char* what);
 // waits for the stream and reports an error a kernel hit while it ran
 std::string check_stream(cudaStream_t stream, const char* what);
+// A failed cudaMalloc of `bytes` for `what`: out of memory says how much and what to do
+// (advice), anything else is error_text's
+inline std::string alloc_error(cudaError_t e, size_t bytes, const char* what,
+                               const char* advice = "use a smaller batch or sequence length, or --device cpu") {
+  if (e != cudaErrorMemoryAllocation) return error_text(e, what);
+  char size[64];
+  if (bytes >= (size_t(1) << 20)) std::snprintf(size, sizeof size, "%.1f MiB", bytes / 1048576.0);
+  else if (bytes >= 1024) std::snprintf(size, sizeof size, "%.0f KiB", bytes / 1024.0);
+  else std::snprintf(size, sizeof size, "%zu bytes", bytes);
+  return std::string("out of GPU memory allocating ") + size + " for " + what + "; " + advice;
+}
 
 // ---- conversions (IEEE binary16 and bfloat16, round to nearest even; NaN stays NaN) ----
 std::string f32_to_f16(uint16_t* out, const float* inp, int64_t n, cudaStream_t stream);
@@ -70,6 +82,16 @@ std::string layernorm_backward(float* dinp, float* dweight, float* dbias, const 
 // ds (rows, T) = p * (dp - sum_t p dp); ds may alias dp
 std::string softmax_backward(float* ds, const float* p, const float* dp, int64_t rows, int64_t T,
                              cudaStream_t stream);
+// dinp (n) = dout where inp > 0, else 0; dinp may alias dout
+std::string relu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t stream);
+// dtable (rows, C) += dout (N, C) scattered by index (N; null: all row 0), in the CPU's
+// order (kernels/train_ops.h embedding_backward)
+std::string embedding_backward(float* dtable, const float* dout, const int32_t* index, int64_t N, int64_t C,
+                               cudaStream_t stream);
+// MPNet: dbias (heads, 2T - 1) += the gradient of add_relative_bias's bias from ds (B, heads,
+// T, T), summed in a fixed order
+std::string relative_bias_backward(float* dbias, const float* ds, int64_t B, int64_t heads, int64_t T,
+                                   cudaStream_t stream);
 // dbias (C) += column sums of dout (N, C), in a fixed order
 std::string bias_backward(float* dbias, const float* dout, int64_t N, int64_t C, cudaStream_t stream);
 
@@ -86,6 +108,10 @@ std::string cross_entropy(float* dlogits, float* loss, const float* logits, cons
 std::string adamw_update(float* param, float* m, float* v, const float* grad, int64_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, int64_t t, float grad_scale,
                          cudaStream_t stream);
+// out[0] (double) += the sum of squares of x (n), in a fixed order; partial holds
+// kSumSquaresParts doubles of scratch (the global gradient norm)
+constexpr int kSumSquaresParts = 1024;
+std::string sum_squares(double* out, double* partial, const float* x, int64_t n, cudaStream_t stream);
 // Dropout with the CPU's counter-based generator: the same (seed, stream) keeps the same
 // elements on either device. out may alias inp; dinp may alias dout.
 std::string dropout_forward(float* out, uint8_t* mask, const float* inp, int64_t n, float p, uint64_t seed,
