@@ -11,6 +11,10 @@
 #      and, when bench/.work/gpu-minilm holds it, the real all-MiniLM-L6-v2 (prepare it here
 #      first: python3 bench/gpu/encoder_check.py --prepare-minilm models/all-MiniLM-L6-v2
 #      bench/.work/gpu-minilm, and carry that folder);
+#   4. runs the GPU trainer through the same library: one training step in every mode on small
+#      BERT- and MPNet-shaped models, its loss and every trainable tensor's gradient against
+#      PyTorch autograd (bench/gpu/encoder_check.py; without a GPU, the same check runs on the
+#      CPU through the emulated backend: see --dry-run-cpu there);
 # and prints the tables. Writes the logs and gpu-check.md under $OUT (default
 # bench/.work/gpu). Exits non-zero when a check fails. On a machine without a GPU it
 # builds, then reports SKIP.

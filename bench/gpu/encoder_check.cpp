@@ -19,6 +19,14 @@
 // (through the backend): a sequence head's logits on the parity batch from the token ids and
 // from layer k's states, to DIR/out-PRECISION-task-ids.bin and -task-k.bin.
 //
+// Manifest lines "train <mode> <k>" (mode: full, frozen-prefix, reduced, reduced-adapters,
+// full-adapters; labels in DIR/labels.bin, B int32) add a training check through the
+// backend's train_* table, fp32 runs only: one forward without dropout on the parity batch
+// (reduced modes from layer k's states), the mean cross-entropy of a sequence head and its
+// gradient computed here, the backward on the GPU; then every trainable tensor's gradient
+// goes to DIR/out-train-MODE.bin, in the order of DIR/out-train-MODE.txt ("loss <x>", then
+// "<name> <count>" lines; a layer's Q, K, V as one stacked "layer.L.attn.qkv.weight" / ".bias").
+//
 // With ER_CUDA_BACKEND naming embedding_recycler_cuda.so, the parity outputs come through that
 // library's C table (model/cuda_backend.h), opened with dlopen exactly as the addon opens it:
 // the GPU path Node users run, checked without Node. The timing then uses the encoder directly.
@@ -30,6 +38,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -86,6 +95,132 @@ T* to_device(const std::vector<T>& v) {
   return p;
 }
 
+// A trainable tensor of the training check: its own copy of the values, and its gradient
+struct Owned {
+  std::string name;
+  std::vector<float> w, g;
+  bool decay = true;
+};
+
+// One training check (see the header): mode, k; h the plain encoder's host view; get() the
+// manifest's tensors
+template <class Get>
+void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h, Get get, const Batch& pb,
+                 const std::vector<int32_t>& labels, const std::string& mode, int64_t k, int64_t labels_n,
+                 int64_t adapter_size, const std::string& dir) {
+  const er::EncoderConfig& c = h.cfg;
+  const int64_t H = c.hidden, L = c.layers;
+  const bool recycled = mode == "reduced" || mode == "reduced-adapters";
+  const bool adapters = mode == "reduced-adapters" || mode == "full-adapters";
+  const bool full = mode == "full";
+  const int64_t first = mode == "full" || mode == "full-adapters" ? 0 : k;
+  std::deque<Owned> own;
+  auto take = [&](const std::string& name, const float* src, size_t n, bool decay) -> float* {
+    own.push_back({name, std::vector<float>(src, src + n), std::vector<float>(n, 0.0f), decay});
+    return own.back().w.data();
+  };
+  cu::HostEncoder t = h;
+  if (full) {
+    t.emb.word = take("embeddings.word", h.emb.word, (size_t)(c.vocab * H), true);
+    t.emb.position = take("embeddings.position", h.emb.position, (size_t)(c.max_positions * H), true);
+    if (h.emb.token_type) t.emb.token_type = take("embeddings.token_type", h.emb.token_type, (size_t)(c.type_vocab * H), true);
+    t.emb.ln_w = take("embeddings.ln.weight", h.emb.ln_w, (size_t)H, false);
+    t.emb.ln_b = take("embeddings.ln.bias", h.emb.ln_b, (size_t)H, false);
+    if (h.rel_bias) t.rel_bias = take("encoder.rel_bias", h.rel_bias, (size_t)(c.rel_buckets * c.heads), false);
+  }
+  if (!adapters) {
+    for (int64_t l = first; l < L; l++) {
+      const er::LayerWeights& w = h.layer[(size_t)l];
+      er::LayerWeights& o = t.layer[(size_t)l];
+      const std::string p = "layer." + std::to_string(l) + ".";
+      std::vector<float> qkv_w, qkv_b;
+      for (const float* x : {w.q_w, w.k_w, w.v_w}) qkv_w.insert(qkv_w.end(), x, x + H * H);
+      for (const float* x : {w.q_b, w.k_b, w.v_b}) qkv_b.insert(qkv_b.end(), x, x + H);
+      o.q_w = take(p + "attn.qkv.weight", qkv_w.data(), qkv_w.size(), true);
+      o.k_w = o.q_w + H * H;
+      o.v_w = o.q_w + 2 * H * H;
+      o.q_b = take(p + "attn.qkv.bias", qkv_b.data(), qkv_b.size(), false);
+      o.k_b = o.q_b + H;
+      o.v_b = o.q_b + 2 * H;
+      o.o_w = take(p + "attn.out.weight", w.o_w, (size_t)(H * H), true);
+      o.o_b = take(p + "attn.out.bias", w.o_b, (size_t)H, false);
+      o.ln1_w = take(p + "attn.ln.weight", w.ln1_w, (size_t)H, false);
+      o.ln1_b = take(p + "attn.ln.bias", w.ln1_b, (size_t)H, false);
+      o.ffn_in_w = take(p + "ffn.in.weight", w.ffn_in_w, (size_t)(c.intermediate * H), true);
+      o.ffn_in_b = take(p + "ffn.in.bias", w.ffn_in_b, (size_t)c.intermediate, false);
+      o.ffn_out_w = take(p + "ffn.out.weight", w.ffn_out_w, (size_t)(H * c.intermediate), true);
+      o.ffn_out_b = take(p + "ffn.out.bias", w.ffn_out_b, (size_t)H, false);
+      o.ln2_w = take(p + "ffn.ln.weight", w.ln2_w, (size_t)H, false);
+      o.ln2_b = take(p + "ffn.ln.bias", w.ln2_b, (size_t)H, false);
+    }
+  }
+  t.task = cu::HostTask{};
+  t.task.head = 0;
+  t.task.labels = labels_n;
+  t.task.adapter_act = 0;
+  t.task.head_w = take("head.weight", get("head.weight"), (size_t)(labels_n * H), true);
+  t.task.head_b = take("head.bias", get("head.bias"), (size_t)labels_n, false);
+  if (adapters) {
+    t.task.adapter_size = adapter_size;
+    t.task.adapters.assign((size_t)(2 * L), cu::HostAdapter{});
+    for (int64_t l = first; l < L; l++)
+      for (int site = 0; site < 2; site++) {
+        const std::string p = "layer." + std::to_string(l) + ".adapter." + (site ? "ffn" : "attn") + ".";
+        cu::HostAdapter& a = t.task.adapters[(size_t)(2 * l + site)];
+        a.dw = take(p + "down.weight", get(p + "down.weight"), (size_t)(adapter_size * H), true);
+        a.db = take(p + "down.bias", get(p + "down.bias"), (size_t)adapter_size, false);
+        a.uw = take(p + "up.weight", get(p + "up.weight"), (size_t)(H * adapter_size), true);
+        a.ub = take(p + "up.bias", get(p + "up.bias"), (size_t)H, false);
+      }
+  }
+  cu::HostTrain spec;
+  spec.first = first;
+  spec.recycled = recycled;
+  for (Owned& o : own) spec.params.push_back({o.w.data(), o.g.data(), (int64_t)o.w.size(), o.decay ? 1 : 0});
+  char err[2048] = {0};
+  void* th = nullptr;
+  if (api->train_create(&t, &spec, 0, &th, err, sizeof err) != 0) fail("train_create (" + mode + "): " + err);
+  const int32_t* types_or_null = h.emb.token_type ? pb.types.data() : nullptr;
+  std::vector<float> hidden;
+  if (recycled) {
+    hidden.resize((size_t)pb.B * pb.T * H);
+    if (api->forward(plain, hidden.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, k,
+                     err, sizeof err) != 0)
+      fail(std::string("forward to layer k: ") + err);
+  }
+  std::vector<float> logits((size_t)(pb.B * labels_n)), dlogits(logits.size());
+  if (api->train_zero_grad(th, err, sizeof err) != 0 ||
+      api->train_forward(th, logits.data(), recycled ? hidden.data() : nullptr, pb.ids.data(), pb.pos.data(),
+                         types_or_null, pb.mask.data(), pb.B, pb.T, 0, 1, err, sizeof err) != 0)
+    fail("train_forward (" + mode + "): " + err);
+  double loss = 0;  // mean cross-entropy over the rows, and its gradient
+  for (int32_t b = 0; b < pb.B; b++) {
+    const float* z = logits.data() + b * labels_n;
+    double mx = z[0], sum = 0;
+    for (int64_t j = 1; j < labels_n; j++) mx = std::max(mx, (double)z[j]);
+    for (int64_t j = 0; j < labels_n; j++) sum += std::exp(z[j] - mx);
+    loss += (std::log(sum) + mx - z[labels[(size_t)b]]) / pb.B;
+    for (int64_t j = 0; j < labels_n; j++)
+      dlogits[(size_t)(b * labels_n + j)] = (float)((std::exp(z[j] - mx) / sum - (j == labels[(size_t)b])) / pb.B);
+  }
+  if (api->train_backward(th, dlogits.data(), err, sizeof err) != 0 || api->train_sync(th, 1, err, sizeof err) != 0)
+    fail("train_backward (" + mode + "): " + err);
+  std::ofstream bin(dir + "/out-train-" + mode + ".bin", std::ios::binary);
+  std::ofstream txt(dir + "/out-train-" + mode + ".txt");
+  char line[64];
+  std::snprintf(line, sizeof line, "loss %.9g\n", loss);
+  txt << line;
+  for (const Owned& o : own) {
+    bin.write((const char*)o.g.data(), o.g.size() * 4);
+    txt << o.name << " " << o.g.size() << "\n";
+  }
+  uint64_t wb = 0, bb = 0;
+  api->train_memory(th, &wb, &bb);
+  std::fprintf(stderr, "train %s (k = %lld): loss %.6f, %zu trainable tensors, %.1f MiB of weights, %.1f MiB of buffers\n",
+               mode.c_str(), (long long)k, loss, own.size(), wb / 1048576.0, bb / 1048576.0);
+  api->train_destroy(th);
+}
+
 double median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
@@ -106,6 +241,7 @@ int main(int argc, char** argv) {
   const size_t total = raw.size() / 4;
   cu::HostEncoder h;
   int64_t task_k = -1, task_labels = 0, task_size = 0;
+  std::vector<std::pair<std::string, int64_t>> train_lines;
   std::map<std::string, const float*> slots;
   std::ifstream mf(dir + "/manifest.txt");
   if (!mf) fail("cannot read " + dir + "/manifest.txt");
@@ -120,6 +256,11 @@ int main(int argc, char** argv) {
       if (!(s >> c.rel_buckets)) c.rel_buckets = 0;  // MPNet: the buckets of its relative position bias
     } else if (kind == "task") {
       s >> task_labels >> task_size >> task_k;
+    } else if (kind == "train") {
+      std::string mode;
+      int64_t k = 0;
+      s >> mode >> k;
+      train_lines.push_back({mode, k});
     } else if (kind == "tensor") {
       std::string slot;
       size_t off = 0, count = 0;
@@ -239,6 +380,14 @@ int main(int argc, char** argv) {
       std::ofstream(dir + "/out-" + prec + "-task-k.bin", std::ios::binary)
           .write((const char*)logits.data(), logits.size() * 4);
       api->destroy(th);
+    }
+    if (!train_lines.empty() && prec == "fp32") {
+      std::vector<char> lb = read_file(dir + "/labels.bin");
+      std::vector<int32_t> labels(lb.size() / 4);
+      std::memcpy(labels.data(), lb.data(), labels.size() * 4);
+      if ((int64_t)labels.size() != pb.B) fail("labels.bin does not hold one label per parity row");
+      for (const auto& [mode, k] : train_lines)
+        train_check(api, handle, h, get, pb, labels, mode, k, task_labels, task_size, dir);
     }
     api->destroy(handle);
     check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder for the timing");

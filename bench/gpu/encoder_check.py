@@ -17,13 +17,21 @@ the real all-MiniLM-L6-v2 (--minilm DIR), this script
   5. on the BERT-base-shaped model, a task model through the backend (adapters of size 64 in
      layers N/2 + 1 .. N, a 3-label sequence head, seeded random weights) against the same
      model in PyTorch: its logits from the token ids and from layer N/2's states;
-  6. prints the markdown tables (and appends it to --out/gpu-check.md) and exits 1 when a
+  6. on small BERT- and MPNet-shaped models (4 layers, hidden 128), a training step through
+     the backend's train_* table in every mode (full, frozen-prefix, reduced, reduced-adapters,
+     full-adapters; k = 2; a 3-label sequence head; no dropout): the loss and every trainable
+     tensor's gradient against PyTorch autograd on the same GPU (fp32, TF32 off), within 1e-3
+     of each tensor's largest gradient;
+  7. prints the markdown tables (and appends it to --out/gpu-check.md) and exits 1 when a
      parity check fails.
 
     python3 bench/gpu/encoder_check.py --bin build-gpu/er_gpu_encoder --out bench/.work/gpu [--minilm DIR]
     python3 bench/gpu/encoder_check.py --prepare-minilm models/all-MiniLM-L6-v2 bench/.work/gpu-minilm
+    ER_CUDA_BACKEND=build/er_emulated_cuda_backend.so python3 bench/gpu/encoder_check.py --dry-run-cpu --bin BUILD/er_gpu_encoder
 
-The second form (here, before the GPU run) writes an fp16 copy of all-MiniLM-L6-v2 (45 MB,
+The third form runs step 6 without a GPU: PyTorch on the CPU, and er_gpu_encoder (built by
+cmake -S bench/gpu, which needs nvcc but no GPU) through the emulated backend, the real
+backend's host code on the CPU engine's kernels; it stops at the timing. The second form (here, before the GPU run) writes an fp16 copy of all-MiniLM-L6-v2 (45 MB,
 small enough to travel with the working tree to the GPU machine, which cannot download it);
 both sides of the comparison then read the same fp16-rounded weights.
 """
@@ -57,16 +65,19 @@ MPNET_LAYER = {
     "intermediate.dense": "ffn.in", "output.dense": "ffn.out", "output.LayerNorm": "ffn.ln",
 }
 TOL = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
+DEV = "cuda"  # PyTorch's device for the references ("cpu" with --dry-run-cpu)
 
 
 def is_mpnet(model):
     return model.config.model_type == "mpnet"
 
 
-def canonical(model):
+def canonical(model, items=None):
+    """The model's tensors by the names encoder_check.cpp reads (items: named_parameters() to get
+    the parameters themselves)."""
     layer_names = MPNET_LAYER if is_mpnet(model) else LAYER
     out = {}
-    for name, t in model.state_dict().items():
+    for name, t in (items if items is not None else model.state_dict().items()):
         if name in EMB:
             out[EMB[name]] = t
             continue
@@ -80,7 +91,7 @@ def canonical(model):
     return out
 
 
-def make_batch(vocab, B, T, lengths, seed, types=True):
+def make_batch(vocab, B, T, lengths, seed, types=True, first_position=0):
     g = np.random.default_rng(seed)
     ids = np.zeros((B, T), np.int32)
     mask = np.zeros((B, T), np.int32)
@@ -91,7 +102,7 @@ def make_batch(vocab, B, T, lengths, seed, types=True):
         mask[b, :n] = 1
         if types and n > 4:
             tt[b, n // 2:n] = 1
-    pos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T)).copy()
+    pos = np.broadcast_to(np.arange(first_position, first_position + T, dtype=np.int32), (B, T)).copy()
     return {"ids": ids, "pos": pos, "types": tt, "mask": mask}
 
 
@@ -101,7 +112,7 @@ def make_task(model, size=64, labels=3, seed=7):
     H, L = model.config.hidden_size, model.config.num_hidden_layers
     rnd = lambda *shape, std=0.05: torch.randn(*shape, generator=g) * std  # noqa: E731
     task = {"k": L // 2, "size": size, "labels": labels, "head.weight": rnd(labels, H, std=0.5), "head.bias": rnd(labels)}
-    for l in range(L // 2, L):
+    for l in range(L):  # every layer: full-adapters trains them all; the others use those above k
         for site in ("attn", "ffn"):
             p = f"layer.{l}.adapter.{site}."
             task[p + "down.weight"], task[p + "down.bias"] = rnd(size, H), rnd(size)
@@ -112,13 +123,13 @@ def make_task(model, size=64, labels=3, seed=7):
 def task_reference(model, task, b):
     """The task's logits in PyTorch: each adapter, h + up(gelu(down(h))), on the output of the
     attention's and the FFN's output projection (before the residual and LayerNorm)."""
-    t = tensors(b, "cuda")
+    t = tensors(b, DEV)
     hooks = []
     for l in range(task["k"], model.config.num_hidden_layers):
         layer = model.encoder.layer[l]
         for site, mod in (("attn", layer.attention.output.dense), ("ffn", layer.output.dense)):
             p = f"layer.{l}.adapter.{site}."
-            w = {n: task[p + n].cuda() for n in ("down.weight", "down.bias", "up.weight", "up.bias")}
+            w = {n: task[p + n].to(DEV) for n in ("down.weight", "down.bias", "up.weight", "up.bias")}
 
             def hook(_m, _inp, out, w=w):
                 a = torch.nn.functional.gelu(torch.nn.functional.linear(out, w["down.weight"], w["down.bias"]))
@@ -127,10 +138,115 @@ def task_reference(model, task, b):
     try:
         with torch.no_grad():
             h = model(**inputs(model, t)).last_hidden_state[:, 0]
-            return torch.nn.functional.linear(h, task["head.weight"].cuda(), task["head.bias"].cuda()).float().cpu().numpy()
+            return torch.nn.functional.linear(h, task["head.weight"].to(DEV), task["head.bias"].to(DEV)).float().cpu().numpy()
     finally:
         for x in hooks:
             x.remove()
+
+
+TRAIN_MODES = ("full", "frozen-prefix", "reduced", "reduced-adapters", "full-adapters")
+
+
+def train_reference(model, task, mode, b, labels):
+    """One training step's loss and gradients in PyTorch autograd (no dropout): the sequence head
+    on the first token, mean cross-entropy; the mode's trainable tensors by encoder_check.cpp's
+    names (a layer's Q, K, V gradients stacked into attn.qkv)."""
+    L, k = model.config.num_hidden_layers, task["k"]
+    t = tensors(b, DEV)
+    params = canonical(model, model.named_parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    trained = {}
+    if mode == "full":
+        trained = dict(params)
+    elif mode in ("reduced", "frozen-prefix"):
+        trained = {n: p for n, p in params.items() if n.startswith("layer.") and int(n.split(".")[1]) >= k}
+    for p in trained.values():
+        p.requires_grad_(True)
+    extra = {n: task[n].to(DEV).clone().requires_grad_(True) for n in ("head.weight", "head.bias")}
+    hooks = []
+    if mode.endswith("adapters"):
+        for l in range(k if mode == "reduced-adapters" else 0, L):
+            layer = model.encoder.layer[l]
+            for site, mod in (("attn", layer.attention.attn.o if is_mpnet(model) else layer.attention.output.dense),
+                              ("ffn", layer.output.dense)):
+                p = f"layer.{l}.adapter.{site}."
+                w = {n: task[p + n].to(DEV).clone().requires_grad_(True) for n in ("down.weight", "down.bias", "up.weight", "up.bias")}
+                extra.update({p + n: v for n, v in w.items()})
+
+                def hook(_m, _inp, out, w=w):
+                    a = torch.nn.functional.gelu(torch.nn.functional.linear(out, w["down.weight"], w["down.bias"]))
+                    return out + torch.nn.functional.linear(a, w["up.weight"], w["up.bias"])
+                hooks.append(mod.register_forward_hook(hook))
+    try:
+        h = model(**inputs(model, t)).last_hidden_state[:, 0]
+        logits = torch.nn.functional.linear(h, extra["head.weight"], extra["head.bias"])
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)).to(DEV))
+        loss.backward()
+    finally:
+        for x in hooks:
+            x.remove()
+    grads = {n: p.grad for n, p in {**trained, **extra}.items()}
+    for l in range(L):
+        for kind in ("weight", "bias"):
+            q = f"layer.{l}.attn.q.{kind}"
+            if q in grads:
+                grads[f"layer.{l}.attn.qkv.{kind}"] = torch.cat([grads.pop(f"layer.{l}.attn.{x}.{kind}") for x in "qkv"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return float(loss.detach()), {n: g.detach().float().cpu().numpy().ravel() for n, g in grads.items() if g is not None}
+
+
+def check_training(name, model, binary, rows):
+    """The backend's training step in every mode against PyTorch autograd (see the module doc)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    c = model.config
+    # positions as the family numbers them (MPNet from padding_idx + 1: its padding row gets no gradient in PyTorch)
+    parity = make_batch(c.vocab_size, 8, 64, [64, 50, 33, 17, 64, 8, 40, 2], 1, types=not is_mpnet(model),
+                        first_position=c.pad_token_id + 1 if is_mpnet(model) else 0)
+    timing = make_batch(c.vocab_size, 4, 32, [32] * 4, 2)
+    labels = np.random.default_rng(3).integers(0, 3, 8).astype(np.int32)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        task = make_task(model, size=16, labels=3)
+        write_inputs(d, model, parity, timing, task)
+        k = task["k"]
+        with open(d / "manifest.txt", "a") as f:
+            for mode in TRAIN_MODES:
+                f.write(f"train {mode} {k}\n")
+        (d / "labels.bin").write_bytes(labels.tobytes())
+        model = model.to(DEV).eval()
+        run_ours(binary, d, "fp32", [0], 2, allow_fail=DEV == "cpu")
+        for mode in TRAIN_MODES:
+            want_loss, want = train_reference(model, task, mode, parity, labels)
+            lines = (d / f"out-train-{mode}.txt").read_text().split("\n")
+            got_loss = float(lines[0].split()[1])
+            raw = np.fromfile(d / f"out-train-{mode}.bin", np.float32)
+            off, worst, worst_name, missing = 0, 0.0, "", sorted(want)
+            for line in lines[1:]:
+                if not line.strip():
+                    continue
+                n, count = line.split()[0], int(line.split()[1])
+                got = raw[off:off + count]
+                off += count
+                if n not in want:
+                    worst, worst_name = float("inf"), n + " (PyTorch trains no such tensor)"
+                    continue
+                missing.remove(n)
+                ref = want[n]
+                rel = float(np.abs(got - ref).max()) / max(float(np.abs(ref).max()), 1e-12)
+                if rel > worst:
+                    worst, worst_name = rel, n
+            if missing:
+                worst, worst_name = float("inf"), f"{len(missing)} tensors PyTorch trains were not trained, e.g. {missing[0]}"
+            loss_rel = abs(got_loss - want_loss) / max(abs(want_loss), 1e-12)
+            good = worst <= 1e-3 and loss_rel <= 1e-5
+            ok &= good
+            rows.append({"model": name, "mode": mode, "loss": got_loss, "lossRef": want_loss, "lossRel": loss_rel,
+                         "worst": worst, "worstName": worst_name, "ok": good})
+    return ok
 
 
 def write_inputs(d: Path, model, parity, timing, task=None):
@@ -220,8 +336,13 @@ def torch_times(model, b, reps):
         return cuda_time(full, reps), cuda_time(suffix, reps)
 
 
-def run_ours(binary, d, prec, layers, reps):
+def run_ours(binary, d, prec, layers, reps, allow_fail=False):
+    """er_gpu_encoder's timings; allow_fail: a dry run, where it stops at the timing (no GPU) after
+    the checks that run through the backend's table have written their outputs."""
     r = subprocess.run([binary, str(d), prec, ",".join(map(str, layers)), str(reps)], capture_output=True, text=True)
+    if allow_fail:
+        print("\n".join(x for x in r.stderr.strip().splitlines() if x.startswith("train ")))
+        return None
     if r.returncode != 0:
         raise RuntimeError(f"er_gpu_encoder {prec} failed: {r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -281,6 +402,9 @@ def main():
     ap.add_argument("--minilm", type=Path)
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--prepare-minilm", nargs=2, type=Path, metavar=("SRC", "DST"))
+    ap.add_argument("--dry-run-cpu", action="store_true",
+                    help="without a GPU: only the training check, PyTorch on the CPU, er_gpu_encoder with "
+                         "ER_CUDA_BACKEND naming build/er_emulated_cuda_backend.so (the backend's host code on the CPU)")
     a = ap.parse_args()
     if a.prepare_minilm:
         src, dst = a.prepare_minilm
@@ -291,8 +415,23 @@ def main():
                 (dst / f).write_bytes((src / f).read_bytes())
         print(f"wrote {dst}: {sum(p.stat().st_size for p in dst.iterdir()) / 2**20:.0f} MiB")
         return 0
-    if not a.bin or not a.out:
+    if not a.bin or not (a.out or a.dry_run_cpu):
         ap.error("--bin and --out are required")
+    small = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, vocab_size=2000)
+    small_models = lambda: [  # noqa: E731
+        ("BERT, 4 x 128 (random)", BertModel(BertConfig(**small, attn_implementation="sdpa"), add_pooling_layer=False)),
+        ("MPNet, 4 x 128 (random)", MPNetModel(MPNetConfig(**small, attn_implementation="eager"), add_pooling_layer=False))]
+    if a.dry_run_cpu:
+        global DEV
+        DEV = "cpu"
+        torch.manual_seed(20261201)
+        train_rows, ok = [], True
+        for name, m in small_models():
+            ok &= check_training(name, m, a.bin, train_rows)
+        for r in train_rows:
+            print(f"{r['model']} | {r['mode']} | loss {r['loss']:.6f} (PyTorch {r['lossRef']:.6f}) | worst gradient error "
+                  f"{r['worst']:.2e} ({r['worstName']}) | {'pass' if r['ok'] else 'FAIL'}")
+        return 0 if ok else 1
     if not torch.cuda.is_available():
         print("SKIP: PyTorch sees no CUDA GPU")
         return 0
@@ -303,6 +442,10 @@ def main():
     # all-mpnet-base-v2's shape (12 x 768, 32 buckets of relative position bias), random weights
     mpnet = MPNetModel(MPNetConfig(vocab_size=30527, attn_implementation="eager"), add_pooling_layer=False)
     ok &= check_model("MPNet-base shape (random)", mpnet, a.bin, a.reps, rows)
+    # training in every mode, on small models (fast; every tensor's gradient is compared)
+    train_rows = []
+    for name, m in small_models():
+        ok &= check_training(name, m, a.bin, train_rows)
     if a.minilm and (a.minilm / "config.json").exists():
         mini = AutoModel.from_pretrained(str(a.minilm), add_pooling_layer=False, attn_implementation="sdpa",
                                          dtype=torch.float32)
@@ -342,6 +485,17 @@ def main():
     for r in task_rows:
         lines.append(f"| {r['model']} | {r['precision']} | {'token ids' if r['from'] == 'ids' else 'layer N/2'} | "
                      f"{r['rel']:.2e} ({r['tol']:.0e}) {'pass' if r['ok'] else 'FAIL'} | {r['scale']:.2f} |")
+    lines += [
+        "", "Training through the backend (the GPU trainer): one step without dropout on the 8 x 64 parity batch, k = 2 "
+        "of 4 layers, a 3-label sequence head, adapters of size 16; the mean cross-entropy and every trainable tensor's "
+        "gradient against PyTorch autograd on the same GPU (fp32, TF32 off). Gradient error: max abs difference over "
+        "the tensor's largest gradient, the worst tensor (tolerance 1e-3); loss within 1e-5.", "",
+        "| model | mode | loss (PyTorch) | worst gradient error | worst tensor | result |",
+        "| --- | --- | ---: | ---: | --- | --- |",
+    ]
+    for r in train_rows:
+        lines.append(f"| {r['model']} | {r['mode']} | {r['loss']:.6f} ({r['lossRef']:.6f}) | {r['worst']:.2e} | "
+                     f"{r['worstName']} | {'pass' if r['ok'] else 'FAIL'} |")
     table = "\n".join(lines) + "\n"
     print(table)
     a.out.mkdir(parents=True, exist_ok=True)
