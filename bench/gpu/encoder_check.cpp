@@ -27,6 +27,11 @@
 // goes to DIR/out-train-MODE.bin, in the order of DIR/out-train-MODE.txt ("loss <x>", then
 // "<name> <count>" lines; a layer's Q, K, V as one stacked "layer.L.attn.qkv.weight" / ".bias").
 //
+// A manifest line "train-time <k>" times whole training steps (forward with dropout, the
+// loss gradient, backward, AdamW) of full, reduced and reduced-adapters at k on the timing
+// batch, through the table, fp32 runs only; the JSON line gains trainFullMs, trainReducedMs
+// and trainReducedAdaptersMs.
+//
 // With ER_CUDA_BACKEND naming embedding_recycler_cuda.so, the parity outputs come through that
 // library's C table (model/cuda_backend.h), opened with dlopen exactly as the addon opens it:
 // the GPU path Node users run, checked without Node. The timing then uses the encoder directly.
@@ -95,6 +100,11 @@ T* to_device(const std::vector<T>& v) {
   return p;
 }
 
+double median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
 // A trainable tensor of the training check: its own copy of the values, and its gradient
 struct Owned {
   std::string name;
@@ -102,24 +112,30 @@ struct Owned {
   bool decay = true;
 };
 
-// One training check (see the header): mode, k; h the plain encoder's host view; get() the
-// manifest's tensors
+// A task model for the training checks: mode, k; h the plain encoder's host view; get() the
+// manifest's tensors. It owns copies of its trainable tensors and their gradients.
+struct TrainSetup {
+  std::deque<Owned> own;
+  cu::HostEncoder t;
+  cu::HostTrain spec;
+  bool recycled = false;
+};
+
 template <class Get>
-void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h, Get get, const Batch& pb,
-                 const std::vector<int32_t>& labels, const std::string& mode, int64_t k, int64_t labels_n,
-                 int64_t adapter_size, const std::string& dir) {
+void make_train(TrainSetup& S, const cu::HostEncoder& h, Get get, const std::string& mode, int64_t k, int64_t labels_n,
+                int64_t adapter_size) {
   const er::EncoderConfig& c = h.cfg;
   const int64_t H = c.hidden, L = c.layers;
-  const bool recycled = mode == "reduced" || mode == "reduced-adapters";
+  S.recycled = mode == "reduced" || mode == "reduced-adapters";
   const bool adapters = mode == "reduced-adapters" || mode == "full-adapters";
   const bool full = mode == "full";
   const int64_t first = mode == "full" || mode == "full-adapters" ? 0 : k;
-  std::deque<Owned> own;
   auto take = [&](const std::string& name, const float* src, size_t n, bool decay) -> float* {
-    own.push_back({name, std::vector<float>(src, src + n), std::vector<float>(n, 0.0f), decay});
-    return own.back().w.data();
+    S.own.push_back({name, std::vector<float>(src, src + n), std::vector<float>(n, 0.0f), decay});
+    return S.own.back().w.data();
   };
-  cu::HostEncoder t = h;
+  cu::HostEncoder& t = S.t;
+  t = h;
   if (full) {
     t.emb.word = take("embeddings.word", h.emb.word, (size_t)(c.vocab * H), true);
     t.emb.position = take("embeddings.position", h.emb.position, (size_t)(c.max_positions * H), true);
@@ -173,36 +189,53 @@ void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h
         a.ub = take(p + "up.bias", get(p + "up.bias"), (size_t)H, false);
       }
   }
-  cu::HostTrain spec;
-  spec.first = first;
-  spec.recycled = recycled;
-  for (Owned& o : own) spec.params.push_back({o.w.data(), o.g.data(), (int64_t)o.w.size(), o.decay ? 1 : 0});
+  S.spec = cu::HostTrain{};
+  S.spec.first = first;
+  S.spec.recycled = S.recycled;
+  for (Owned& o : S.own) S.spec.params.push_back({o.w.data(), o.g.data(), (int64_t)o.w.size(), o.decay ? 1 : 0});
+}
+
+// The mean cross-entropy of a sequence head's logits (B, L) and its gradient
+double mean_cross_entropy(const std::vector<float>& logits, std::vector<float>& dlogits, const std::vector<int32_t>& labels,
+                          int64_t B, int64_t L) {
+  double loss = 0;
+  dlogits.resize(logits.size());
+  for (int64_t b = 0; b < B; b++) {
+    const float* z = logits.data() + b * L;
+    double mx = z[0], sum = 0;
+    for (int64_t j = 1; j < L; j++) mx = std::max(mx, (double)z[j]);
+    for (int64_t j = 0; j < L; j++) sum += std::exp(z[j] - mx);
+    loss += (std::log(sum) + mx - z[labels[(size_t)b]]) / B;
+    for (int64_t j = 0; j < L; j++)
+      dlogits[(size_t)(b * L + j)] = (float)((std::exp(z[j] - mx) / sum - (j == labels[(size_t)b])) / B);
+  }
+  return loss;
+}
+
+// One training check (see the header)
+template <class Get>
+void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h, Get get, const Batch& pb,
+                 const std::vector<int32_t>& labels, const std::string& mode, int64_t k, int64_t labels_n,
+                 int64_t adapter_size, const std::string& dir) {
+  TrainSetup S;
+  make_train(S, h, get, mode, k, labels_n, adapter_size);
   char err[2048] = {0};
   void* th = nullptr;
-  if (api->train_create(&t, &spec, 0, &th, err, sizeof err) != 0) fail("train_create (" + mode + "): " + err);
+  if (api->train_create(&S.t, &S.spec, 0, &th, err, sizeof err) != 0) fail("train_create (" + mode + "): " + err);
   const int32_t* types_or_null = h.emb.token_type ? pb.types.data() : nullptr;
   std::vector<float> hidden;
-  if (recycled) {
-    hidden.resize((size_t)pb.B * pb.T * H);
+  if (S.recycled) {
+    hidden.resize((size_t)pb.B * pb.T * h.cfg.hidden);
     if (api->forward(plain, hidden.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, k,
                      err, sizeof err) != 0)
       fail(std::string("forward to layer k: ") + err);
   }
-  std::vector<float> logits((size_t)(pb.B * labels_n)), dlogits(logits.size());
+  std::vector<float> logits((size_t)(pb.B * labels_n)), dlogits;
   if (api->train_zero_grad(th, err, sizeof err) != 0 ||
-      api->train_forward(th, logits.data(), recycled ? hidden.data() : nullptr, pb.ids.data(), pb.pos.data(),
+      api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, pb.ids.data(), pb.pos.data(),
                          types_or_null, pb.mask.data(), pb.B, pb.T, 0, 1, err, sizeof err) != 0)
     fail("train_forward (" + mode + "): " + err);
-  double loss = 0;  // mean cross-entropy over the rows, and its gradient
-  for (int32_t b = 0; b < pb.B; b++) {
-    const float* z = logits.data() + b * labels_n;
-    double mx = z[0], sum = 0;
-    for (int64_t j = 1; j < labels_n; j++) mx = std::max(mx, (double)z[j]);
-    for (int64_t j = 0; j < labels_n; j++) sum += std::exp(z[j] - mx);
-    loss += (std::log(sum) + mx - z[labels[(size_t)b]]) / pb.B;
-    for (int64_t j = 0; j < labels_n; j++)
-      dlogits[(size_t)(b * labels_n + j)] = (float)((std::exp(z[j] - mx) / sum - (j == labels[(size_t)b])) / pb.B);
-  }
+  const double loss = mean_cross_entropy(logits, dlogits, labels, pb.B, labels_n);
   if (api->train_backward(th, dlogits.data(), err, sizeof err) != 0 || api->train_sync(th, 1, err, sizeof err) != 0)
     fail("train_backward (" + mode + "): " + err);
   std::ofstream bin(dir + "/out-train-" + mode + ".bin", std::ios::binary);
@@ -210,20 +243,58 @@ void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h
   char line[64];
   std::snprintf(line, sizeof line, "loss %.9g\n", loss);
   txt << line;
-  for (const Owned& o : own) {
+  for (const Owned& o : S.own) {
     bin.write((const char*)o.g.data(), o.g.size() * 4);
     txt << o.name << " " << o.g.size() << "\n";
   }
   uint64_t wb = 0, bb = 0;
   api->train_memory(th, &wb, &bb);
   std::fprintf(stderr, "train %s (k = %lld): loss %.6f, %zu trainable tensors, %.1f MiB of weights, %.1f MiB of buffers\n",
-               mode.c_str(), (long long)k, loss, own.size(), wb / 1048576.0, bb / 1048576.0);
+               mode.c_str(), (long long)k, loss, S.own.size(), wb / 1048576.0, bb / 1048576.0);
   api->train_destroy(th);
 }
 
-double median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
+// Median ms of a whole training step (forward with dropout 0.1, the host's loss gradient,
+// backward, AdamW) through the backend's table on batch tb, after warm-up; the step calls
+// wait for the GPU, so a wall clock times them
+template <class Get>
+double train_time(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h, Get get, const Batch& tb,
+                  const std::string& mode, int64_t k, int64_t labels_n, int64_t adapter_size, int reps) {
+  TrainSetup S;
+  make_train(S, h, get, mode, k, labels_n, adapter_size);
+  S.spec.hidden_dropout = S.spec.attention_dropout = S.spec.head_dropout = 0.1f;
+  char err[2048] = {0};
+  void* th = nullptr;
+  if (api->train_create(&S.t, &S.spec, 0, &th, err, sizeof err) != 0) fail("train_create (" + mode + "): " + err);
+  const int32_t* types_or_null = h.emb.token_type ? tb.types.data() : nullptr;
+  std::vector<float> hidden;
+  if (S.recycled) {  // layer k's states, as a store holds them
+    hidden.resize((size_t)tb.B * tb.T * h.cfg.hidden);
+    if (api->forward(plain, hidden.data(), tb.ids.data(), tb.pos.data(), types_or_null, tb.mask.data(), tb.B, tb.T, k,
+                     err, sizeof err) != 0)
+      fail(std::string("forward to layer k: ") + err);
+  }
+  std::vector<int32_t> labels((size_t)tb.B);
+  for (int32_t b = 0; b < tb.B; b++) labels[(size_t)b] = b % labels_n;
+  std::vector<float> logits((size_t)(tb.B * labels_n)), dlogits;
+  cu::HostAdamW o;
+  o.lr = 1e-5f;
+  std::vector<float> ms;
+  for (int r = 0; r < reps + 3; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double norm = 0;
+    if (api->train_zero_grad(th, err, sizeof err) != 0 ||
+        api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, tb.ids.data(), tb.pos.data(),
+                           types_or_null, tb.mask.data(), tb.B, tb.T, 1, (uint64_t)r, err, sizeof err) != 0)
+      fail("timed train_forward (" + mode + "): " + err);
+    mean_cross_entropy(logits, dlogits, labels, tb.B, labels_n);
+    if (api->train_backward(th, dlogits.data(), err, sizeof err) != 0 ||
+        api->train_adamw(th, &o, r + 1, &norm, err, sizeof err) != 0)
+      fail("timed train step (" + mode + "): " + err);
+    if (r >= 3) ms.push_back((float)std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  api->train_destroy(th);
+  return median(ms);
 }
 
 }  // namespace
@@ -242,6 +313,7 @@ int main(int argc, char** argv) {
   cu::HostEncoder h;
   int64_t task_k = -1, task_labels = 0, task_size = 0;
   std::vector<std::pair<std::string, int64_t>> train_lines;
+  int64_t train_time_k = -1;  // "train-time <k>": time training steps of full, reduced and reduced-adapters
   std::map<std::string, const float*> slots;
   std::ifstream mf(dir + "/manifest.txt");
   if (!mf) fail("cannot read " + dir + "/manifest.txt");
@@ -261,6 +333,8 @@ int main(int argc, char** argv) {
       int64_t k = 0;
       s >> mode >> k;
       train_lines.push_back({mode, k});
+    } else if (kind == "train-time") {
+      s >> train_time_k;
     } else if (kind == "tensor") {
       std::string slot;
       size_t off = 0, count = 0;
@@ -315,6 +389,7 @@ int main(int argc, char** argv) {
     if (api->create(&h, (int32_t)in, 0, &handle, err, sizeof err) != 0) fail(std::string("backend create: ") + err);
   }
   std::unique_ptr<cu::CudaEncoder> enc;
+  double train_full_ms = 0, train_reduced_ms = 0, train_ra_ms = 0;
   if (!api) check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder");
   std::stringstream layers(argv[3]);
   std::string item;
@@ -388,6 +463,15 @@ int main(int argc, char** argv) {
       if ((int64_t)labels.size() != pb.B) fail("labels.bin does not hold one label per parity row");
       for (const auto& [mode, k] : train_lines)
         train_check(api, handle, h, get, pb, labels, mode, k, task_labels, task_size, dir);
+    }
+    if (train_time_k >= 0 && prec == "fp32") {
+      Batch tb = read_batch(dir + "/timing.bin");
+      const std::pair<const char*, double*> modes[] = {
+          {"full", &train_full_ms}, {"reduced", &train_reduced_ms}, {"reduced-adapters", &train_ra_ms}};
+      for (const auto& [mode, ms] : modes) {
+        *ms = train_time(api, handle, h, get, tb, mode, train_time_k, task_labels, task_size, std::max(reps / 5, 5));
+        std::fprintf(stderr, "train step %s (k = %lld) on %d x %d: %.3f ms\n", mode, (long long)train_time_k, tb.B, tb.T, *ms);
+      }
     }
     api->destroy(handle);
     check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder for the timing");
@@ -496,9 +580,11 @@ int main(int argc, char** argv) {
   std::printf("{\"precision\": \"%s\", \"B\": %d, \"T\": %d, \"k\": %lld, \"fullMs\": %.4f, \"suffixMs\": %.4f, "
               "\"weightBytes\": %llu, \"bufferBytes\": %llu, \"batches\": %d, \"plainHostMs\": %.4f, "
               "\"recycledF16Ms\": %.4f, \"serialF16Ms\": %.4f, \"copyMs\": %.4f, \"copyHidden\": %.4f, "
-              "\"recycledRelErr\": %.3g}\n",
+              "\"recycledRelErr\": %.3g, \"trainFullMs\": %.4f, \"trainReducedMs\": %.4f, "
+              "\"trainReducedAdaptersMs\": %.4f}\n",
               prec.c_str(), tb.B, tb.T, (long long)k, full, suffix, (unsigned long long)enc->weight_bytes(),
               (unsigned long long)enc->buffer_bytes(), nb, median(plain) / nb, p_ms / nb, s_ms / nb, c_ms / nb,
-              c_ms > 0 ? 1.0 - exposed / c_ms : 0.0, worst / std::max(scale, 1e-30));
+              c_ms > 0 ? 1.0 - exposed / c_ms : 0.0, worst / std::max(scale, 1e-30), train_full_ms, train_reduced_ms,
+              train_ra_ms);
   return 0;
 }

@@ -16,7 +16,8 @@ the real all-MiniLM-L6-v2 (--minilm DIR), this script
      against the plain encoder, and how much of the copy time the overlap hides;
   5. on the BERT-base-shaped model, a task model through the backend (adapters of size 64 in
      layers N/2 + 1 .. N, a 3-label sequence head, seeded random weights) against the same
-     model in PyTorch: its logits from the token ids and from layer N/2's states;
+     model in PyTorch: its logits from the token ids and from layer N/2's states; and the time
+     of a training step (full, reduced, reduced-adapters) against PyTorch eager (full, reduced);
   6. on small BERT- and MPNet-shaped models (4 layers, hidden 128), a training step through
      the backend's train_* table in every mode (full, frozen-prefix, reduced, reduced-adapters,
      full-adapters; k = 2; a 3-label sequence head; no dropout): the loss and every trainable
@@ -336,6 +337,59 @@ def torch_times(model, b, reps):
         return cuda_time(full, reps), cuda_time(suffix, reps)
 
 
+def torch_train_times(model, task, b, reps):
+    """PyTorch eager training steps on the GPU (fp32, TF32 off, dropout 0.1, AdamW, CUDA events,
+    median after 3 warm-up steps): full from the token ids, and reduced (layers k+1..N and the
+    head) from layer k's states. Returns (full ms, reduced ms); the weights are restored after."""
+    t = tensors(b, "cuda")
+    k, L = task["k"], model.config.num_hidden_layers
+    saved = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    labels = torch.arange(b["ids"].shape[0], device="cuda") % task["labels"]
+    head = torch.nn.Linear(model.config.hidden_size, task["labels"]).cuda()
+    with torch.no_grad():
+        hk = model(**inputs(model, t, positions=False), output_hidden_states=True).hidden_states[k]
+    ext = (1.0 - t["mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+    model.train()
+
+    def run(reduced):
+        params = [p for l in model.encoder.layer[k:] for p in l.parameters()] if reduced else list(model.parameters())
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params + list(head.parameters()), lr=1e-5)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            if reduced:
+                h = hk
+                for layer in model.encoder.layer[k:]:
+                    h = layer(h, attention_mask=ext)
+                    h = h[0] if isinstance(h, tuple) else h
+            else:
+                h = model(**inputs(model, t, positions=False)).last_hidden_state
+            loss = torch.nn.functional.cross_entropy(head(h[:, 0]), labels)
+            loss.backward()
+            opt.step()
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        ms = []
+        for r in range(reps + 3):
+            e0.record()
+            step()
+            e1.record()
+            torch.cuda.synchronize()
+            if r >= 3:
+                ms.append(e0.elapsed_time(e1))
+        return float(np.median(ms))
+    try:
+        return run(False), run(True)
+    finally:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.load_state_dict(saved)
+
+
 def run_ours(binary, d, prec, layers, reps, allow_fail=False):
     """er_gpu_encoder's timings; allow_fail: a dry run, where it stops at the timing (no GPU) after
     the checks that run through the backend's table have written their outputs."""
@@ -360,6 +414,9 @@ def check_model(name, model, binary, reps, rows, task_rows=None):
         d = Path(tmp)
         task = make_task(model) if task_rows is not None else None
         write_inputs(d, model, parity, timing, task)
+        if task:  # time training steps too (the backend's trainer, fp32)
+            with open(d / "manifest.txt", "a") as f:
+                f.write(f"train-time {task['k']}\n")
         model = model.cuda().eval()
         ref = reference_layers(model, parity)
         task_ref = task_reference(model, task, parity) if task else None
@@ -384,7 +441,13 @@ def check_model(name, model, binary, reps, rows, task_rows=None):
             rows.append({"model": name, "precision": prec, "worst": worst, "perLayer": errs, "tol": TOL[prec],
                          "ok": good, "oursFull": t["fullMs"], "oursSuffix": t["suffixMs"], "B": t["B"], "T": t["T"],
                          **{key: t[key] for key in ("plainHostMs", "recycledF16Ms", "serialF16Ms", "copyMs",
-                                                    "copyHidden", "recycledRelErr", "batches")}})
+                                                    "copyHidden", "recycledRelErr", "batches", "trainFullMs",
+                                                    "trainReducedMs", "trainReducedAdaptersMs")}})
+        if task:
+            full, reduced = torch_train_times(model, task, timing, max(reps // 5, 5))
+            for row in rows:
+                if row["model"] == name and row["precision"] == "fp32":
+                    row["torchTrainFull"], row["torchTrainReduced"] = full, reduced
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             m = model.to(dtype)
             full, suffix = torch_times(m, timing, reps)
@@ -485,6 +548,21 @@ def main():
     for r in task_rows:
         lines.append(f"| {r['model']} | {r['precision']} | {'token ids' if r['from'] == 'ids' else 'layer N/2'} | "
                      f"{r['rel']:.2e} ({r['tol']:.0e}) {'pass' if r['ok'] else 'FAIL'} | {r['scale']:.2f} |")
+    lines += [
+        "", "Training steps (the GPU trainer through the backend's table, fp32, against PyTorch eager fp32 with TF32 off; "
+        f"{rows[0]['B']} x {rows[0]['T']}, a 3-label sequence head, dropout 0.1, forward + backward + AdamW, median): full "
+        "from the token ids; reduced (layers N/2 + 1 .. N) from layer N/2's states; reduced-adapters (adapters of size 64 "
+        "in those layers, the layers frozen).", "",
+        "| model | ours full ms | PyTorch full ms | ours reduced ms | PyTorch reduced ms | ours reduced-adapters ms | "
+        "reduced over full (ours) | (PyTorch) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if r.get("trainFullMs"):
+            tf, tr = r.get("torchTrainFull", 0), r.get("torchTrainReduced", 0)
+            lines.append(f"| {r['model']} | {r['trainFullMs']:.2f} | {tf:.2f} | {r['trainReducedMs']:.2f} | {tr:.2f} | "
+                         f"{r['trainReducedAdaptersMs']:.2f} | +{(r['trainFullMs'] / r['trainReducedMs'] - 1) * 100:.0f}% | "
+                         f"+{(tf / tr - 1) * 100 if tr else 0:.0f}% |")
     lines += [
         "", "Training through the backend (the GPU trainer): one step without dropout on the 8 x 64 parity batch, k = 2 "
         "of 4 layers, a 3-label sequence head, adapters of size 16; the mean cross-entropy and every trainable tensor's "
