@@ -17,7 +17,7 @@ export function registerInfo(program: Command): void {
       process.stdout.write(`kernels: ${info.kernels}\ngemm: ${info.gemm}\nthreads: ${info.defaultThreads}\nsqlite: ${info.sqlite}\naddon: ${info.addon}\n`);
       // the GPU backend: not built in, built in but unusable here (and why), or the GPUs it runs on
       const gpu = !cuda.loaded ? `not available: ${cuda.reason}`
-        : cuda.available ? `CUDA ${cuda.runtime} runtime; cuBLASLt GEMMs, own kernels (LayerNorm, softmax, GELU, embeddings); ${cuda.devices.length} GPU(s)`
+        : cuda.available ? `CUDA ${cuda.runtime} runtime; cuBLASLt GEMMs, cuBLAS batched attention, own kernels (LayerNorm, masked softmax, GELU, adapters, embeddings, their backward, AdamW); encoders, task-model serving and training (fp32) of BERT, RoBERTa, DistilBERT and MPNet; ${cuda.devices.length} GPU(s)`
           : `compiled in (CUDA ${cuda.runtime} runtime) but unusable here: ${cuda.reason}`;
       process.stdout.write(`cuda: ${gpu}\ncuda backend: ${cuda.backend}\n${cuda.devices.map((d) => `gpu ${d}\n`).join('')}`);
     });
