@@ -232,7 +232,7 @@ void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h
   }
   std::vector<float> logits((size_t)(pb.B * labels_n)), dlogits;
   if (api->train_zero_grad(th, err, sizeof err) != 0 ||
-      api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, pb.ids.data(), pb.pos.data(),
+      api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, nullptr, pb.ids.data(), pb.pos.data(),
                          types_or_null, pb.mask.data(), pb.B, pb.T, 0, 1, err, sizeof err) != 0)
     fail("train_forward (" + mode + "): " + err);
   const double loss = mean_cross_entropy(logits, dlogits, labels, pb.B, labels_n);
@@ -284,7 +284,7 @@ double train_time(const ErCudaBackend* api, void* plain, const cu::HostEncoder& 
     const auto t0 = std::chrono::steady_clock::now();
     double norm = 0;
     if (api->train_zero_grad(th, err, sizeof err) != 0 ||
-        api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, tb.ids.data(), tb.pos.data(),
+        api->train_forward(th, logits.data(), S.recycled ? hidden.data() : nullptr, nullptr, tb.ids.data(), tb.pos.data(),
                            types_or_null, tb.mask.data(), tb.B, tb.T, 1, (uint64_t)r, err, sizeof err) != 0)
       fail("timed train_forward (" + mode + "): " + err);
     mean_cross_entropy(logits, dlogits, labels, tb.B, labels_n);
@@ -442,14 +442,14 @@ int main(int argc, char** argv) {
       void* th = nullptr;
       if (api->create(&t, (int32_t)in, 0, &th, err, sizeof err) != 0) fail(std::string("backend create (task): ") + err);
       std::vector<float> logits((size_t)pb.B * t.task.labels), hk(out.size());
-      if (api->task_forward(th, logits.data(), nullptr, pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B,
+      if (api->task_forward(th, logits.data(), nullptr, nullptr, pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B,
                             pb.T, 0, err, sizeof err) != 0)
         fail(std::string("backend task_forward (ids): ") + err);
       std::ofstream(dir + "/out-" + prec + "-task-ids.bin", std::ios::binary)
           .write((const char*)logits.data(), logits.size() * 4);
       if (api->forward(th, hk.data(), pb.ids.data(), pb.pos.data(), types_or_null, pb.mask.data(), pb.B, pb.T, task_k, err,
                        sizeof err) != 0 ||
-          api->task_forward(th, logits.data(), hk.data(), nullptr, nullptr, nullptr, pb.mask.data(), pb.B, pb.T, task_k,
+          api->task_forward(th, logits.data(), hk.data(), nullptr, nullptr, nullptr, nullptr, pb.mask.data(), pb.B, pb.T, task_k,
                             err, sizeof err) != 0)
         fail(std::string("backend task_forward (layer k): ") + err);
       std::ofstream(dir + "/out-" + prec + "-task-k.bin", std::ios::binary)

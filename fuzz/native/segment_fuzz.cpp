@@ -1,5 +1,5 @@
 // libFuzzer target for the activation store's segment record reader
-// (native/store/segment.cpp): er::store::record_decode on arbitrary bytes as one record
+// (native/store/segment.cpp): er::store::record_decode and record_copy_f16 on arbitrary bytes as one record
 // and as a sequence of records, and er::store::verify_segment on the same bytes as a
 // whole segment file (through a memfd). Built with -fsanitize=fuzzer,address,undefined
 // by scripts/fuzz.sh. The input is the bytes of a segment file (seeds: real ones).
@@ -32,6 +32,28 @@ static void fail(const char* what) {
 static const uint64_t kMaxValues = 1 << 14;  // largest output we allocate for a decode (64 KiB: keeps an input under a millisecond)
 static const float kGuard = -12345.5f;
 
+// record_copy_f16 (the fp16 batches a GPU model reads) against record_decode on the same
+// bytes: it accepts exactly the fp16 records the decode accepts (verified or not), refuses
+// every other codec, writes exactly tokens x hidden codes (guards around the output), and
+// those codes are the payload's.
+static void copy_f16_agrees(const uint8_t* rec, uint64_t avail, const RecordHeader& h, const std::string& e_plain,
+                            const std::string& e_nover) {
+  const uint64_t n = (uint64_t)h.tokens * h.hidden;
+  const bool fp16 = avail >= sizeof h && h.codec == kCodecF16;
+  const std::string c_plain = record_copy_f16(rec, avail, nullptr, h.tokens, h.hidden, true, nullptr);
+  const std::string c_nover = record_copy_f16(rec, avail, nullptr, h.tokens, h.hidden, false, nullptr);
+  if (fp16 && (c_plain.empty() != e_plain.empty() || c_nover.empty() != e_nover.empty()))
+    fail("fp16 copy and decode disagree on a record");
+  if (!fp16 && (c_plain.empty() || c_nover.empty()) && avail >= sizeof h) fail("fp16 copy accepted a record of another codec");
+  if (!c_plain.empty() || n == 0 || n > kMaxValues) return;
+  const uint16_t guard = 0xBEEF;
+  std::vector<uint16_t> out(n + 16, guard);
+  if (!record_copy_f16(rec, avail, h.key, h.tokens, h.hidden, true, out.data() + 8).empty()) fail("fp16 copy refused its own key");
+  for (int i = 0; i < 8; i++)
+    if (out[i] != guard || out[n + 8 + i] != guard) fail("fp16 copy wrote outside its output");
+  if (std::memcmp(out.data() + 8, rec + kRecordHeaderBytes, (size_t)n * 2) != 0) fail("fp16 copy changed the payload");
+}
+
 // Decodes the record at rec (avail bytes) in every mode and checks the results agree.
 static void decode_all_ways(const uint8_t* rec, uint64_t avail) {
   RecordHeader h;
@@ -54,6 +76,7 @@ static void decode_all_ways(const uint8_t* rec, uint64_t avail) {
     if (payload != h.payload_bytes || avail - kRecordHeaderBytes < payload) fail("accepted a payload outside the bytes");
     if (!e_nover.empty()) fail("verified decode accepted what the unverified one refused");
   }
+  copy_f16_agrees(rec, avail, h, e_plain, e_nover);
   if (n == 0 || n > kMaxValues || h.hidden > kMaxValues) return;
   // with an output, contiguous and strided (stride hidden + 3), verified and not
   const uint64_t stride = (uint64_t)h.hidden + 3;

@@ -118,12 +118,13 @@ std::string GpuEncoder::forward_from(float* out, const float* hidden, const int3
   return "";
 }
 
-std::string GpuEncoder::task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                                     const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
-                                     int64_t from_layer) {
+std::string GpuEncoder::task_forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                                     const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B,
+                                     int64_t T, int64_t from_layer) {
   std::lock_guard<std::mutex> lock(mu_);
   char err[kErrBytes] = {0};
-  if (api_->task_forward(handle_, logits, hidden, ids, positions, types, mask, B, T, from_layer, err, sizeof err) != 0)
+  if (api_->task_forward(handle_, logits, hidden, hidden16, ids, positions, types, mask, B, T, from_layer, err,
+                         sizeof err) != 0)
     return err[0] ? err : "the GPU task forward pass failed";
   return "";
 }
@@ -153,12 +154,12 @@ GpuTrainer::~GpuTrainer() {
   if (api_ && handle_) api_->train_destroy(handle_);
 }
 
-std::string GpuTrainer::forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                                const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool dropout,
-                                uint64_t step) {
+std::string GpuTrainer::forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                                const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B,
+                                int64_t T, bool dropout, uint64_t step) {
   char err[kErrBytes] = {0};
-  if (api_->train_forward(handle_, logits, hidden, ids, positions, types, mask, B, T, dropout ? 1 : 0, step, err,
-                          sizeof err) != 0)
+  if (api_->train_forward(handle_, logits, hidden, hidden16, ids, positions, types, mask, B, T, dropout ? 1 : 0, step,
+                          err, sizeof err) != 0)
     return err[0] ? err : "the GPU training forward pass failed";
   return "";
 }

@@ -29,9 +29,10 @@ class GpuEncoder {
   std::string forward_from(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                            int64_t from_layer, int64_t to_layer);
   // a task model's logits (created from a HostEncoder with a head): from layer from_layer's
-  // hidden states, or (hidden null) from the ids
-  std::string task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                           const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer);
+  // hidden states (fp32 hidden or fp16 hidden16), or (both null) from the ids
+  std::string task_forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                           const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                           int64_t from_layer);
   void memory(uint64_t* weight_bytes, uint64_t* buffer_bytes);
   int32_t device() const { return device_; }
 
@@ -50,8 +51,9 @@ class GpuTrainer {
   static std::string create(const er::cuda::HostEncoder& host, const er::cuda::HostTrain& train, int32_t device,
                             std::shared_ptr<GpuTrainer>* out);
   ~GpuTrainer();
-  std::string forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool dropout, uint64_t step);
+  std::string forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                      const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                      bool dropout, uint64_t step);
   std::string backward(const float* dlogits);
   std::string zero_grad();
   std::string adamw(const er::cuda::HostAdamW& o, int64_t t, double* norm);

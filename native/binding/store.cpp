@@ -313,7 +313,8 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
 
   // new Prefetcher(reader, {hidden, batchStart: Uint32Array, segments: Uint32Array,
   //   offsets: Float64Array, bytes: Float64Array, tokens: Uint32Array, keys: Uint8Array},
-  //   {depth, verify, maxRows, maxTokens})
+  //   {depth, verify, maxRows, maxTokens, fp16}); fp16: hidden comes as a Uint16Array of the
+  //   records' own fp16 values (an fp16 store only)
   PrefetchHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PrefetchHandle>(info) {
     THROW_IF(info.Length() < 3 || !info[1].IsObject() || !info[2].IsObject(), "Prefetcher(reader, plan, options)");
     er_binding::tag_object(info.This().As<Napi::Object>(), er_binding::kPrefetcherTag);
@@ -331,6 +332,7 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     for (size_t i = 1; i < nb1; i++) THROW_IF(p.batch_start[i] < p.batch_start[i - 1], "batchStart must not decrease");
     const int depth = (int)er_binding::get_int(opts.Get("depth"), "depth", 0, 64);
     const bool verify = opts.Get("verify").ToBoolean().Value();
+    const bool fp16 = opts.Get("fp16").ToBoolean().Value();
     const uint32_t max_rows = (uint32_t)er_binding::get_int(opts.Get("maxRows"), "maxRows", 1, er_binding::kMaxDim);
     const uint32_t max_tokens = (uint32_t)er_binding::get_int(opts.Get("maxTokens"), "maxTokens", 1, er_binding::kMaxDim);
     uint32_t* segs = er_binding::array_data<uint32_t>(plan.Get("segments"), napi_uint32_array, n, "segments");
@@ -363,7 +365,8 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
           info.Env(), er_binding::alloc_message("the prefetch ring", ring, "batchSize, prefetch or maxBytes") +
                           " (this machine has " + std::to_string(phys) + " bytes of memory)");
     try {
-      pf_ = std::make_shared<er::store::Prefetcher>(r->reader, std::move(p), depth, verify, max_rows, max_tokens, r->pool);
+      pf_ = std::make_shared<er::store::Prefetcher>(r->reader, std::move(p), depth, verify, max_rows, max_tokens, r->pool,
+                                                    fp16);
     } catch (const std::bad_alloc&) {
       throw Napi::RangeError::New(info.Env(), er_binding::alloc_message("the prefetch ring", ring, "batchSize, prefetch or maxBytes"));
     }
@@ -431,8 +434,9 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     const uint64_t H = pf_->hidden();
     const size_t nh = (size_t)s.rows * s.tokens * H, nm = (size_t)s.rows * s.tokens;
     auto* keep = new std::shared_ptr<er::store::Prefetcher>(pf_);
+    const size_t value_bytes = pf_->fp16() ? sizeof(uint16_t) : sizeof(float);
     Napi::ArrayBuffer hb = Napi::ArrayBuffer::New(
-        env, s.hidden, nh * sizeof(float),
+        env, s.hidden, nh * value_bytes,
         [](Napi::Env, void*, std::shared_ptr<er::store::Prefetcher>* k) { delete k; }, keep);
     auto* keep2 = new std::shared_ptr<er::store::Prefetcher>(pf_);
     Napi::ArrayBuffer mb = Napi::ArrayBuffer::New(
@@ -445,7 +449,8 @@ class PrefetchHandle : public Napi::ObjectWrap<PrefetchHandle> {
     o.Set("batch", (double)s.batch);
     o.Set("rows", s.rows);
     o.Set("tokens", s.tokens);
-    o.Set("hidden", Napi::Float32Array::New(env, nh, hb, 0));
+    if (pf_->fp16()) o.Set("hidden", Napi::Uint16Array::New(env, nh, hb, 0));
+    else o.Set("hidden", Napi::Float32Array::New(env, nh, hb, 0));
     o.Set("mask", Napi::Int32Array::New(env, nm, mb, 0));
     return o;
   }

@@ -255,8 +255,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     std::string gpu_step() {
       const er::TrainConfig& c = model_->config();
       const bool recycled = c.mode == er::TrainMode::Reduced || c.mode == er::TrainMode::ReducedAdapters;
-      if (in.hidden && !recycled) return "this mode takes token ids as input";
-      if (!in.hidden && !in.ids) return "this mode takes layer-" + std::to_string(c.k) + " hidden states as input";
+      const bool states = in.hidden || in.hidden16;
+      if (states && !recycled) return "this mode takes token ids as input";
+      if (!states && !in.ids) return "this mode takes layer-" + std::to_string(c.k) + " hidden states as input";
       if (!gpu_->enc || gpu_->version != model_->version()) {
         er::cuda::HostEncoder host;
         model_->host_view(&host);
@@ -267,8 +268,8 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       }
       const int64_t R = c.head == er::HeadKind::Sequence ? in.B : in.B * in.T;
       logits_.assign((size_t)(R * c.num_labels), 0.0f);
-      std::string err = gpu_->enc->task_forward(logits_.data(), in.hidden, in.ids, in.positions, in.types, in.mask, in.B,
-                                                in.T, in.hidden ? c.k : 0);
+      std::string err = gpu_->enc->task_forward(logits_.data(), in.hidden, in.hidden16, in.ids, in.positions, in.types,
+                                                in.mask, in.B, in.T, states ? c.k : 0);
       if (err.empty() && labels) err = model_->loss_of(logits_.data(), labels, in.mask, in.B, in.T, &loss_);
       return err;
     }
@@ -304,8 +305,9 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       }
       const int64_t R = c.head == er::HeadKind::Sequence ? in.B : in.B * in.T;
       logits_.assign((size_t)(R * c.num_labels), 0.0f);
-      err = g.trainer->forward(logits_.data(), in.hidden, in.ids, in.positions, in.types, in.mask, in.B, in.T, train,
-                               model_->take_step_number());
+      if ((in.hidden || in.hidden16) && !recycled) return "this mode takes token ids as input";
+      err = g.trainer->forward(logits_.data(), in.hidden, in.hidden16, in.ids, in.positions, in.types, in.mask, in.B, in.T,
+                               train, model_->take_step_number());
       std::vector<float> dlogits;
       if (err.empty() && labels)
         err = model_->loss_of(logits_.data(), labels, in.mask, in.B, in.T, &loss_, backward ? &dlogits : nullptr);
@@ -355,6 +357,11 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       if (in.Get("hidden").IsTypedArray()) {
         w->in.hidden = er_binding::array_data<const float>(in.Get("hidden"), napi_float32_array, n * (size_t)hidden_size(), "hidden");
         w->hold(in.Get("hidden"));
+      } else if (in.Get("hidden16").IsTypedArray()) {
+        THROW_IF(!gpu_, "fp16 hidden states (hidden16) run on a GPU model only; give fp32 hidden states on the CPU");
+        w->in.hidden16 = er_binding::array_data<const uint16_t>(in.Get("hidden16"), napi_uint16_array,
+                                                                 n * (size_t)hidden_size(), "hidden16");
+        w->hold(in.Get("hidden16"));
       } else {
         w->in.ids = er_binding::array_data<const int32_t>(in.Get("ids"), napi_int32_array, n, "ids");
         w->in.positions = er_binding::array_data<const int32_t>(in.Get("positions"), napi_int32_array, n, "positions");

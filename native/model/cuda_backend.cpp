@@ -130,13 +130,13 @@ int forward_from(void* handle, float* out, const float* hidden, const int32_t* m
   }
 }
 
-int task_forward(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                 const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err,
-                 size_t err_bytes) {
+int task_forward(void* handle, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                 const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                 int64_t from_layer, char* err, size_t err_bytes) {
   try {
     Handle* h = static_cast<Handle*>(handle);
     std::string e = er::cuda::error_text(cudaSetDevice(h->device), "cudaSetDevice");
-    if (e.empty()) e = h->enc->task_forward(logits, hidden, ids, positions, types, mask, B, T, from_layer);
+    if (e.empty()) e = h->enc->task_forward(logits, hidden, hidden16, ids, positions, types, mask, B, T, from_layer);
     return report(e, err, err_bytes);
   } catch (const std::exception& ex) {
     return report(std::string("the GPU task forward pass failed: ") + ex.what(), err, err_bytes);
@@ -186,11 +186,11 @@ int on_trainer(void* handle, const char* what, char* err, size_t err_bytes, F f)
   }
 }
 
-int train_forward(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                  const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int32_t dropout, uint64_t step,
-                  char* err, size_t err_bytes) {
+int train_forward(void* handle, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                  const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                  int32_t dropout, uint64_t step, char* err, size_t err_bytes) {
   return on_trainer(handle, "the GPU training forward pass", err, err_bytes, [&](CudaTrainer& t) {
-    return t.forward(logits, hidden, ids, positions, types, mask, B, T, dropout != 0, step);
+    return t.forward(logits, hidden, hidden16, ids, positions, types, mask, B, T, dropout != 0, step);
   });
 }
 

@@ -75,7 +75,7 @@ enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 }  // namespace er
 
 // bumped whenever a signature below or HostEncoder changes
-#define ER_CUDA_BACKEND_ABI 4u
+#define ER_CUDA_BACKEND_ABI 5u
 
 extern "C" {
 
@@ -98,11 +98,12 @@ struct ErCudaBackend {
   int (*forward_from)(void* handle, float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T,
                       int64_t from_layer, int64_t to_layer, char* err, size_t err_bytes);
   // A task model's logits (host.task.head >= 0): hidden (B, T, H) host holds layer
-  // from_layer, or (hidden null) ids, positions, types (may be null) run from the embeddings.
+  // from_layer in fp32, or hidden16 in fp16 (as an fp16 store holds it; cast on the GPU), or
+  // (both null) ids, positions, types (may be null) run from the embeddings.
   // logits (host) receive sequence (B, labels), token (B*T, labels), QA (B*T, 2).
-  int (*task_forward)(void* handle, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err,
-                      size_t err_bytes);
+  int (*task_forward)(void* handle, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                      const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                      int64_t from_layer, char* err, size_t err_bytes);
   // device memory held: weights, and the buffers kept for the largest batch so far
   void (*memory)(void* handle, uint64_t* weight_bytes, uint64_t* buffer_bytes);
   void (*destroy)(void* handle);
@@ -112,10 +113,10 @@ struct ErCudaBackend {
   // with their gradients, and zeroed Adam moments.
   int (*train_create)(const er::cuda::HostEncoder* host, const er::cuda::HostTrain* train, int32_t device,
                       void** handle, char* err, size_t err_bytes);
-  // The forward, saving what backward needs: input as task_forward's (hidden at layer
-  // train.first, or ids from the embeddings); dropout when `dropout`, its masks drawn for
+  // The forward, saving what backward needs: input as task_forward's (hidden or hidden16 at
+  // layer train.first, or ids from the embeddings); dropout when `dropout`, its masks drawn for
   // `step`. logits (host) as task_forward's.
-  int (*train_forward)(void* handle, float* logits, const float* hidden, const int32_t* ids,
+  int (*train_forward)(void* handle, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
                        const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
                        int32_t dropout, uint64_t step, char* err, size_t err_bytes);
   // The backward of the last forward from dL/dlogits (host, the logits' shape); gradients

@@ -175,6 +175,7 @@ std::string CudaEncoder::reserve(int64_t B, int64_t T) {
   if (err.empty() && adapter_size_ > 0) err = get((void**)&ad_, N * adapter_size_ * 4, what.c_str());
   if (err.empty() && head_ >= 0) err = get((void**)&head_in_, N * H * 4, what.c_str());
   if (err.empty() && head_ >= 0) err = get((void**)&logits_, N * labels_ * 4, what.c_str());
+  if (err.empty() && head_ >= 0) err = get((void**)&h16_, N * H * 2, what.c_str());
   for (int32_t** p : {&ids_, &pos_, &types_, &mask_})
     if (err.empty()) err = get((void**)p, N * 4, what.c_str());
   if (!err.empty()) return err;
@@ -349,15 +350,17 @@ std::string CudaEncoder::forward_from(float* out, const float* hidden, const int
   return err;
 }
 
-std::string CudaEncoder::task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
-                                      int64_t from_layer) {
+std::string CudaEncoder::task_forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                                      const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B,
+                                      int64_t T, int64_t from_layer) {
   if (head_ < 0) return "this GPU encoder has no task head";
   if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
   const int64_t N = B * T, H = cfg_.hidden;
-  if (hidden && (from_layer < 0 || from_layer > cfg_.layers))
+  if (hidden && hidden16) return "give the hidden states in fp32 or in fp16, not both";
+  const bool states = hidden || hidden16;
+  if (states && (from_layer < 0 || from_layer > cfg_.layers))
     return "fromLayer " + std::to_string(from_layer) + " is out of range 0.." + std::to_string(cfg_.layers);
-  if (!hidden) {
+  if (!states) {
     std::string bad = check_ids(ids, positions, types, N);
     if (!bad.empty()) return bad;
   }
@@ -371,6 +374,11 @@ std::string CudaEncoder::task_forward(float* logits, const float* hidden, const 
     if (hidden) {
       if (err.empty())
         err = error_text(cudaMemcpyAsync(x_, hidden, bytes * H, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
+    } else if (hidden16) {  // half the bytes over the bus; the cast runs on the GPU
+      if (err.empty())
+        err = error_text(cudaMemcpyAsync(h16_, hidden16, (size_t)N * H * 2, cudaMemcpyHostToDevice, stream_),
+                         "copying the fp16 hidden states");
+      if (err.empty()) err = f16_to_f32(x_, h16_, N * H, stream_);
     } else {
       if (err.empty()) err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
       if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
@@ -378,7 +386,7 @@ std::string CudaEncoder::task_forward(float* logits, const float* hidden, const 
     }
   }
   if (err.empty())
-    err = hidden ? forward_from_device(x_, x_, mask_, B, T, from_layer, cfg_.layers)
+    err = states ? forward_from_device(x_, x_, mask_, B, T, from_layer, cfg_.layers)
                  : forward_device(x_, ids_, pos_, types ? types_ : nullptr, mask_, B, T, cfg_.layers);
   // the head: each row's first token (sequence) or every token, through an fp32 linear layer
   const bool seq = head_ == 0;

@@ -48,12 +48,14 @@ class CudaEncoder {
                            int64_t from_layer, int64_t to_layer);
 
   // A task model's logits (created with host.task.head >= 0): from layer from_layer's
-  // hidden states (B, T, H) host, or (hidden null) from host ids, positions and types (may
-  // be null) through the embeddings; the layers run with their adapters, then the head.
+  // hidden states (B, T, H) host, fp32 (hidden) or fp16 (hidden16: copied as they are, cast
+  // on the GPU), or (both null) from host ids, positions and types (may be null) through the
+  // embeddings; the layers run with their adapters, then the head.
   // logits (host): sequence (B, labels) from each row's first token, token (B*T, labels),
   // QA (B*T, 2). Waits for the GPU.
-  std::string task_forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                           const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer);
+  std::string task_forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                           const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                           int64_t from_layer);
 
   // Recycled inference from an fp16 store: n batches of layer from_layer's states, (B, T, H)
   // fp16 host records each (any host memory, e.g. the store's mapping) with their masks
@@ -117,6 +119,7 @@ class CudaEncoder {
   float *x_ = nullptr, *qkv_ = nullptr, *ctx_ = nullptr, *t1_ = nullptr, *ff_ = nullptr, *scores_ = nullptr;
   float *ad_ = nullptr, *head_in_ = nullptr, *logits_ = nullptr;  // adapters' bottleneck, the head's rows and output
   void* in16_ = nullptr;
+  uint16_t* h16_ = nullptr;  // fp16 hidden states of a task batch, before their cast
   int32_t *ids_ = nullptr, *pos_ = nullptr, *types_ = nullptr, *mask_ = nullptr;
   std::vector<void*> buffers_;
   uint64_t weight_bytes_ = 0, buffer_bytes_ = 0;

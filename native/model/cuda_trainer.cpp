@@ -271,6 +271,7 @@ std::string CudaTrainer::reserve(int64_t B, int64_t T) {
   f(&dP_, S);
   f(&tmp_, N * H);
   if (adapter_size_ > 0) f(&dad_, N * adapter_size_);
+  if (spec_.recycled && err.empty()) err = malloc_dev((void**)&h16_, (size_t)(N * H) * 2, what, false);
   for (int32_t** p : {&ids_, &pos_, &types_, &mask_})
     if (err.empty()) err = malloc_dev((void**)p, (size_t)N * 4, what, false);
   if (!err.empty()) return err;
@@ -429,15 +430,17 @@ std::string CudaTrainer::layer_backward(const Layer& L, const Saved& s, float* d
   return err.empty() ? err : err + " in layer " + std::to_string(l + 1);
 }
 
-std::string CudaTrainer::forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                                 const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool drop,
-                                 uint64_t step) {
+std::string CudaTrainer::forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                                 const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B,
+                                 int64_t T, bool drop, uint64_t step) {
   if (B <= 0 || T <= 0) return "batch must have at least one row and one position";
+  if (hidden && hidden16) return "give the hidden states in fp32 or in fp16, not both";
+  const bool states = hidden || hidden16;
   // a recycled mode takes layer `first`'s states, or token ids (its prefix then runs here)
-  if (!hidden && !ids) return "a training step needs token ids or hidden states";
-  if (hidden && !spec_.recycled) return "this mode takes token ids as input";
+  if (!states && !ids) return "a training step needs token ids or hidden states";
+  if (states && !spec_.recycled) return "this mode takes token ids as input";
   const int64_t N = B * T, H = cfg_.hidden;
-  if (!hidden) {
+  if (!states) {
     if (position_.w && !positions) return "this model needs position ids";
     for (int64_t i = 0; i < N; i++) {  // the kernels index tables with these: check them here
       if (ids[i] < 0 || ids[i] >= cfg_.vocab) return "token id out of range at " + std::to_string(i);
@@ -467,6 +470,11 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const int32
     if (hidden) {
       if (err.empty())
         err = error_text(cudaMemcpyAsync(x0, hidden, n4 * H, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
+    } else if (hidden16) {  // half the bytes over the bus; the cast runs on the GPU
+      if (err.empty())
+        err = error_text(cudaMemcpyAsync(h16_, hidden16, (size_t)N * H * 2, cudaMemcpyHostToDevice, stream_),
+                         "copying the fp16 hidden states");
+      if (err.empty()) err = f16_to_f32(x0, h16_, N * H, stream_);
     } else {
       if (err.empty()) err = error_text(cudaMemcpyAsync(ids_, ids, n4, cudaMemcpyHostToDevice, stream_), "copying the token ids");
       if (err.empty() && positions)
@@ -474,7 +482,7 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const int32
       if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, n4, cudaMemcpyHostToDevice, stream_), "copying the token types");
     }
   }
-  if (err.empty() && !hidden) {
+  if (err.empty() && !states) {
     // the embeddings, into layer `first`'s input or into the prefix's scratch
     float* e = spec_.first == 0 ? x0 : scratch_.x;
     const int32_t* ty = types ? types_ : nullptr;

@@ -39,8 +39,10 @@ class CudaTrainer {
   CudaTrainer& operator=(const CudaTrainer&) = delete;
 
   // host inputs (B, T); logits (host) as CudaEncoder::task_forward's. Waits for the GPU.
-  std::string forward(float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                      const int32_t* types, const int32_t* mask, int64_t B, int64_t T, bool dropout, uint64_t step);
+  // hidden16: the states in fp16 (as an fp16 store holds them), cast on the GPU
+  std::string forward(float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                      const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                      bool dropout, uint64_t step);
   // dlogits (host) of the last forward; gradients accumulate. Waits for the GPU.
   std::string backward(const float* dlogits);
   std::string zero_grad();
@@ -130,6 +132,7 @@ class CudaTrainer {
   float *dA_ = nullptr, *dB_ = nullptr, *dC_ = nullptr, *dff_ = nullptr, *dqkv_ = nullptr, *dP_ = nullptr;
   float *tmp_ = nullptr, *dad_ = nullptr;
   int32_t *ids_ = nullptr, *pos_ = nullptr, *types_ = nullptr, *mask_ = nullptr;
+  uint16_t* h16_ = nullptr;  // fp16 input states before their cast
   bool have_types_ = false;
   double *norm_ = nullptr, *norm_parts_ = nullptr;
 };

@@ -623,6 +623,7 @@ std::string TaskModel::step(const TrainInputs& in, const int32_t* labels, bool t
   Impl& m = *impl_;
   const EncoderConfig& ec = enc_->cfg;
   const bool recycled = cfg_.mode == TrainMode::Reduced || cfg_.mode == TrainMode::ReducedAdapters;
+  if (in.hidden16) return "fp16 hidden states run on a GPU model only; give fp32 hidden states on the CPU";
   if (recycled && !in.hidden) return "this mode takes layer-" + std::to_string(cfg_.k) + " hidden states as input";
   if (!recycled && !in.ids) return "this mode takes token ids as input";
   if ((backward_too || train) && cfg_.inference)

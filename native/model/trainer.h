@@ -73,6 +73,8 @@ struct TrainInputs {
   const int32_t* types = nullptr;
   const int32_t* mask = nullptr;
   const float* hidden = nullptr;
+  // on a GPU model only: layer-k states as an fp16 store holds them (B, T, H), cast on the GPU
+  const uint16_t* hidden16 = nullptr;
   int64_t B = 0, T = 0;
   int threads = 1;
 };

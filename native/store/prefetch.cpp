@@ -56,11 +56,12 @@ void RingPool::clear() {
 }
 
 Prefetcher::Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
-                       uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool)
+                       uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool, bool fp16)
     : reader_(std::move(reader)),
       pool_(std::move(pool)),
       plan_(std::move(plan)),
       verify_(verify),
+      fp16_(fp16),
       threaded_(depth > 0),
       max_rows_(max_rows),
       max_tokens_(max_tokens),
@@ -172,11 +173,14 @@ void Prefetcher::fill(Slot& s, uint64_t batch) {
   for (uint32_t r = 0; r < rows && s.error.empty(); r++) {
     const PlanRecord& rec = plan_.records[first + r];
     float* out = s.hidden + (uint64_t)r * T * H;
+    uint16_t* out16 = reinterpret_cast<uint16_t*>(s.hidden) + (uint64_t)r * T * H;
     int32_t* mask = s.mask + (uint64_t)r * T;
     try {
       auto m = reader_->map(rec.segment, rec.offset + rec.bytes);
-      std::string err = record_decode(m->data + rec.offset, m->size - rec.offset, rec.key,
-                                      rec.tokens, H, verify_, out, H);
+      std::string err = fp16_ ? record_copy_f16(m->data + rec.offset, m->size - rec.offset, rec.key, rec.tokens, H,
+                                                verify_, out16)
+                              : record_decode(m->data + rec.offset, m->size - rec.offset, rec.key,
+                                              rec.tokens, H, verify_, out, H);
       if (!err.empty()) {
         s.error = segment_path(reader_->dir(), rec.segment) + " at byte " +
                   std::to_string(rec.offset) + ": " + err;
@@ -188,7 +192,8 @@ void Prefetcher::fill(Slot& s, uint64_t batch) {
     }
     bytes += rec.bytes;
     // zero padding past the row's tokens, mask 1 on real tokens
-    std::memset(out + (uint64_t)rec.tokens * H, 0, (uint64_t)(T - rec.tokens) * H * sizeof(float));
+    if (fp16_) std::memset(out16 + (uint64_t)rec.tokens * H, 0, (uint64_t)(T - rec.tokens) * H * sizeof(uint16_t));
+    else std::memset(out + (uint64_t)rec.tokens * H, 0, (uint64_t)(T - rec.tokens) * H * sizeof(float));
     for (uint32_t t = 0; t < T; t++) mask[t] = t < rec.tokens ? 1 : 0;
   }
   uint64_t dt = now_ns() - t0;

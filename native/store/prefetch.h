@@ -80,8 +80,11 @@ struct PrefetchStats {
 class Prefetcher {
  public:
   // Throws std::bad_alloc when the ring cannot be allocated (the binding reports the size).
+  // fp16: a batch's hidden states stay fp16 as the records hold them (checked as in decode:
+  // header, key, CRC), (rows, tokens, H) uint16 at the start of the slot's hidden area;
+  // records of an fp32 store are refused then.
   Prefetcher(std::shared_ptr<SegmentReader> reader, Plan plan, int depth, bool verify,
-             uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool = nullptr);
+             uint32_t max_rows, uint32_t max_tokens, std::shared_ptr<RingPool> pool = nullptr, bool fp16 = false);
   // Bytes of the ring: (depth + 1) slots (one without a thread) of max_rows x max_tokens x (H + 1) x 4.
   static uint64_t ring_bytes(int depth, uint32_t max_rows, uint32_t max_tokens, uint32_t hidden);
   ~Prefetcher();
@@ -102,6 +105,7 @@ class Prefetcher {
   void free_buffers();
   Slot& slot(int i) { return slots_[i]; }
   uint32_t hidden() const { return plan_.hidden; }
+  bool fp16() const { return fp16_; }
   size_t slot_count() const { return slots_.size(); }
   uint64_t batches() const { return plan_.batches(); }
   PrefetchStats stats();
@@ -116,6 +120,7 @@ class Prefetcher {
   std::shared_ptr<RingPool> pool_;
   Plan plan_;
   bool verify_;
+  bool fp16_ = false;
   // the thread asks the kernel (madvise WILLNEED) for the next batch's pages while it
   // decodes the current one; ER_PREFETCH_READAHEAD=0 switches that off (measurements)
   bool read_ahead_ = true;

@@ -283,20 +283,49 @@ void SegmentReader::unmap_all() {
   maps_.clear();
 }
 
+// The checks every read of a record makes before its payload: header, key, shape, codec and
+// payload size against the bytes available. Fills *h and *payload.
+static std::string check_record(const uint8_t* rec, uint64_t avail, const uint8_t* key, uint32_t tokens,
+                                uint32_t hidden, RecordHeader* h, uint64_t* payload) {
+  if (avail < kRecordHeaderBytes) return "record header runs past the end of the file";
+  std::memcpy(h, rec, sizeof *h);
+  if (h->magic != kRecordMagic || h->header_bytes != kRecordHeaderBytes) return "bad record magic";
+  if (key && std::memcmp(h->key, key, kKeyBytes) != 0) return "record key differs from the index";
+  if (h->tokens != tokens || h->hidden != hidden)
+    return "record holds " + std::to_string(h->tokens) + " x " + std::to_string(h->hidden) +
+           " values, the index expects " + std::to_string(tokens) + " x " + std::to_string(hidden);
+  *payload = codec_payload_bytes(h->codec, h->tokens, h->hidden);
+  if (*payload != h->payload_bytes || (*payload == 0 && tokens > 0)) return "bad record codec or payload size";
+  if (avail - kRecordHeaderBytes < *payload) return "record payload runs past the end of the file";
+  return "";
+}
+
+std::string record_copy_f16(const uint8_t* rec, uint64_t avail, const uint8_t* key, uint32_t tokens,
+                            uint32_t hidden, bool verify, uint16_t* out) {
+  RecordHeader h;
+  uint64_t payload = 0;
+  std::string err = check_record(rec, avail, key, tokens, hidden, &h, &payload);
+  if (!err.empty()) return err;
+  if (h.codec != kCodecF16)
+    return h.codec == kCodecF32 ? "the record holds fp32 values; fp16 batches need an fp16 store"
+                                : "codec " + std::to_string(h.codec) + " is not readable by format version 1";
+  const uint8_t* body = rec + kRecordHeaderBytes;
+  if (verify) {
+    uint32_t crc = crc32c(0, &h, offsetof(RecordHeader, crc));
+    crc = crc32c(crc, body, payload);
+    if (crc != h.crc) return "checksum mismatch (the record is corrupt)";
+  }
+  if (out) std::memcpy(out, body, (size_t)payload);
+  return "";
+}
+
 std::string record_decode(const uint8_t* rec, uint64_t avail, const uint8_t* key,
                           uint32_t tokens, uint32_t hidden, bool verify, float* out,
                           uint64_t row_stride) {
-  if (avail < kRecordHeaderBytes) return "record header runs past the end of the file";
   RecordHeader h;
-  std::memcpy(&h, rec, sizeof h);
-  if (h.magic != kRecordMagic || h.header_bytes != kRecordHeaderBytes) return "bad record magic";
-  if (key && std::memcmp(h.key, key, kKeyBytes) != 0) return "record key differs from the index";
-  if (h.tokens != tokens || h.hidden != hidden)
-    return "record holds " + std::to_string(h.tokens) + " x " + std::to_string(h.hidden) +
-           " values, the index expects " + std::to_string(tokens) + " x " + std::to_string(hidden);
-  uint64_t payload = codec_payload_bytes(h.codec, h.tokens, h.hidden);
-  if (payload != h.payload_bytes || (payload == 0 && tokens > 0)) return "bad record codec or payload size";
-  if (avail - kRecordHeaderBytes < payload) return "record payload runs past the end of the file";
+  uint64_t payload = 0;
+  std::string bad = check_record(rec, avail, key, tokens, hidden, &h, &payload);
+  if (!bad.empty()) return bad;
   const uint8_t* body = rec + kRecordHeaderBytes;
   const OpsTable& K = ops();
   const bool contiguous = row_stride == hidden;

@@ -112,6 +112,11 @@ std::string record_decode(const uint8_t* rec, uint64_t avail, const uint8_t* key
                           uint32_t tokens, uint32_t hidden, bool verify, float* out,
                           uint64_t row_stride);
 
+// The same checks for an fp16 record whose values are wanted as they are: out (tokens x
+// hidden fp16) receives the payload unchanged. A record of another codec is refused.
+std::string record_copy_f16(const uint8_t* rec, uint64_t avail, const uint8_t* key, uint32_t tokens,
+                            uint32_t hidden, bool verify, uint16_t* out);
+
 struct VerifyReport {
   uint64_t records = 0;
   uint64_t bytes = 0;  // committed bytes scanned

@@ -9,7 +9,8 @@
 //   task_forward: logits[r][j] = head_b[j] + head_w[j][0] * v_r + 100 * (hidden ? from_layer : -1)
 //                 + 0.5 * (the number of adapters given), v_r = the first value of row r's input
 //                 (hidden: its first token's first element for the sequence head, its own
-//                 first element for the others; ids: its first token's id, or its own id);
+//                 first element for the others, fp16 codes decoded; ids: its first token's
+//                 id, or its own id);
 //                 the head is copied at create, as the real backend uploads it
 //   train_*:      a trainable copy of the same task_forward formula (+ 0.25 when dropout is on),
 //                 with its exact gradient (head_b[j] += sum_r dlogits[r][j], head_w[j][0] +=
@@ -90,8 +91,21 @@ int forward_from(void* h, float* out, const float* hidden, const int32_t* mask, 
   return 0;
 }
 
-int task_forward(void* h, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                 const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int64_t from_layer, char* err, size_t n) {
+// an IEEE binary16 code as a float (normal, subnormal, zero, inf and NaN)
+float half_value(uint16_t h) {
+  const int sign = h >> 15, exp = (h >> 10) & 31, frac = h & 1023;
+  float v = exp == 0 ? std::ldexp((float)frac, -24) : exp == 31 ? (frac ? NAN : INFINITY) : std::ldexp((float)(frac | 1024), exp - 25);
+  return sign ? -v : v;
+}
+
+// v_r of the formulas above: the row's first input value
+float first_value(const float* hidden, const uint16_t* hidden16, const int32_t* ids, int64_t tok, int64_t H) {
+  return hidden ? hidden[tok * H] : hidden16 ? half_value(hidden16[tok * H]) : (float)ids[tok];
+}
+
+int task_forward(void* h, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                 const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                 int64_t from_layer, char* err, size_t n) {
   const Fake* f = static_cast<const Fake*>(h);
   (void)positions, (void)types, (void)mask;
   if (f->head < 0) return fail("fake backend: no task head", err, n);
@@ -99,10 +113,10 @@ int task_forward(void* h, float* logits, const float* hidden, const int32_t* ids
   const int64_t R = f->head == 0 ? B : B * T, H = f->hidden;
   for (int64_t r = 0; r < R; r++) {
     const int64_t tok = f->head == 0 ? r * T : r;
-    const float v = hidden ? hidden[tok * H] : (float)ids[tok];
+    const float v = first_value(hidden, hidden16, ids, tok, H);
     for (int64_t j = 0; j < f->labels; j++)
-      logits[r * f->labels + j] = f->head_b[j] + f->head_w[j * H] * v + 100.0f * (hidden ? (float)from_layer : -1.0f) +
-                                  0.5f * (float)f->adapters;
+      logits[r * f->labels + j] = f->head_b[j] + f->head_w[j * H] * v +
+                                  100.0f * (hidden || hidden16 ? (float)from_layer : -1.0f) + 0.5f * (float)f->adapters;
   }
   return 0;
 }
@@ -175,9 +189,9 @@ int train_create(const er::cuda::HostEncoder* host, const er::cuda::HostTrain* t
   return 0;
 }
 
-int train_forward(void* h, float* logits, const float* hidden, const int32_t* ids, const int32_t* positions,
-                  const int32_t* types, const int32_t* mask, int64_t B, int64_t T, int32_t dropout, uint64_t step,
-                  char* err, size_t n) {
+int train_forward(void* h, float* logits, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                  const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t B, int64_t T,
+                  int32_t dropout, uint64_t step, char* err, size_t n) {
   FakeTrainer* tr = static_cast<FakeTrainer*>(h);
   (void)positions, (void)types, (void)mask, (void)step;
   if (B == 7) return fail("fake backend: a kernel failed (cudaErrorLaunchFailure)", err, n);
@@ -185,11 +199,11 @@ int train_forward(void* h, float* logits, const float* hidden, const int32_t* id
   tr->v.assign((size_t)R, 0.0f);
   for (int64_t r = 0; r < R; r++) {
     const int64_t tok = tr->f.head == 0 ? r * T : r;
-    const float v = hidden ? hidden[tok * H] : (float)ids[tok];
+    const float v = first_value(hidden, hidden16, ids, tok, H);
     tr->v[(size_t)r] = v;
     for (int64_t j = 0; j < tr->labels; j++)
       logits[r * tr->labels + j] = *head_value(*tr, 1, j) + *head_value(*tr, 0, j * H) * v +
-                                   100.0f * (hidden ? (float)tr->first : -1.0f) + 0.5f * (float)tr->f.adapters +
+                                   100.0f * (hidden || hidden16 ? (float)tr->first : -1.0f) + 0.5f * (float)tr->f.adapters +
                                    (dropout ? 0.25f : 0.0f);
   }
   tr->saved = true;

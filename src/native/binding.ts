@@ -123,7 +123,8 @@ export interface NativePrefetchedBatch {
   batch: number;
   rows: number;
   tokens: number;
-  hidden: Float32Array;
+  /** fp32, or the records' fp16 codes with the prefetcher's fp16 option */
+  hidden: Float32Array | Uint16Array;
   mask: Int32Array;
 }
 
@@ -139,7 +140,7 @@ export interface NativePrefetcher {
 
 export interface NativeTaskModel {
   step(
-    inputs: { ids?: Int32Array; positions?: Int32Array; types?: Int32Array; mask: Int32Array; hidden?: Float32Array; B: number; T: number },
+    inputs: { ids?: Int32Array; positions?: Int32Array; types?: Int32Array; mask: Int32Array; hidden?: Float32Array; hidden16?: Uint16Array; B: number; T: number },
     labels: Int32Array | null,
     options: {
       train: boolean; backward: boolean; zeroGrad?: boolean; logits?: boolean; threads: number;
@@ -204,7 +205,7 @@ export interface NativeAddon {
   StoreReader: new (dir: string, identity: Uint8Array, hidden: number) => NativeStoreReader;
   Prefetcher: new (
     reader: NativeStoreReader, plan: NativePlan,
-    opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number },
+    opts: { depth: number; verify: boolean; maxRows: number; maxTokens: number; fp16?: boolean },
   ) => NativePrefetcher;
   NativeEncoder: new (config: NativeEncoderConfig, tensors: NativeTensorSpec[]) => NativeEncoder;
   /** The same load with the weights mapped, widened and prepacked off the JavaScript thread. */

@@ -142,6 +142,18 @@ export interface StoreBatch {
   release(): void;
 }
 
+/** IEEE binary16 values as their 16-bit codes, row-major. */
+export interface HalfTensor {
+  data: Uint16Array;
+  shape: number[];
+}
+
+/** A batch of {@link ActivationStore.batches} with `fp16: true`: the records' own fp16 values. */
+export type StoreBatchF16 = Omit<StoreBatch, 'hidden'> & {
+  /** [rows, T, H] fp16 codes as the store holds them, zero past each row's tokens */
+  hidden16: HalfTensor;
+};
+
 /** Options of {@link ActivationStore.batches}. */
 export interface BatchOptions {
   /** Rows per batch; default 32. */
@@ -154,6 +166,12 @@ export interface BatchOptions {
   verify?: boolean;
   /** Give each batch its own copies instead of views of the ring buffers. */
   copy?: boolean;
+  /**
+   * Hand the hidden states over as the records hold them (`hidden16`, fp16 codes; checked
+   * as always) instead of decoding them to fp32: what a GPU model takes, casting them on the
+   * device. An fp16 store only.
+   */
+  fp16?: boolean;
 }
 
 /** What `store.verify()` found: per segment, in the index, and overall (`ok`). */
@@ -908,8 +926,14 @@ export class ActivationStore {
    * (an epoch's shuffled order, a queue of requests). Each document contributes one
    * row per window. A native thread reads and decodes ahead of the consumer.
    */
-  async *batches(schedule: readonly (string | Buffer)[], opts: BatchOptions = {}): AsyncGenerator<StoreBatch> {
+  batches(schedule: readonly (string | Buffer)[], opts: BatchOptions & { fp16: true }): AsyncGenerator<StoreBatchF16>;
+  batches(schedule: readonly (string | Buffer)[], opts?: BatchOptions): AsyncGenerator<StoreBatch>;
+  async *batches(schedule: readonly (string | Buffer)[], opts: BatchOptions = {}): AsyncGenerator<StoreBatch | StoreBatchF16> {
     this.live();
+    const fp16 = opts.fp16 === true;
+    if (fp16 && this.identity.dtype !== 'fp16') {
+      throw new StoreError(`${this.dir}: fp16 batches need an fp16 store; this one holds ${this.identity.dtype} values`);
+    }
     const batchSize = checkInt('batchSize', opts.batchSize ?? 32, 1, 65536);
     const depth = opts.prefetch === false ? 0 : checkInt('prefetch', opts.prefetch ?? 2, 0, 64);
     const H = this.identity.hidden;
@@ -948,7 +972,7 @@ export class ActivationStore {
       if (fit < 1) throw new RangeError(`maxBytes ${opts.maxBytes} is too small for one batch of ${maxRows} x ${maxTokens} x ${H} (needs ${slotBytes} bytes)`);
       d = Math.min(d, fit - 1);
     }
-    const pf: NativePrefetcher = new (native().Prefetcher)(this.reader, plan, { depth: d, verify: opts.verify ?? true, maxRows, maxTokens });
+    const pf: NativePrefetcher = new (native().Prefetcher)(this.reader, plan, { depth: d, verify: opts.verify ?? true, maxRows, maxTokens, fp16 });
     this.lastPrefetcher = pf;
     // the ring's memory is freed once the loop is over and no lent batch is still read
     let lent = 0, over = false;
@@ -980,15 +1004,18 @@ export class ActivationStore {
             if (--lent === 0 && over) pf.free();
           });
         }
-        const hiddenData = opts.copy ? Float32Array.from(b.hidden) : b.hidden;
+        const hiddenData = opts.copy ? b.hidden.slice() : b.hidden;
         const mask = opts.copy ? Int32Array.from(b.mask) : b.mask;
         if (opts.copy) pf.release(slot);
+        const values = fp16
+          ? { hidden16: { data: hiddenData as Uint16Array, shape: [b.rows, b.tokens, H] } }
+          : { hidden: tensor(hiddenData as Float32Array, [b.rows, b.tokens, H]) };
         try {
           yield {
             index: i,
             keys: slice.map((r) => r.ref.key),
             entries: slice.map((r) => r.entry),
-            hidden: tensor(hiddenData, [b.rows, b.tokens, H]),
+            ...values,
             attentionMask: mask,
             hold: lease ? () => lease.hold() : () => () => {},
             release: lease ? () => lease.done() : () => {},

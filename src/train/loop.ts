@@ -40,6 +40,11 @@ export function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
  * from the store (rows not in it run the encoder's prefix; with `writeThrough` they
  * are appended to the store as well).
  */
+/** Whether a model reads the store's fp16 records as they are: on the GPU, from an fp16 store. */
+function halfFor(model: TaskModel, store: ActivationStore): boolean {
+  return model.device === 'cuda' && store.identity.dtype === 'fp16';
+}
+
 export async function inputsFor(
   model: TaskModel, rows: readonly Row[], store?: ActivationStore, writeThrough = false,
   onComputed?: (rows: readonly Row[], hidden: Tensor) => void,
@@ -66,6 +71,12 @@ export async function inputsFor(
       // rows written through just now count as computed, not as found in the store
       let found = 0;
       for (const k of keys) if (!missing.has(k.toString('hex'))) found++;
+      // a GPU model takes an fp16 store's records as they are (cast on the device)
+      if (halfFor(model, store)) {
+        for await (const b of store.batches(keys, { batchSize: keys.length, prefetch: false, copy: true, fp16: true })) {
+          return { input: { hidden16: b.hidden16, attentionMask: b.attentionMask }, T: b.hidden16.shape[1], fromStore: found };
+        }
+      }
       for await (const b of store.batches(keys, { batchSize: keys.length, prefetch: false, copy: true })) {
         return { input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: found };
       }
@@ -140,11 +151,15 @@ export async function* rowBatches(
       let t = performance.now();
       // one batch (a request being served) has nothing to read ahead: no thread then
       const prefetch = opts.prefetch ?? (rows.length > batchSize ? 2 : 0);
-      for await (const b of store.batches(keys, { batchSize, prefetch })) {
+      const half = halfFor(model, store);
+      const source = half ? store.batches(keys, { batchSize, prefetch, fp16: true }) : store.batches(keys, { batchSize, prefetch });
+      for await (const b of source) {
         wait.waitMs += performance.now() - t;
         const part = rows.slice(first, first + b.keys.length);
         first += b.keys.length;
-        yield { rows: part, input: { hidden: b.hidden, attentionMask: b.attentionMask }, T: b.hidden.shape[1], fromStore: part.length };
+        const input: TrainInput = 'hidden16' in b ? { hidden16: b.hidden16, attentionMask: b.attentionMask } : { hidden: b.hidden, attentionMask: b.attentionMask };
+        const T = 'hidden16' in b ? b.hidden16.shape[1] : b.hidden.shape[1];
+        yield { rows: part, input, T, fromStore: part.length };
         t = performance.now();
       }
       wait.prefetchWaitMs += store.lastPrefetcher?.stats().consumerWaitMs ?? 0;

@@ -11,6 +11,7 @@ import { Batch, Encoder, resolveDevice } from '../model/encoder';
 import { weightFingerprint } from '../model/checkpoint';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../model/safetensors';
 import type { Tensor } from '../tensor/tensor';
+import type { HalfTensor } from '../store/store';
 
 /** Training modes (see the README's table). */
 export const TRAIN_MODES = ['full', 'frozen-prefix', 'reduced', 'reduced-adapters', 'full-adapters'] as const;
@@ -80,8 +81,12 @@ export interface TaskModelOptions {
   gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
-/** What a step reads: token ids (full, frozen-prefix, full-adapters) or layer-k activations (reduced modes). */
-export type TrainInput = { batch: Batch } | { hidden: Tensor; attentionMask: Int32Array };
+/**
+ * What a step reads: token ids (full, frozen-prefix, full-adapters) or layer-k activations
+ * (reduced modes): fp32, or on device 'cuda' the fp16 codes an fp16 store holds
+ * (`hidden16`, cast to fp32 on the GPU).
+ */
+export type TrainInput = { batch: Batch } | { hidden: Tensor; attentionMask: Int32Array } | { hidden16: HalfTensor; attentionMask: Int32Array };
 
 /** AdamW settings for one step; lr is required (the schedule lives in TypeScript, see {@link linearSchedule}). */
 export interface StepOptions {
@@ -253,6 +258,17 @@ export class TaskModel {
 
   private inputs(input: TrainInput) {
     // on the GPU a recycled model also runs from token ids: the prefix runs there as well
+    if (this.recycled && 'hidden16' in input) {
+      if (this.device !== 'cuda') throw new TypeError("fp16 activations (hidden16) are for a model on device 'cuda'; on the CPU give { hidden } (fp32)");
+      const { hidden16, attentionMask } = input;
+      if (!(hidden16?.data instanceof Uint16Array) || hidden16.shape?.length !== 3 || hidden16.shape[2] !== this.encoder.hidden) {
+        throw new RangeError(`hidden16 must be { data: Uint16Array, shape: [batch, seqLen, ${this.encoder.hidden}] }`);
+      }
+      const [B, T] = hidden16.shape;
+      if (hidden16.data.length !== B * T * this.encoder.hidden) throw new RangeError(`hidden16.data must hold ${B * T * this.encoder.hidden} values`);
+      if (!(attentionMask instanceof Int32Array) || attentionMask.length !== B * T) throw new RangeError(`attentionMask must be an Int32Array of ${B * T} values`);
+      return { B, T, mask: attentionMask, hidden16: hidden16.data };
+    }
     if (this.recycled && !(this.device === 'cuda' && 'batch' in input)) {
       if (!('hidden' in input)) throw new TypeError(`mode ${this.mode} takes layer-${this.k} activations: { hidden, attentionMask }`);
       const { hidden, attentionMask } = input;
@@ -287,7 +303,7 @@ export class TaskModel {
     const err = new Error();
     try {
       const handle = this.handle;
-      return await whileReading([inp.hidden, inp.mask], () => handle.step(inp, labels, {
+      return await whileReading([inp.hidden ?? inp.hidden16, inp.mask], () => handle.step(inp, labels, {
         train: o.train,
         backward: o.backward,
         logits: o.logits,

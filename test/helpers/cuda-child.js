@@ -169,6 +169,12 @@ const cases = {
     m.setParameter('head.bias', Float32Array.from([10, 20, 30]));
     const ev2 = await m.evalStep({ hidden, attentionMask: batch.attentionMask });
     r.reuploaded = { got: Array.from(ev2.logits.slice(0, 3)), want: expectSeq([10, 20, 30], hidden.data[0], 100) };
+    // fp16 states (as an fp16 store holds them) go down as they are: 1.5 and -2 as half codes
+    const h16 = new Uint16Array(hidden.data.length);
+    h16[0] = 0x3e00;
+    h16[T * H] = 0xc000;
+    const evh = await m.evalStep({ hidden16: { data: h16, shape: hidden.shape }, attentionMask: batch.attentionMask });
+    r.half = { got: Array.from(evh.logits), want: [...expectSeq([10, 20, 30], 1.5, 100), ...expectSeq([10, 20, 30], -2, 100)] };
     // a recycled model on the GPU also runs from the ids (its prefix there)
     const ev3 = await m.evalStep({ batch });
     r.fromIds = { got: Array.from(ev3.logits.slice(0, 3)), want: expectSeq([10, 20, 30], batch.inputIds[0], -100) };

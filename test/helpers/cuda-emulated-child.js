@@ -168,6 +168,41 @@ const cases = {
     fs.rmSync(dir, { recursive: true, force: true });
     return r;
   },
+  // an fp16 store's records as they are (hidden16, cast on the GPU) against the CPU on the
+  // same records decoded: a training step's gradients and an inference model's logits
+  async fp16() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'er-emulated-f16-'));
+    const enc = await lib.Encoder.load(path.join(fixtures, 'tiny-mpnet'));
+    const store = await lib.ActivationStore.create(path.join(dir, 'store'), enc, { layer: 1, dtype: 'fp16', maxLength: 32, stride: 8 });
+    const items = ['a longer first text here, with more words in it', 'short', 'a middle one'].map((text, i) => ({ id: `d${i}`, text }));
+    await store.encode(items);
+    const ids = items.map((i) => i.id);
+    let h16, h32;
+    for await (const b of store.batches(ids, { batchSize: 8, fp16: true, copy: true })) h16 = b;
+    for await (const b of store.batches(ids, { batchSize: 8, copy: true })) h32 = b;
+    const r = { rows: h16.hidden16.shape[0], modes: [] };
+    for (const mode of ['reduced', 'reduced-adapters']) {
+      const opts = { ...optionsFor(mode, 'token'), dropout: { hidden: 0, attention: 0, head: 0 } };
+      const mc = lib.TaskModel.create(enc, opts), mg = lib.TaskModel.create(enc, { ...opts, device: 'cuda' });
+      const labels = Int32Array.from(h32.attentionMask, (m, i) => (m ? i % 3 : -100));
+      const lc = await mc.computeGradients({ hidden: h32.hidden, attentionMask: h32.attentionMask }, labels);
+      const lg = await mg.computeGradients({ hidden16: h16.hidden16, attentionMask: h16.attentionMask }, labels);
+      let top = 0, worst = 0;
+      for (const n of mc.parameterNames()) for (const x of mc.gradient(n)) top = Math.max(top, Math.abs(x));
+      for (const n of mc.parameterNames()) worst = Math.max(worst, relDiff(mc.gradient(n), mg.gradient(n), 1e-3 * top));
+      const ic = lib.TaskModel.create(enc, { ...opts, inference: true }), ig = lib.TaskModel.create(enc, { ...opts, inference: true, device: 'cuda' });
+      const a = await ic.evalStep({ hidden: h32.hidden, attentionMask: h32.attentionMask });
+      const b = await ig.evalStep({ hidden16: h16.hidden16, attentionMask: h16.attentionMask });
+      // real tokens only: logits at padding are not meaningful (the GPU does not zero the padded rows' states)
+      const real = (lg) => lg.filter((_, i) => h16.attentionMask[Math.floor(i / 3)] === 1);
+      r.modes.push({ mode, loss: [lc, lg], worst, logits: relDiff(real(a.logits), real(b.logits), 1e-6) });
+    }
+    r.cpuRefused = await outcome(() => lib.TaskModel.create(enc, optionsFor('reduced', 'token')).evalStep({ hidden16: h16.hidden16, attentionMask: h16.attentionMask }));
+    store.close();
+    enc.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    return r;
+  },
   // the GPU running out of memory: an error that says what to do, and the process lives on
   async oom() {
     const enc = await lib.Encoder.load(path.join(fixtures, 'tiny-bert'));

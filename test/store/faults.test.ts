@@ -103,6 +103,12 @@ describe('damaged data', () => {
     s = await ActivationStore.open(dir);
     expect(() => s.read(victim)).toThrow(new RegExp(`seg-000001\\.ers at byte ${victim.offset}: checksum mismatch`));
     expect(s.read(other).data.length).toBe(other.tokens * 32);
+    // the fp16 batches a GPU model reads check the CRC as well
+    const fp16Batches = async () => {
+      for await (const _ of s.batches([victim.key], { fp16: true })) void _;
+    };
+    await expect(fp16Batches()).rejects.toThrow(new RegExp(`seg-000001\\.ers at byte ${victim.offset}: checksum mismatch`));
+    for await (const b of s.batches([other.key], { fp16: true })) expect(b.hidden16.data.length).toBe(other.tokens * 32);
     const v = await s.verify();
     expect(v.ok).toBe(false);
     expect(v.segments[0].problems.join()).toMatch(new RegExp(`at byte ${victim.offset}: checksum mismatch`));

@@ -6,6 +6,7 @@ import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Encoder } from '../../src/model/encoder';
 import { ActivationStore } from '../../src/store/store';
+import { native } from '../../src/native/binding';
 import { makeCorpus } from '../helpers/corpus';
 import { FIXTURES, requireMiniLM } from '../helpers/fixtures';
 
@@ -157,6 +158,22 @@ describe('batches along a schedule', () => {
         expect(row.subarray(one.length).every((v) => v === 0)).toBe(true);
       });
     }
+    // fp16 batches (what a GPU model reads): the records' own codes, which decode to the fp32
+    // batch bit for bit, zero codes on padding, the same masks; prefetched or not
+    for (const prefetch of [3, false] as const) {
+      let i = 0;
+      for await (const b of store.batches(order, { batchSize: 5, prefetch, fp16: true, copy: true })) {
+        const want = off[i++];
+        expect(b.hidden16.data).toBeInstanceOf(Uint16Array);
+        expect(b.hidden16.shape).toEqual(want.shape);
+        expect(b.keys.map((k) => k.toString('hex'))).toEqual(want.keys);
+        const decoded = new Float32Array(b.hidden16.data.length);
+        native().f16ToF32(b.hidden16.data, decoded);
+        expect(Buffer.from(decoded.buffer).equals(want.hidden), `fp16 batch ${i - 1}`).toBe(true);
+        expect(Buffer.from(b.attentionMask.buffer, b.attentionMask.byteOffset, b.attentionMask.byteLength).equals(want.mask)).toBe(true);
+      }
+      expect(i).toBe(off.length);
+    }
     // stop early
     let seen = 0;
     for await (const b of store.batches(order, { batchSize: 5, prefetch: 4 })) {
@@ -169,6 +186,11 @@ describe('batches along a schedule', () => {
     // unknown ids are named
     await expect(store.batches(['nope'], {}).next()).rejects.toThrow(/document "nope" is not in the store/);
     store.close();
+    // an fp32 store has no fp16 batches
+    const f32 = await ActivationStore.create(path.join(tmp, 'sched32'), enc, { layer: 3, dtype: 'fp32', maxLength: 24, stride: 6 });
+    await f32.encode(corpus.slice(0, 3), { batchSize: 16 });
+    await expect(f32.batches([corpus[0].id], { fp16: true }).next()).rejects.toThrow(/fp16 batches need an fp16 store; this one holds fp32 values/);
+    f32.close();
     enc.close();
   });
 });

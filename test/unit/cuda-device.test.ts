@@ -63,6 +63,7 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(Math.abs(r.loss.got - r.loss.want)).toBeLessThan(1e-5);
     close(r.reuploaded.got, r.reuploaded.want);
     close(r.fromIds.got, r.fromIds.want);
+    close(r.half.got, r.half.want);
     expect(r.token.n).toBeGreaterThan(0);
     expect(r.token.wrongTok).toBe(0);
     expect(r.memory).toMatchObject({ gpu: 1, deviceBufferBytes: 4096 });

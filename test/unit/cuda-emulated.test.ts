@@ -83,6 +83,18 @@ describe('the GPU backend on an emulated GPU, against the CPU engine', () => {
     }
   });
 
+  it('takes an fp16 store\'s records as they are (cast on the GPU): the CPU\'s gradients and logits on the same records decoded', () => {
+    const r = child('fp16');
+    expect(r.rows).toBe(3);
+    expect(r.modes).toHaveLength(2);
+    for (const m of r.modes) {
+      expect(rel(m.loss[0], m.loss[1]), `${m.mode} loss`).toBeLessThan(1e-6);
+      expect(m.worst, `${m.mode} gradients`).toBeLessThan(1e-4);
+      expect(m.logits, `${m.mode} inference logits`).toBeLessThan(1e-5);
+    }
+    expect(r.cpuRefused.error).toMatch(/fp16 activations \(hidden16\) are for a model on device 'cuda'; on the CPU give \{ hidden \}/);
+  });
+
   it('running out of GPU memory is an error that says what to do; the process carries on', () => {
     const r = child('oom', { ER_EMULATED_MAX_BYTES: '20000' });
     expect(r.step.error).toMatch(/out of GPU memory allocating \d+ KiB for the trainable tensors; use a smaller batch .*train fewer layers.* or --device cpu/);
