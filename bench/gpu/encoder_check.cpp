@@ -29,8 +29,9 @@
 //
 // A manifest line "train-time <k>" times whole training steps (forward with dropout, the
 // loss gradient, backward, AdamW) of full, reduced and reduced-adapters at k on the timing
-// batch, through the table, fp32 runs only; the JSON line gains trainFullMs, trainReducedMs
-// and trainReducedAdaptersMs.
+// batch, through the table, in fp32 (and full and reduced with bf16 GEMM inputs), fp32 runs
+// only; the JSON line gains trainFullMs, trainReducedMs, trainReducedAdaptersMs,
+// trainFullBf16Ms and trainReducedBf16Ms.
 //
 // With ER_CUDA_BACKEND naming embedding_recycler_cuda.so, the parity outputs come through that
 // library's C table (model/cuda_backend.h), opened with dlopen exactly as the addon opens it:
@@ -259,10 +260,11 @@ void train_check(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h
 // wait for the GPU, so a wall clock times them
 template <class Get>
 double train_time(const ErCudaBackend* api, void* plain, const cu::HostEncoder& h, Get get, const Batch& tb,
-                  const std::string& mode, int64_t k, int64_t labels_n, int64_t adapter_size, int reps) {
+                  const std::string& mode, int64_t k, int64_t labels_n, int64_t adapter_size, int reps, bool bf16) {
   TrainSetup S;
   make_train(S, h, get, mode, k, labels_n, adapter_size);
   S.spec.hidden_dropout = S.spec.attention_dropout = S.spec.head_dropout = 0.1f;
+  S.spec.precision = (int32_t)(bf16 ? cu::BackendPrecision::BF16 : cu::BackendPrecision::F32);
   char err[2048] = {0};
   void* th = nullptr;
   if (api->train_create(&S.t, &S.spec, 0, &th, err, sizeof err) != 0) fail("train_create (" + mode + "): " + err);
@@ -389,7 +391,7 @@ int main(int argc, char** argv) {
     if (api->create(&h, (int32_t)in, 0, &handle, err, sizeof err) != 0) fail(std::string("backend create: ") + err);
   }
   std::unique_ptr<cu::CudaEncoder> enc;
-  double train_full_ms = 0, train_reduced_ms = 0, train_ra_ms = 0;
+  double train_full_ms = 0, train_reduced_ms = 0, train_ra_ms = 0, train_full_bf16_ms = 0, train_reduced_bf16_ms = 0;
   if (!api) check(cu::CudaEncoder::create(h, in, 0, &enc), "loading the encoder");
   std::stringstream layers(argv[3]);
   std::string item;
@@ -466,11 +468,17 @@ int main(int argc, char** argv) {
     }
     if (train_time_k >= 0 && prec == "fp32") {
       Batch tb = read_batch(dir + "/timing.bin");
-      const std::pair<const char*, double*> modes[] = {
-          {"full", &train_full_ms}, {"reduced", &train_reduced_ms}, {"reduced-adapters", &train_ra_ms}};
-      for (const auto& [mode, ms] : modes) {
-        *ms = train_time(api, handle, h, get, tb, mode, train_time_k, task_labels, task_size, std::max(reps / 5, 5));
-        std::fprintf(stderr, "train step %s (k = %lld) on %d x %d: %.3f ms\n", mode, (long long)train_time_k, tb.B, tb.T, *ms);
+      const struct {
+        const char* mode;
+        bool bf16;
+        double* ms;
+      } modes[] = {{"full", false, &train_full_ms},          {"reduced", false, &train_reduced_ms},
+                   {"reduced-adapters", false, &train_ra_ms}, {"full", true, &train_full_bf16_ms},
+                   {"reduced", true, &train_reduced_bf16_ms}};
+      for (const auto& m : modes) {
+        *m.ms = train_time(api, handle, h, get, tb, m.mode, train_time_k, task_labels, task_size, std::max(reps / 5, 5), m.bf16);
+        std::fprintf(stderr, "train step %s%s (k = %lld) on %d x %d: %.3f ms\n", m.mode, m.bf16 ? " bf16" : "",
+                     (long long)train_time_k, tb.B, tb.T, *m.ms);
       }
     }
     api->destroy(handle);
@@ -581,10 +589,10 @@ int main(int argc, char** argv) {
               "\"weightBytes\": %llu, \"bufferBytes\": %llu, \"batches\": %d, \"plainHostMs\": %.4f, "
               "\"recycledF16Ms\": %.4f, \"serialF16Ms\": %.4f, \"copyMs\": %.4f, \"copyHidden\": %.4f, "
               "\"recycledRelErr\": %.3g, \"trainFullMs\": %.4f, \"trainReducedMs\": %.4f, "
-              "\"trainReducedAdaptersMs\": %.4f}\n",
+              "\"trainReducedAdaptersMs\": %.4f, \"trainFullBf16Ms\": %.4f, \"trainReducedBf16Ms\": %.4f}\n",
               prec.c_str(), tb.B, tb.T, (long long)k, full, suffix, (unsigned long long)enc->weight_bytes(),
               (unsigned long long)enc->buffer_bytes(), nb, median(plain) / nb, p_ms / nb, s_ms / nb, c_ms / nb,
               c_ms > 0 ? 1.0 - exposed / c_ms : 0.0, worst / std::max(scale, 1e-30), train_full_ms, train_reduced_ms,
-              train_ra_ms);
+              train_ra_ms, train_full_bf16_ms, train_reduced_bf16_ms);
   return 0;
 }

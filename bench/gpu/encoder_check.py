@@ -442,7 +442,8 @@ def check_model(name, model, binary, reps, rows, task_rows=None):
                          "ok": good, "oursFull": t["fullMs"], "oursSuffix": t["suffixMs"], "B": t["B"], "T": t["T"],
                          **{key: t[key] for key in ("plainHostMs", "recycledF16Ms", "serialF16Ms", "copyMs",
                                                     "copyHidden", "recycledRelErr", "batches", "trainFullMs",
-                                                    "trainReducedMs", "trainReducedAdaptersMs")}})
+                                                    "trainReducedMs", "trainReducedAdaptersMs", "trainFullBf16Ms",
+                                                    "trainReducedBf16Ms")}})
         if task:
             full, reduced = torch_train_times(model, task, timing, max(reps // 5, 5))
             for row in rows:
@@ -552,17 +553,17 @@ def main():
         "", "Training steps (the GPU trainer through the backend's table, fp32, against PyTorch eager fp32 with TF32 off; "
         f"{rows[0]['B']} x {rows[0]['T']}, a 3-label sequence head, dropout 0.1, forward + backward + AdamW, median): full "
         "from the token ids; reduced (layers N/2 + 1 .. N) from layer N/2's states; reduced-adapters (adapters of size 64 "
-        "in those layers, the layers frozen).", "",
+        "in those layers, the layers frozen); bf16: the linear layers' GEMM inputs in bf16 (fp32 master weights).", "",
         "| model | ours full ms | PyTorch full ms | ours reduced ms | PyTorch reduced ms | ours reduced-adapters ms | "
-        "reduced over full (ours) | (PyTorch) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "reduced over full (ours) | (PyTorch) | ours bf16 full ms | ours bf16 reduced ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         if r.get("trainFullMs"):
             tf, tr = r.get("torchTrainFull", 0), r.get("torchTrainReduced", 0)
             lines.append(f"| {r['model']} | {r['trainFullMs']:.2f} | {tf:.2f} | {r['trainReducedMs']:.2f} | {tr:.2f} | "
                          f"{r['trainReducedAdaptersMs']:.2f} | +{(r['trainFullMs'] / r['trainReducedMs'] - 1) * 100:.0f}% | "
-                         f"+{(tf / tr - 1) * 100 if tr else 0:.0f}% |")
+                         f"+{(tf / tr - 1) * 100 if tr else 0:.0f}% | {r['trainFullBf16Ms']:.2f} | {r['trainReducedBf16Ms']:.2f} |")
     lines += [
         "", "Training through the backend (the GPU trainer): one step without dropout on the 8 x 64 parity batch, k = 2 "
         "of 4 layers, a 3-label sequence head, adapters of size 16; the mean cross-entropy and every trainable tensor's "

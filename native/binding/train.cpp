@@ -58,8 +58,6 @@ std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi
   const std::string device = dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "cpu";
   THROW_IF(device != "cpu" && device != "cuda", "config.device must be 'cpu' or 'cuda', got '" + device + "'");
   if (device == "cpu") return nullptr;
-  THROW_IF(!cfg.inference && cfg.bf16,
-           "training on the GPU runs in fp32 so far: use precision 'fp32' with device 'cuda', or device 'cpu' for bf16");
   THROW_IF(enc.cfg.dis.on, "the GPU does not run DeBERTa-v2's disentangled attention yet; use device 'cpu'");
   std::string why;
   THROW_IF(!er_binding::cuda_backend(&why), why);
@@ -69,6 +67,10 @@ std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi
   const std::string p = gp.IsString() ? gp.As<Napi::String>().Utf8Value() : (cfg.bf16 ? "bf16" : "fp32");
   THROW_IF(p != "fp32" && p != "bf16" && p != "fp16", "gpuPrecision must be 'fp32', 'bf16' or 'fp16'");
   g->precision = er_binding::backend_precision(p);
+  // training takes the model's own precision (fp32 or bf16 GEMM inputs), as on the CPU
+  THROW_IF(!cfg.inference && p != (cfg.bf16 ? "bf16" : "fp32"),
+           "a task model trains on the GPU in its own precision ('" + std::string(cfg.bf16 ? "bf16" : "fp32") +
+               "'); leave gpuPrecision out, or set precision instead");
   return g;
 }
 

@@ -60,6 +60,10 @@ struct HostTrain {
   int32_t recycled = 0;      // input: layer `first`'s hidden states (else token ids)
   float hidden_dropout = 0, attention_dropout = 0, head_dropout = 0;
   uint64_t seed = 0;
+  // BackendPrecision of the linear layers' GEMMs: F32, or BF16 (their inputs and weights
+  // rounded to bf16, fp32 accumulation; master weights, gradients, moments, attention and
+  // every other op fp32, as the CPU trainer's bf16 mode)
+  int32_t precision = 0;
   std::vector<HostParam> params;
 };
 
@@ -75,7 +79,7 @@ enum class BackendPrecision : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 }  // namespace er
 
 // bumped whenever a signature below or HostEncoder changes
-#define ER_CUDA_BACKEND_ABI 5u
+#define ER_CUDA_BACKEND_ABI 6u
 
 extern "C" {
 
@@ -109,8 +113,9 @@ struct ErCudaBackend {
   void (*destroy)(void* handle);
 
   // ---- training (a separate handle: a task model's trainable copy on the GPU) ----
-  // Uploads the weights in fp32 (host.task: the head and adapters) and the trainable tensors
-  // with their gradients, and zeroed Adam moments.
+  // Uploads the weights in fp32 (host.task: the head and adapters; with train.precision
+  // BF16 also bf16 copies of the linear layers' weights) and the trainable tensors with
+  // their gradients, and zeroed Adam moments.
   int (*train_create)(const er::cuda::HostEncoder* host, const er::cuda::HostTrain* train, int32_t device,
                       void** handle, char* err, size_t err_bytes);
   // The forward, saving what backward needs: input as task_forward's (hidden or hidden16 at

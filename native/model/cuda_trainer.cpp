@@ -70,6 +70,22 @@ std::string CudaTrainer::place(W* out, const float* src, size_t n, const char* w
   return err;
 }
 
+std::string CudaTrainer::matrix(W* out, const float* src, size_t n, const char* what) {
+  std::string err = place(out, src, n, what);
+  if (!err.empty() || !bf16_) return err;
+  err = malloc_dev((void**)&out->w16, n * 2, what, true);
+  if (err.empty()) err = f32_to_bf16(out->w16, out->w, (int64_t)n, stream_);
+  if (err.empty() && out->g) shadows_.push_back({out->w, out->w16, n});
+  return err;
+}
+
+std::string CudaTrainer::refresh_bf16() {
+  std::string err;
+  for (const Shadow& sh : shadows_)
+    if (err.empty()) err = f32_to_bf16(sh.w16, sh.w, (int64_t)sh.n, stream_);
+  return err;
+}
+
 std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, int device,
                                 std::unique_ptr<CudaTrainer>* out) {
   std::string bad = check_host(h, device, "GPU trainer");
@@ -81,9 +97,12 @@ std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, in
     return "the first trained layer " + std::to_string(train.first) + " is out of range 0.." + std::to_string(c.layers);
   for (const HostParam& p : train.params)
     if (!p.data || p.n <= 0) return "a trainable tensor of the task model is empty";
+  if (train.precision != (int32_t)BackendPrecision::F32 && train.precision != (int32_t)BackendPrecision::BF16)
+    return "the GPU trainer runs in fp32 or bf16";
   std::unique_ptr<CudaTrainer> t(new CudaTrainer);
   t->cfg_ = c;
   t->spec_ = train;
+  t->bf16_ = train.precision == (int32_t)BackendPrecision::BF16;
   t->device_ = device;
   std::string err = error_text(cudaSetDevice(device), "cudaSetDevice");
   if (err.empty()) err = error_text(cudaStreamCreateWithFlags(&t->stream_, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -150,7 +169,7 @@ std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, in
     if (trainable(w.q_w)) {  // a trained layer holds Q, K, V stacked in one tensor
       if (w.k_w != w.q_w + H * H || w.v_w != w.q_w + 2 * H * H || w.k_b != w.q_b + H || w.v_b != w.q_b + 2 * H)
         return "layer " + std::to_string(l + 1) + "'s trainable Q, K, V are not stacked in one tensor";
-      err = t->place(&L.qkv_w, w.q_w, (size_t)(3 * H * H), "a layer's Q, K, V");
+      err = t->matrix(&L.qkv_w, w.q_w, (size_t)(3 * H * H), "a layer's Q, K, V");
       if (err.empty()) err = t->place(&L.qkv_b, w.q_b, (size_t)(3 * H), "a layer's Q, K, V bias");
     } else {
       const float* qw[3] = {w.q_w, w.k_w, w.v_w};
@@ -159,16 +178,16 @@ std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, in
         std::memcpy(stacked_w.data() + j * H * H, qw[j], H * H * sizeof(float));
         std::memcpy(stacked_b.data() + j * H, qb[j], H * sizeof(float));
       }
-      err = t->place(&L.qkv_w, stacked_w.data(), stacked_w.size(), "a layer's Q, K, V");
+      err = t->matrix(&L.qkv_w, stacked_w.data(), stacked_w.size(), "a layer's Q, K, V");
       if (err.empty()) err = t->place(&L.qkv_b, stacked_b.data(), stacked_b.size(), "a layer's Q, K, V bias");
     }
-    if (err.empty()) err = t->place(&L.o_w, w.o_w, (size_t)(H * H), "a layer's attention output");
+    if (err.empty()) err = t->matrix(&L.o_w, w.o_w, (size_t)(H * H), "a layer's attention output");
     if (err.empty()) err = t->place(&L.o_b, w.o_b, (size_t)H, "a layer's attention output bias");
     if (err.empty()) err = t->place(&L.ln1_w, w.ln1_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = t->place(&L.ln1_b, w.ln1_b, (size_t)H, "a layer's LayerNorm");
-    if (err.empty()) err = t->place(&L.f1_w, w.ffn_in_w, (size_t)(I * H), "a layer's FFN");
+    if (err.empty()) err = t->matrix(&L.f1_w, w.ffn_in_w, (size_t)(I * H), "a layer's FFN");
     if (err.empty()) err = t->place(&L.f1_b, w.ffn_in_b, (size_t)I, "a layer's FFN bias");
-    if (err.empty()) err = t->place(&L.f2_w, w.ffn_out_w, (size_t)(H * I), "a layer's FFN");
+    if (err.empty()) err = t->matrix(&L.f2_w, w.ffn_out_w, (size_t)(H * I), "a layer's FFN");
     if (err.empty()) err = t->place(&L.f2_b, w.ffn_out_b, (size_t)H, "a layer's FFN bias");
     if (err.empty()) err = t->place(&L.ln2_w, w.ln2_w, (size_t)H, "a layer's LayerNorm");
     if (err.empty()) err = t->place(&L.ln2_b, w.ln2_b, (size_t)H, "a layer's LayerNorm");
@@ -177,9 +196,9 @@ std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, in
       const HostAdapter& a = task.adapters[2 * l + site];
       if (!a.dw) continue;
       if ((int64_t)l < train.first) return "an adapter below the first trained layer cannot run on the GPU trainer";
-      err = t->place(&L.ad[site][0], a.dw, (size_t)(b * H), "an adapter");
+      err = t->matrix(&L.ad[site][0], a.dw, (size_t)(b * H), "an adapter");
       if (err.empty()) err = t->place(&L.ad[site][1], a.db, (size_t)b, "an adapter's bias");
-      if (err.empty()) err = t->place(&L.ad[site][2], a.uw, (size_t)(H * b), "an adapter");
+      if (err.empty()) err = t->matrix(&L.ad[site][2], a.uw, (size_t)(H * b), "an adapter");
       if (err.empty()) err = t->place(&L.ad[site][3], a.ub, (size_t)H, "an adapter's bias");
     }
     t->layers_.push_back(L);
@@ -188,7 +207,7 @@ std::string CudaTrainer::create(const HostEncoder& h, const HostTrain& train, in
   t->labels_ = task.labels;
   t->adapter_size_ = task.adapter_size;
   t->adapter_act_ = task.adapter_act;
-  if (err.empty()) err = t->place(&t->head_w_, task.head_w, (size_t)(task.labels * H), "the task head");
+  if (err.empty()) err = t->matrix(&t->head_w_, task.head_w, (size_t)(task.labels * H), "the task head");
   if (err.empty()) err = t->place(&t->head_b_, task.head_b, (size_t)task.labels, "the task head's bias");
   if (err.empty() && c.rel_buckets > 0) {
     const size_t n = (size_t)(c.rel_buckets * c.heads);
@@ -271,6 +290,11 @@ std::string CudaTrainer::reserve(int64_t B, int64_t T) {
   f(&dP_, S);
   f(&tmp_, N * H);
   if (adapter_size_ > 0) f(&dad_, N * adapter_size_);
+  if (bf16_ && err.empty()) {  // the widest GEMM input: (N, 3H), (N, I), (N, adapter) or the logits' (N, labels)
+    const int64_t wide = std::max(std::max(3 * H, I), std::max(adapter_size_, labels_));
+    err = malloc_dev((void**)&x16_, (size_t)(N * wide) * 2, what, false);
+    if (err.empty()) err = malloc_dev((void**)&d16_, (size_t)(N * wide) * 2, what, false);
+  }
   if (spec_.recycled && err.empty()) err = malloc_dev((void**)&h16_, (size_t)(N * H) * 2, what, false);
   for (int32_t** p : {&ids_, &pos_, &types_, &mask_})
     if (err.empty()) err = malloc_dev((void**)p, (size_t)N * 4, what, false);
@@ -300,17 +324,29 @@ std::string CudaTrainer::relative_bias_for(int64_t T) {
 
 std::string CudaTrainer::linear(float* out, const float* x, const W& w, const W& b, int64_t N, int64_t C,
                                 int64_t OC) {
-  return blas_->gemm(false, true, N, OC, C, 1.0f, x, C, w.w, C, 0.0f, out, OC, b.w, DType::F32);
+  // the frozen prefix runs in fp32, as the CPU trainer runs it through the (fp32) encoder
+  if (!bf16_ || prefix_) return blas_->gemm(false, true, N, OC, C, 1.0f, x, C, w.w, C, 0.0f, out, OC, b.w, DType::F32);
+  std::string err = f32_to_bf16(x16_, x, N * C, stream_);
+  if (err.empty()) err = blas_->gemm(false, true, N, OC, C, 1.0f, x16_, C, w.w16, C, 0.0f, out, OC, b.w, DType::BF16);
+  return err;
 }
 
 std::string CudaTrainer::linear_backward(float* dx, const float* dy, const float* x, const W& w, const W& b,
                                          int64_t N, int64_t C, int64_t OC, bool accumulate) {
   std::string err;
-  if (w.g) err = blas_->gemm(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, w.g, C, nullptr, DType::F32);
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (!bf16_) {
+    if (w.g) err = blas_->gemm(true, false, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, w.g, C, nullptr, DType::F32);
+    if (err.empty() && b.g) err = bias_backward(b.g, dy, N, OC, stream_);
+    if (err.empty() && dx) err = blas_->gemm(false, false, N, C, OC, 1.0f, dy, OC, w.w, C, beta, dx, C, nullptr, DType::F32);
+    return err;
+  }
+  // bf16: dy, x and the weight rounded to bf16 on the way in, fp32 accumulation
+  if (w.g || dx) err = f32_to_bf16(d16_, dy, N * OC, stream_);
+  if (err.empty() && w.g) err = f32_to_bf16(x16_, x, N * C, stream_);
+  if (err.empty() && w.g) err = blas_->gemm(true, false, OC, C, N, 1.0f, d16_, OC, x16_, C, 1.0f, w.g, C, nullptr, DType::BF16);
   if (err.empty() && b.g) err = bias_backward(b.g, dy, N, OC, stream_);
-  if (err.empty() && dx)
-    err = blas_->gemm(false, false, N, C, OC, 1.0f, dy, OC, w.w, C, accumulate ? 1.0f : 0.0f, dx, C, nullptr,
-                      DType::F32);
+  if (err.empty() && dx) err = blas_->gemm(false, false, N, C, OC, 1.0f, d16_, OC, w.w16, C, beta, dx, C, nullptr, DType::BF16);
   return err;
 }
 
@@ -495,8 +531,10 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const uint1
       if (err.empty()) err = layernorm_forward(e, nullptr, nullptr, e, nullptr, emb_ln_w_.w, emb_ln_b_.w, N, H, cfg_.eps, stream_);
     }
     if (err.empty() && spec_.first == 0) err = dropout(e, emb_mask_, N * H, p_hid_, kEmb);
+    prefix_ = true;
     for (int64_t l = 0; err.empty() && l < spec_.first; l++)  // the frozen prefix, forward only
       err = layer_forward(layers_[(size_t)l], scratch_, l + 1 == spec_.first ? x0 : scratch_.x, l);
+    prefix_ = false;
   }
   for (size_t i = 0; err.empty() && i < saved_layers_.size(); i++) {
     float* out = i + 1 < saved_layers_.size() ? saved_layers_[i + 1].x : top_;
@@ -593,6 +631,7 @@ std::string CudaTrainer::adamw(const HostAdamW& o, int64_t t, double* norm) {
     if (err.empty())
       err = adamw_update(d.w, d.m, d.v, d.g, d.host.n, o.lr, o.beta1, o.beta2, o.eps, d.host.decay ? o.weight_decay : 0.0f,
                          t, scale, stream_);
+  if (err.empty()) err = refresh_bf16();
   if (err.empty() && rel_.g) {  // the bias of the next batch is gathered from the new table
     err = copy_sync(rel_table_.data(), rel_.w, rel_table_.size() * 4, cudaMemcpyDeviceToHost, stream_,
                     "copying MPNet's relative position bias");
@@ -611,6 +650,7 @@ std::string CudaTrainer::sync(int what) {
       err = copy_sync(d.host.grad, d.g, bytes, cudaMemcpyDeviceToHost, stream_, "copying the gradients back");
     else if (what == 2) err = copy_sync(d.w, d.host.data, bytes, cudaMemcpyHostToDevice, stream_, "uploading changed values");
   }
+  if (err.empty() && what == 2) err = refresh_bf16();
   if (err.empty() && what == 2 && rel_.g) {
     err = copy_sync(rel_table_.data(), rel_.w, rel_table_.size() * 4, cudaMemcpyDeviceToHost, stream_,
                     "copying MPNet's relative position bias");

@@ -1,7 +1,8 @@
 // A task model's training on the GPU: the trainer of model/trainer.h, same block (post-
 // LayerNorm, exact GELU, Houlsby adapters after the attention output and after the FFN,
 // MPNet's relative position bias), same modes, heads and dropout sites, in fp32 (cuBLASLt
-// with CUBLAS_COMPUTE_32F: no TF32).
+// with CUBLAS_COMPUTE_32F: no TF32) or with bf16 GEMM inputs in the linear layers (as the
+// CPU trainer's bf16 mode: fp32 master weights, gradients, moments, attention and the rest).
 //
 // The host keeps the task model (model/trainer.h): it tokenizes, computes the loss and its
 // gradient from the logits (small), and reads the trained values back when it saves. The
@@ -58,6 +59,7 @@ class CudaTrainer {
   struct W {
     float* w = nullptr;
     float* g = nullptr;
+    uint16_t* w16 = nullptr;  // bf16 mode: the GEMMs' copy of a linear layer's weight
   };
   struct Layer {
     W qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, f1_w, f1_b, f2_w, f2_b, ln2_w, ln2_b;
@@ -86,6 +88,11 @@ class CudaTrainer {
   std::string malloc_dev(void** p, size_t bytes, const char* what, bool weight);
   // the GPU copy of host weight `src` (n floats): inside a trainable tensor, or a frozen copy
   std::string place(W* out, const float* src, size_t n, const char* what);
+  // place() for a linear layer's weight: in bf16 mode also its bf16 copy (kept current after
+  // every update when it trains)
+  std::string matrix(W* out, const float* src, size_t n, const char* what);
+  // bf16 mode: the trainable weights' bf16 copies from their fp32 values
+  std::string refresh_bf16();
   std::string reserve(int64_t B, int64_t T);
   std::string relative_bias_for(int64_t T);
   std::string linear(float* out, const float* x, const W& w, const W& b, int64_t N, int64_t C, int64_t OC);
@@ -98,6 +105,15 @@ class CudaTrainer {
 
   EncoderConfig cfg_;
   HostTrain spec_;
+  bool bf16_ = false;
+  bool prefix_ = false;  // running the frozen prefix (fp32 GEMMs)
+  struct Shadow {
+    const float* w;
+    uint16_t* w16;
+    size_t n;
+  };
+  std::vector<Shadow> shadows_;              // the trainable weights' bf16 copies
+  uint16_t *x16_ = nullptr, *d16_ = nullptr;  // bf16 GEMM inputs (activations, gradients)
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Blas> blas_;

@@ -268,6 +268,7 @@ void TaskModel::train_view(cuda::HostTrain* out) {
   out->attention_dropout = cfg_.attention_dropout;
   out->head_dropout = cfg_.head_dropout;
   out->seed = cfg_.seed;
+  out->precision = (int32_t)(cfg_.bf16 ? cuda::BackendPrecision::BF16 : cuda::BackendPrecision::F32);
   for (const Param& p : params_) out->params.push_back({p.data, p.grad, p.n, p.decay ? 1 : 0});
 }
 

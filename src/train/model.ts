@@ -69,7 +69,8 @@ export interface TaskModelOptions {
    *
    * On the GPU, an inference model (`inference: true`) has its layers, adapters and head
    * uploaded there, again after its parameters change. A trainable model trains there: its
-   * weights, gradients and AdamW moments live on the GPU, in fp32. The host computes the
+   * weights, gradients and AdamW moments live on the GPU, in fp32 (`precision: 'bf16'`: the
+   * linear layers' GEMMs take bf16 inputs, as on the CPU). The host computes the
    * loss and its gradient from the logits, and reads the trained values back when they are
    * read (`getParameter`, `save`). A recycled mode also takes token ids there, and then its
    * prefix runs on the GPU too. The encoder itself stays a CPU encoder.
@@ -77,7 +78,7 @@ export interface TaskModelOptions {
   device?: 'cpu' | 'cuda' | 'auto';
   /** Which GPU for device 'cuda' or 'auto'; default 0. */
   gpu?: number;
-  /** The GPU's precision of an inference model's linear layers (the head stays fp32); default `precision`. Training on the GPU runs in fp32. */
+  /** The GPU's precision of an inference model's linear layers (the head stays fp32); default `precision`. A trainable model uses `precision` on the GPU too. */
   gpuPrecision?: 'fp32' | 'bf16' | 'fp16';
 }
 
@@ -182,14 +183,9 @@ export class TaskModel {
     const gpu = opts.gpu ?? 0;
     if (!Number.isInteger(gpu) || gpu < 0 || gpu > 1023) throw new RangeError(`gpu must be an integer in 0..1023, got ${String(gpu)}`);
     if (asked === 'cpu') return { device: 'cpu', reason: 'device cpu was asked for' };
-    if (opts.inference !== true) {
-      // training on the GPU is fp32 only so far
-      const precision = (opts.gpuPrecision ?? opts.precision ?? 'fp32');
-      if (precision !== 'fp32') {
-        const why = `training on the GPU runs in fp32 so far (precision '${precision}' was asked for)`;
-        if (asked === 'cuda') throw new Error(`device 'cuda': ${why}; use precision 'fp32', or device 'cpu' for bf16`);
-        return { device: 'cpu', reason: why };
-      }
+    if (opts.inference !== true && opts.gpuPrecision !== undefined && opts.gpuPrecision !== (opts.precision ?? 'fp32')) {
+      // a trainable model runs its own precision on either device
+      throw new TypeError(`gpuPrecision '${opts.gpuPrecision}': a task model trains on the GPU in its own precision ('${opts.precision ?? 'fp32'}'); leave gpuPrecision out, or set precision ('fp32' or 'bf16')`);
     }
     return resolveDevice(encoder.shape, asked, gpu, 'fp32');
   }

@@ -133,8 +133,8 @@ const cases = {
     const run = (...args) => require('child_process').spawnSync(process.execPath, [cli, 'train', '--task', 'classification', '--train', train, '--mode', 'reduced', '--model', tiny, '--store', path.join(dir, 'store'), '--layer', '1', '--epochs', '1', '--quiet', ...args], { encoding: 'utf8', env: process.env });
     const c = run('--out', path.join(dir, 'cli'), '--device', 'cuda', '--gpu', '1');
     r.cli = { status: c.status, stderr: c.stderr, task: c.status === 0 ? JSON.parse(fs.readFileSync(path.join(dir, 'cli', 'task.json'), 'utf8')).mode : null };
-    const bad = run('--out', path.join(dir, 'cli2'), '--device', 'cuda', '--precision', 'bf16');
-    r.cliBf16 = { status: bad.status, stderr: bad.stderr };
+    const b16 = run('--out', path.join(dir, 'cli2'), '--device', 'cuda', '--precision', 'bf16');
+    r.cliBf16 = { status: b16.status, stderr: b16.stderr };
     fs.rmSync(dir, { recursive: true, force: true });
     enc.close();
     return r;
@@ -190,9 +190,9 @@ const cases = {
     for (let i = 0; i < batch.batchSize * T; i++)
       for (let j = 0; j < 2; j++) if (Math.abs(ev4.logits[i * 2 + j] - (tb[j] + tw[j * H] * batch.inputIds[i] - 100)) > 1e-4 * Math.max(1, Math.abs(ev4.logits[i * 2 + j]))) wrongTok++;
     r.token = { wrongTok, n: ev4.logits.length };
-    r.trainBf16 = await outcome(() => lib.TaskModel.create(enc, { ...opts, inference: false, precision: 'bf16' }));
-    const bf16Auto = lib.TaskModel.create(enc, { ...opts, inference: false, precision: 'bf16', device: 'auto' });
-    r.trainBf16Auto = { device: bf16Auto.device, reason: bf16Auto.deviceReason };
+    const bf16 = lib.TaskModel.create(enc, { ...opts, inference: false, precision: 'bf16' });
+    r.trainBf16 = { device: bf16.device };
+    r.trainGpuPrecision = await outcome(() => lib.TaskModel.create(enc, { ...opts, inference: false, gpuPrecision: 'fp16' }));
     const deb = await lib.Encoder.load(path.join(fixtures, 'tiny-deberta-v2'));
     r.deberta = await outcome(() => lib.TaskModel.create(deb, { ...opts, k: 1 }));
     const debAuto = lib.TaskModel.create(deb, { ...opts, k: 1, device: 'auto' });

@@ -117,6 +117,37 @@ const cases = {
     }
     return r;
   },
+  // bf16 mixed precision (the linear layers' GEMM inputs rounded to bf16) against the CPU
+  // trainer's bf16 mode: a step's loss and gradients, then 4 AdamW steps
+  async bf16() {
+    const r = [];
+    for (const name of ['tiny-bert', 'tiny-mpnet']) {
+      const enc = await lib.Encoder.load(path.join(fixtures, name));
+      const batch = await enc.tokenize(['a longer first text here, with more words in it', 'short', 'a middle one']);
+      const hk = await enc.forward(batch, { toLayer: 1 });
+      for (const mode of MODES) {
+        const opts = { ...optionsFor(mode, 'token'), dropout: { hidden: 0, attention: 0, head: 0 }, precision: 'bf16' };
+        const mc = lib.TaskModel.create(enc, opts), mg = lib.TaskModel.create(enc, { ...opts, device: 'cuda' });
+        const f32 = lib.TaskModel.create(enc, { ...opts, precision: 'fp32', device: 'cuda' });
+        const labels = labelsFor('token', batch);
+        const input = mc.recycled ? { hidden: hk, attentionMask: batch.attentionMask } : { batch };
+        const lc = await mc.computeGradients(input, labels), lg = await mg.computeGradients(input, labels);
+        const l32 = await f32.computeGradients(input, labels);
+        let top = 0, worst = 0, worstName = '', vs32 = 0;
+        for (const n of mc.parameterNames()) for (const x of mc.gradient(n)) top = Math.max(top, Math.abs(x));
+        for (const n of mc.parameterNames()) {
+          const d = relDiff(mc.gradient(n), mg.gradient(n), 1e-3 * top);
+          if (!(d <= worst)) worst = d, worstName = n;
+          vs32 = Math.max(vs32, relDiff(mg.gradient(n), f32.gradient(n), 1e-3 * top));
+        }
+        const steps = [];
+        for (let s = 0; s < 4; s++) steps.push([(await mc.trainStep(input, labels, 5e-3)).loss, (await mg.trainStep(input, labels, 5e-3)).loss]);
+        r.push({ name, mode, loss: [lc, lg, l32], worst, worstName, vs32, steps });
+      }
+      enc.close();
+    }
+    return r;
+  },
   // steps with AdamW: without dropout the trajectories agree; with hidden and head dropout
   // (the same masks on either device: the same generator, sites and streams) too; attention
   // dropout draws other masks on the GPU

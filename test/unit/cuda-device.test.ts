@@ -70,9 +70,8 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.memory.deviceWeightBytes).toBeGreaterThan(0);
     expect(r.train.error).toMatch(/opened for inference only/);
     expect(r.kernelError.error).toMatch(/fake backend: a kernel failed \(cudaErrorLaunchFailure\)/);
-    expect(r.trainBf16.error).toMatch(/device 'cuda': training on the GPU runs in fp32 so far \(precision 'bf16' was asked for\); use precision 'fp32', or device 'cpu' for bf16/);
-    expect(r.trainBf16Auto.device).toBe('cpu');
-    expect(r.trainBf16Auto.reason).toMatch(/training on the GPU runs in fp32 so far/);
+    expect(r.trainBf16.device).toBe('cuda');
+    expect(r.trainGpuPrecision.error).toMatch(/gpuPrecision 'fp16': a task model trains on the GPU in its own precision \('fp32'\); leave gpuPrecision out/);
     expect(r.deberta.error).toMatch(/device 'cuda': the GPU encoder does not run deberta-v2's disentangled attention yet/);
     expect(r.debertaAuto.device).toBe('cpu');
     expect(r.debertaAuto.reason).toMatch(/disentangled attention/);
@@ -120,8 +119,7 @@ describe('the GPU path through the addon, on a stand-in backend', () => {
     expect(r.saved.decay.max - r.saved.decay.min).toBeLessThan(1e-5);
     expect(r.cli.status, r.cli.stderr).toBe(0);
     expect(r.cli.task).toBe('reduced');
-    expect(r.cliBf16.status).toBe(1);
-    expect(r.cliBf16.stderr).toMatch(/training on the GPU runs in fp32 so far/);
+    expect(r.cliBf16.status, r.cliBf16.stderr).toBe(0);  // bf16 trains on the GPU too
   });
 
   it.each([

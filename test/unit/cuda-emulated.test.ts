@@ -52,6 +52,19 @@ describe('the GPU backend on an emulated GPU, against the CPU engine', () => {
     }
   });
 
+  it('bf16 mixed precision gives the CPU trainer\'s bf16 loss and gradients, and follows it for 4 AdamW steps', () => {
+    const r = child('bf16');
+    expect(r).toHaveLength(2 * 5);
+    for (const g of r) {
+      const what = `${g.name} ${g.mode}`;
+      expect(rel(g.loss[0], g.loss[1]), `${what} loss`).toBeLessThan(1e-4);
+      expect(g.worst, `${what}: ${g.worstName}`).toBeLessThan(2e-2);
+      // and bf16 is in use: its gradients are not fp32's
+      expect(g.vs32, `${what}: bf16 against fp32 gradients`).toBeGreaterThan(1e-5);
+      for (const [a, b] of g.steps) expect(rel(a, b), `${what} step loss`).toBeLessThan(1e-3);
+    }
+  });
+
   it('AdamW steps follow the CPU, with hidden and head dropout too (the same masks); attention dropout draws its own', () => {
     const r = child('steps');
     for (const s of r) {
