@@ -301,15 +301,16 @@ def reference_layers(model, b):
     return [h.float().cpu().numpy() for h in out.hidden_states]
 
 
-def cuda_time(fn, reps):
+def cuda_time(fn, reps, warmup=10):
+    """Median ms of fn over reps runs after warmup runs, by CUDA events."""
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     ms = []
-    for r in range(reps + 10):
+    for r in range(reps + warmup):
         e0.record()
         fn()
         e1.record()
         torch.cuda.synchronize()
-        if r >= 10:
+        if r >= warmup:
             ms.append(e0.elapsed_time(e1))
     return float(np.median(ms))
 
@@ -371,16 +372,7 @@ def torch_train_times(model, task, b, reps):
             loss = torch.nn.functional.cross_entropy(head(h[:, 0]), labels)
             loss.backward()
             opt.step()
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        ms = []
-        for r in range(reps + 3):
-            e0.record()
-            step()
-            e1.record()
-            torch.cuda.synchronize()
-            if r >= 3:
-                ms.append(e0.elapsed_time(e1))
-        return float(np.median(ms))
+        return cuda_time(step, reps, warmup=3)
     try:
         return run(False), run(True)
     finally:

@@ -25,8 +25,9 @@ int64_t integer(const Napi::Object& o, const char* key, int64_t fallback, int64_
   return er_binding::get_int(v, key, lo, hi);
 }
 
-// An inference model's copy on a GPU (device 'cuda'): uploaded on the compute thread before
-// the first step and again after its parameters change; guarded by the model's mutex.
+// A task model's copy on a GPU (device 'cuda'), guarded by the model's mutex. An inference
+// model's is uploaded on the compute thread before the first step and again after its
+// parameters change; a trainable model's is the trainer below.
 struct GpuTask {
   int32_t device = 0;
   int32_t precision = 0;  // er::cuda::BackendPrecision
@@ -50,7 +51,7 @@ std::string refresh_host(GpuTask* g, int what) {
   return err;
 }
 
-// config.device 'cuda' (inference models only), config.gpu, config.gpuPrecision; null for 'cpu'
+// config.device 'cuda', config.gpu, config.gpuPrecision; null for 'cpu'
 std::shared_ptr<GpuTask> parse_device(const Napi::CallbackInfo& info, const Napi::Object& c, const er::TrainConfig& cfg,
                                       const er::Encoder& enc) {
   Napi::Value dev = c.Get("device");
@@ -254,12 +255,22 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
    private:
     // the forward on the GPU (uploading the model first when its parameters changed), the
     // loss on the host from the logits
-    std::string gpu_step() {
+    // "" when the step's input suits the mode on the GPU: layer-k states (fp32 or fp16) for a
+    // recycled mode, or token ids for any (a recycled mode's prefix then runs there too)
+    std::string gpu_input_error() const {
       const er::TrainConfig& c = model_->config();
       const bool recycled = c.mode == er::TrainMode::Reduced || c.mode == er::TrainMode::ReducedAdapters;
       const bool states = in.hidden || in.hidden16;
       if (states && !recycled) return "this mode takes token ids as input";
-      if (!states && !in.ids) return "this mode takes layer-" + std::to_string(c.k) + " hidden states as input";
+      if (!states && !in.ids) return "this mode takes layer-" + std::to_string(c.k) + " hidden states or token ids as input";
+      return "";
+    }
+
+    std::string gpu_step() {
+      const er::TrainConfig& c = model_->config();
+      const bool states = in.hidden || in.hidden16;
+      std::string bad = gpu_input_error();
+      if (!bad.empty()) return bad;
       if (!gpu_->enc || gpu_->version != model_->version()) {
         er::cuda::HostEncoder host;
         model_->host_view(&host);
@@ -280,12 +291,10 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
     // host from the logits, backward and AdamW there
     std::string gpu_train_step() {
       const er::TrainConfig& c = model_->config();
-      const bool recycled = c.mode == er::TrainMode::Reduced || c.mode == er::TrainMode::ReducedAdapters;
-      // a recycled mode takes layer-k states, or token ids (its prefix then runs on the GPU too)
-      if (!recycled && !in.ids) return "this mode takes token ids as input";
+      std::string err = gpu_input_error();
+      if (!err.empty()) return err;
       if (backward && !labels) return "training needs labels";
       GpuTask& g = *gpu_;
-      std::string err;
       if (!g.trainer) {
         er::cuda::HostEncoder host;
         model_->host_view(&host);
@@ -307,7 +316,6 @@ class TaskModelHandle : public Napi::ObjectWrap<TaskModelHandle> {
       }
       const int64_t R = c.head == er::HeadKind::Sequence ? in.B : in.B * in.T;
       logits_.assign((size_t)(R * c.num_labels), 0.0f);
-      if ((in.hidden || in.hidden16) && !recycled) return "this mode takes token ids as input";
       err = g.trainer->forward(logits_.data(), in.hidden, in.hidden16, in.ids, in.positions, in.types, in.mask, in.B, in.T,
                                train, model_->take_step_number());
       std::vector<float> dlogits;

@@ -23,4 +23,16 @@ ER_HOST_DEVICE uint32_t counter_hash(uint64_t seed, uint64_t stream, uint64_t i)
   return (uint32_t)(z >> 32);
 }
 
+// The stream of one dropout site in one training step: element i of (step, site, part) is
+// kept or dropped the same way on every device. Sites, shared by the CPU trainer
+// (model/trainer.cpp, model/layer.cpp) and the GPU trainer (model/cuda_trainer.cpp): 0 the
+// embeddings, 1 the head's input, and for layer l from dropout_layer_site(l) on: + 0 the
+// attention probabilities, + 1 the attention output, + 2 the FFN output, + 3 DeBERTa-v2's
+// relative rows.
+enum DropoutSite : uint64_t { kDropoutEmbeddings = 0, kDropoutHead = 1, kDropoutLayerBase = 16 };
+ER_HOST_DEVICE uint64_t dropout_stream(uint64_t step, uint64_t site, uint64_t part) {
+  return (step << 40) ^ (site << 24) ^ part;
+}
+ER_HOST_DEVICE uint64_t dropout_layer_site(int64_t layer) { return kDropoutLayerBase + 4 * (uint64_t)layer; }
+
 }  // namespace er

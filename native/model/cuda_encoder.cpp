@@ -55,6 +55,27 @@ std::string CudaEncoder::upload_f32(float** dst, const float* src, size_t n, con
   return err;
 }
 
+std::string upload_batch(const BatchBuffers& d, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                         const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t N, int64_t H,
+                         cudaStream_t stream) {
+  NvtxRange copy("copy the batch to the GPU");
+  const size_t n4 = (size_t)N * 4;
+  auto up = [&](void* dst, const void* src, size_t bytes, const char* what) {
+    return error_text(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), what);
+  };
+  std::string err = up(d.mask, mask, n4, "copying the mask");
+  if (!err.empty()) return err;
+  if (hidden) return up(d.x, hidden, n4 * H, "copying the hidden states");
+  if (hidden16) {  // half the bytes over the bus; the cast runs on the GPU
+    err = up(d.h16, hidden16, (size_t)N * H * 2, "copying the fp16 hidden states");
+    return err.empty() ? f16_to_f32(d.x, d.h16, N * H, stream) : err;
+  }
+  err = up(d.ids, ids, n4, "copying the token ids");
+  if (err.empty() && positions) err = up(d.pos, positions, n4, "copying the positions");
+  if (err.empty() && types) err = up(d.types, types, n4, "copying the token types");
+  return err;
+}
+
 std::string check_host(const HostEncoder& h, int device, const char* who) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
@@ -367,24 +388,7 @@ std::string CudaEncoder::task_forward(float* logits, const float* hidden, const 
   NvtxRange range("task batch " + std::to_string(B) + " x " + std::to_string(T));
   std::string err = reserve(B, T);
   if (!err.empty()) return err;
-  const size_t bytes = (size_t)N * 4;
-  {
-    NvtxRange copy("copy the batch to the GPU");
-    err = error_text(cudaMemcpyAsync(mask_, mask, bytes, cudaMemcpyHostToDevice, stream_), "copying the mask");
-    if (hidden) {
-      if (err.empty())
-        err = error_text(cudaMemcpyAsync(x_, hidden, bytes * H, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
-    } else if (hidden16) {  // half the bytes over the bus; the cast runs on the GPU
-      if (err.empty())
-        err = error_text(cudaMemcpyAsync(h16_, hidden16, (size_t)N * H * 2, cudaMemcpyHostToDevice, stream_),
-                         "copying the fp16 hidden states");
-      if (err.empty()) err = f16_to_f32(x_, h16_, N * H, stream_);
-    } else {
-      if (err.empty()) err = error_text(cudaMemcpyAsync(ids_, ids, bytes, cudaMemcpyHostToDevice, stream_), "copying the token ids");
-      if (err.empty()) err = error_text(cudaMemcpyAsync(pos_, positions, bytes, cudaMemcpyHostToDevice, stream_), "copying the positions");
-      if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, bytes, cudaMemcpyHostToDevice, stream_), "copying the token types");
-    }
-  }
+  err = upload_batch({mask_, ids_, pos_, types_, x_, h16_}, hidden, hidden16, ids, positions, types, mask, N, H, stream_);
   if (err.empty())
     err = states ? forward_from_device(x_, x_, mask_, B, T, from_layer, cfg_.layers)
                  : forward_device(x_, ids_, pos_, types ? types_ : nullptr, mask_, B, T, cfg_.layers);

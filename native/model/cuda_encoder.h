@@ -22,6 +22,19 @@
 namespace er {
 namespace cuda {
 
+// The device buffers a task batch's inputs go to
+struct BatchBuffers {
+  int32_t *mask, *ids, *pos, *types;
+  float* x;       // the states (B, T, H) fp32
+  uint16_t* h16;  // fp16 states before their cast
+};
+// Copies a batch's mask (B, T) and its input to the device on `stream`: fp32 states, fp16
+// states (cast to fp32 into d.x there), or (both null) ids, positions and types (each of
+// those two may be null: not copied)
+std::string upload_batch(const BatchBuffers& d, const float* hidden, const uint16_t* hidden16, const int32_t* ids,
+                         const int32_t* positions, const int32_t* types, const int32_t* mask, int64_t N, int64_t H,
+                         cudaStream_t stream);
+
 // "" when GPU `device` exists and `h` is an encoder (and task) the GPU code runs, else why
 // not; `who` names the caller in the message
 std::string check_host(const HostEncoder& h, int device, const char* who);

@@ -5,18 +5,11 @@
 #include <cstring>
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/nvtx.h"
+#include "kernels/rng.h"
 #include "model/cuda_encoder.h"
 
 namespace er {
 namespace cuda {
-
-namespace {
-
-// dropout sites, as model/trainer.cpp numbers them
-constexpr uint64_t kEmb = 0, kHead = 1, kLayerBase = 16;
-uint64_t stream_of(uint64_t step, uint64_t site) { return (step << 40) ^ (site << 24); }
-
-}  // namespace
 
 CudaTrainer::~CudaTrainer() {
   if (stream_) cudaStreamSynchronize(stream_);
@@ -352,7 +345,7 @@ std::string CudaTrainer::linear_backward(float* dx, const float* dy, const float
 
 std::string CudaTrainer::dropout(float* x, uint8_t* mask, int64_t n, float p, uint64_t site) {
   if (p <= 0) return "";
-  return dropout_forward(x, mask, x, n, p, spec_.seed, stream_of(step_, site), stream_);
+  return dropout_forward(x, mask, x, n, p, spec_.seed, dropout_stream(step_, site, 0), stream_);
 }
 
 std::string CudaTrainer::layer_forward(const Layer& L, Saved& s, float* out, int64_t l) {
@@ -361,7 +354,7 @@ std::string CudaTrainer::layer_forward(const Layer& L, Saved& s, float* out, int
   const float scale = 1.0f / std::sqrt((float)d);
   const bool in_graph = l >= spec_.first;  // the prefix runs without dropout
   const float p_att = in_graph ? p_att_ : 0.0f, p_hid = in_graph ? p_hid_ : 0.0f;
-  const uint64_t site = kLayerBase + 4 * (uint64_t)l;
+  const uint64_t site = dropout_layer_site(l);
   NvtxRange range("layer " + std::to_string(l + 1) + " forward (training)");
   std::string err = linear(s.qkv, s.x, L.qkv_w, L.qkv_b, N, H, 3 * H);
   for (int64_t r = 0; err.empty() && r < B; r++) {
@@ -373,7 +366,7 @@ std::string CudaTrainer::layer_forward(const Layer& L, Saved& s, float* out, int
   if (err.empty()) err = softmax_masked_batched(s.probs, mask_, 1.0f, B, heads * T, T, stream_);
   const float* P = s.probs;
   if (err.empty() && p_att > 0) {
-    err = dropout_forward(s.pdrop, s.mask_p, s.probs, B * heads * TT, p_att, spec_.seed, stream_of(step_, site), stream_);
+    err = dropout_forward(s.pdrop, s.mask_p, s.probs, B * heads * TT, p_att, spec_.seed, dropout_stream(step_, site, 0), stream_);
     P = s.pdrop;
   }
   for (int64_t r = 0; err.empty() && r < B; r++) {
@@ -384,7 +377,7 @@ std::string CudaTrainer::layer_forward(const Layer& L, Saved& s, float* out, int
   // a sublayer's output o, then s = o + adapter(o) + residual, then y = LN(s)
   auto sublayer_end = [&](float* o, uint8_t* mask, uint64_t drop_site, int ad, float* sum, const float* residual,
                           float* mean, float* rstd, const W& ln_w, const W& ln_b, float* y) {
-    std::string e = p_hid > 0 ? dropout_forward(o, mask, o, N * H, p_hid, spec_.seed, stream_of(step_, drop_site), stream_)
+    std::string e = p_hid > 0 ? dropout_forward(o, mask, o, N * H, p_hid, spec_.seed, dropout_stream(step_, drop_site, 0), stream_)
                               : std::string();
     if (e.empty())
       e = error_text(cudaMemcpyAsync(sum, o, (size_t)(N * H) * 4, cudaMemcpyDeviceToDevice, stream_), "a residual");
@@ -500,24 +493,7 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const uint1
   have_types_ = types != nullptr;
   const size_t n4 = (size_t)N * 4;
   float* x0 = saved_layers_.empty() ? top_ : saved_layers_[0].x;
-  {
-    NvtxRange copy("copy the batch to the GPU");
-    err = error_text(cudaMemcpyAsync(mask_, mask, n4, cudaMemcpyHostToDevice, stream_), "copying the mask");
-    if (hidden) {
-      if (err.empty())
-        err = error_text(cudaMemcpyAsync(x0, hidden, n4 * H, cudaMemcpyHostToDevice, stream_), "copying the hidden states");
-    } else if (hidden16) {  // half the bytes over the bus; the cast runs on the GPU
-      if (err.empty())
-        err = error_text(cudaMemcpyAsync(h16_, hidden16, (size_t)N * H * 2, cudaMemcpyHostToDevice, stream_),
-                         "copying the fp16 hidden states");
-      if (err.empty()) err = f16_to_f32(x0, h16_, N * H, stream_);
-    } else {
-      if (err.empty()) err = error_text(cudaMemcpyAsync(ids_, ids, n4, cudaMemcpyHostToDevice, stream_), "copying the token ids");
-      if (err.empty() && positions)
-        err = error_text(cudaMemcpyAsync(pos_, positions, n4, cudaMemcpyHostToDevice, stream_), "copying the positions");
-      if (err.empty() && types) err = error_text(cudaMemcpyAsync(types_, types, n4, cudaMemcpyHostToDevice, stream_), "copying the token types");
-    }
-  }
+  err = upload_batch({mask_, ids_, pos_, types_, x0, h16_}, hidden, hidden16, ids, positions, types, mask, N, H, stream_);
   if (err.empty() && !states) {
     // the embeddings, into layer `first`'s input or into the prefix's scratch
     float* e = spec_.first == 0 ? x0 : scratch_.x;
@@ -530,7 +506,7 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const uint1
       err = embedding_sum(e, word_.w, position_.w, type_.w, ids_, positions ? pos_ : nullptr, ty, N, H, stream_);
       if (err.empty()) err = layernorm_forward(e, nullptr, nullptr, e, nullptr, emb_ln_w_.w, emb_ln_b_.w, N, H, cfg_.eps, stream_);
     }
-    if (err.empty() && spec_.first == 0) err = dropout(e, emb_mask_, N * H, p_hid_, kEmb);
+    if (err.empty() && spec_.first == 0) err = dropout(e, emb_mask_, N * H, p_hid_, kDropoutEmbeddings);
     prefix_ = true;
     for (int64_t l = 0; err.empty() && l < spec_.first; l++)  // the frozen prefix, forward only
       err = layer_forward(layers_[(size_t)l], scratch_, l + 1 == spec_.first ? x0 : scratch_.x, l);
@@ -546,7 +522,7 @@ std::string CudaTrainer::forward(float* logits, const float* hidden, const uint1
     err = head_ == 0 ? error_text(cudaMemcpy2DAsync(head_in_, H * 4, top_, T * H * 4, H * 4, B, cudaMemcpyDeviceToDevice, stream_),
                                   "gathering the first tokens")
                      : error_text(cudaMemcpyAsync(head_in_, top_, n4 * H, cudaMemcpyDeviceToDevice, stream_), "the head's input");
-  if (err.empty()) err = dropout(head_in_, head_mask_, R * H, p_head_, kHead);
+  if (err.empty()) err = dropout(head_in_, head_mask_, R * H, p_head_, kDropoutHead);
   if (err.empty()) err = linear(logits_, head_in_, head_w_, head_b_, R, H, labels_);
   if (err.empty())
     err = error_text(cudaMemcpyAsync(logits, logits_, (size_t)(R * labels_) * 4, cudaMemcpyDeviceToHost, stream_),

@@ -230,10 +230,6 @@ bool attention_bwd(float* dqkv, const float* dctx, const float* qkv, const float
 
 }  // namespace
 
-uint64_t dropout_stream(uint64_t step, uint64_t site, uint64_t part) {
-  return (step << 40) ^ (site << 24) ^ part;
-}
-
 int64_t mask_extent(const int32_t* mask, int64_t T) {
   int64_t e = T;
   while (e > 0 && mask[e - 1] == 0) e--;

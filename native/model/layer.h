@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 #include "kernels/linear.h"
+#include "kernels/rng.h"
 
 namespace er {
 
@@ -161,12 +162,12 @@ void pack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B
 void unpack_rows(float* dst, const float* src, const int64_t* row_start, int64_t B, int64_t T, int64_t H);
 
 // Dropout of one block in one step (all probabilities 0: none). Streams are
-// stream(step, site + {0 probabilities, 1 attention output, 2 FFN output}, part).
+// dropout_stream(step, site + {0 probabilities, 1 attention output, 2 FFN output}, part)
+// (kernels/rng.h), site = dropout_layer_site(layer).
 struct BlockDropout {
   float hidden = 0.0f, attention = 0.0f;
   uint64_t seed = 0, step = 0, site = 0;
 };
-uint64_t dropout_stream(uint64_t step, uint64_t site, uint64_t part);
 
 // What a saving forward keeps for backward; grown to the batch.
 struct BlockSaved {

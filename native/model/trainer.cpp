@@ -12,10 +12,8 @@ namespace er {
 
 namespace {
 
-// Dropout streams (dropout_stream(step, site, part)): sites 0 embeddings, 1 head,
-// 16 + 4 l + {0 attention probabilities, 1 attention output, 2 FFN output} for layer l;
-// part = batch row x head for the probabilities.
-enum Site : uint64_t { kEmb = 0, kHead = 1, kLayerBase = 16 };
+// Dropout streams: dropout_stream(step, site, part) with the sites of kernels/rng.h; part =
+// batch row x head for the attention probabilities.
 
 std::string head_loss_of(const TrainConfig& cfg, const float* logits, float* dlogits, const int32_t* mask, int64_t B,
                          int64_t T, const int32_t* labels, double* loss);
@@ -384,7 +382,7 @@ struct Pass {
     d.attention = p_att;
     d.seed = cfg.seed;
     d.step = step_no;
-    d.site = kLayerBase + 4 * (uint64_t)L.index;
+    d.site = dropout_layer_site(L.index);
     return d;
   }
 };
@@ -420,7 +418,7 @@ std::string forward_saving(Pass& p) {
   if (p.p_hid > 0 && !p.recycled && m.first == 0) {
     grow8(m.emb_mask, N * H);
     dropout_forward(x0.data(), m.emb_mask.data(), x0.data(), N * H, p.p_hid, p.cfg.seed,
-                    dropout_stream(p.step_no, kEmb, 0));
+                    dropout_stream(p.step_no, kDropoutEmbeddings, 0));
   }
   omp_set_num_threads(p.in.threads);
   for (size_t li = 0; li < m.layers.size(); li++) {
@@ -489,7 +487,7 @@ std::string head_forward(Pass& p, const float* top) {
   if (p.p_head > 0) {
     grow8(m.head_mask, R * H);
     dropout_forward(m.head_in.data(), m.head_mask.data(), m.head_in.data(), R * H, p.p_head, p.cfg.seed,
-                    dropout_stream(p.step_no, kHead, 0));
+                    dropout_stream(p.step_no, kDropoutHead, 0));
   }
   grow(m.logits, R * Lb);
   grow(m.dlogits, R * Lb);

@@ -30,6 +30,18 @@ function relDiff(a, b, floor) {
   return d / m;
 }
 
+// The worst tensor of model b's gradients against model a's (relDiff per tensor, floored at
+// 1e-3 of a's largest gradient: a key bias's gradient is zero but for rounding)
+function gradientGap(a, b) {
+  let top = 0, worst = 0, worstName = '';
+  for (const n of a.parameterNames()) for (const x of a.gradient(n)) top = Math.max(top, Math.abs(x));
+  for (const n of a.parameterNames()) {
+    const d = relDiff(a.gradient(n), b.gradient(n), 1e-3 * top);
+    if (!(d <= worst)) worst = d, worstName = n;
+  }
+  return { worst, worstName };
+}
+
 // the real tokens' values of two (B, T, H) outputs
 function maskedDiff(a, b, mask, H) {
   let d = 0;
@@ -95,20 +107,13 @@ const cases = {
           const labels = labelsFor(kind, batch);
           const input = mc.recycled ? { hidden: hk, attentionMask: batch.attentionMask } : { batch };
           const lc = await mc.computeGradients(input, labels), lg = await mg.computeGradients(input, labels);
-          let top = 0;
-          for (const n of mc.parameterNames()) for (const x of mc.gradient(n)) top = Math.max(top, Math.abs(x));
-          let worst = 0, worstName = '';
-          for (const n of mc.parameterNames()) {
-            const d = relDiff(mc.gradient(n), mg.gradient(n), 1e-3 * top);
-            if (!(d <= worst)) worst = d, worstName = n;
-          }
+          const { worst, worstName } = gradientGap(mc, mg);
           // a recycled mode on the GPU also takes the ids (its prefix there): the same gradients
           let fromIds = null;
           if (mc.recycled) {
             const mi = lib.TaskModel.create(enc, { ...opts, device: 'cuda' });
             await mi.computeGradients({ batch }, labels);
-            fromIds = 0;
-            for (const n of mc.parameterNames()) fromIds = Math.max(fromIds, relDiff(mc.gradient(n), mi.gradient(n), 1e-3 * top));
+            fromIds = gradientGap(mc, mi).worst;
           }
           r.push({ name, mode, kind, device: mg.device, loss: [lc, lg], worst, worstName, fromIds, tensors: mc.parameterNames().length });
         }
@@ -133,13 +138,8 @@ const cases = {
         const input = mc.recycled ? { hidden: hk, attentionMask: batch.attentionMask } : { batch };
         const lc = await mc.computeGradients(input, labels), lg = await mg.computeGradients(input, labels);
         const l32 = await f32.computeGradients(input, labels);
-        let top = 0, worst = 0, worstName = '', vs32 = 0;
-        for (const n of mc.parameterNames()) for (const x of mc.gradient(n)) top = Math.max(top, Math.abs(x));
-        for (const n of mc.parameterNames()) {
-          const d = relDiff(mc.gradient(n), mg.gradient(n), 1e-3 * top);
-          if (!(d <= worst)) worst = d, worstName = n;
-          vs32 = Math.max(vs32, relDiff(mg.gradient(n), f32.gradient(n), 1e-3 * top));
-        }
+        const { worst, worstName } = gradientGap(mc, mg);
+        const vs32 = gradientGap(mc, f32).worst;  // bf16 in use: its gradients are not fp32's
         const steps = [];
         for (let s = 0; s < 4; s++) steps.push([(await mc.trainStep(input, labels, 5e-3)).loss, (await mg.trainStep(input, labels, 5e-3)).loss]);
         r.push({ name, mode, loss: [lc, lg, l32], worst, worstName, vs32, steps });
@@ -218,9 +218,7 @@ const cases = {
       const labels = Int32Array.from(h32.attentionMask, (m, i) => (m ? i % 3 : -100));
       const lc = await mc.computeGradients({ hidden: h32.hidden, attentionMask: h32.attentionMask }, labels);
       const lg = await mg.computeGradients({ hidden16: h16.hidden16, attentionMask: h16.attentionMask }, labels);
-      let top = 0, worst = 0;
-      for (const n of mc.parameterNames()) for (const x of mc.gradient(n)) top = Math.max(top, Math.abs(x));
-      for (const n of mc.parameterNames()) worst = Math.max(worst, relDiff(mc.gradient(n), mg.gradient(n), 1e-3 * top));
+      const { worst } = gradientGap(mc, mg);
       const ic = lib.TaskModel.create(enc, { ...opts, inference: true }), ig = lib.TaskModel.create(enc, { ...opts, inference: true, device: 'cuda' });
       const a = await ic.evalStep({ hidden: h32.hidden, attentionMask: h32.attentionMask });
       const b = await ig.evalStep({ hidden16: h16.hidden16, attentionMask: h16.attentionMask });
